@@ -1,0 +1,1 @@
+"""Recova: a multi-tenant third-party debt-collection platform."""

@@ -1,0 +1,1 @@
+"""Contracts between tenants and agencies, and (in later work) the commission ledger."""

@@ -1,0 +1,1 @@
+"""The platform: app factory, configuration, database and tenant scope, auth, jobs, CLI."""

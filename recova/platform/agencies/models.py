@@ -1,0 +1,30 @@
+"""Agencies, in the shared schema: they work cases of several tenants."""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import Enum, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from recova.platform.db import SHARED_SCHEMA, SharedModel, Timestamped
+
+
+class AgencyStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class Agency(Timestamped, SharedModel):
+    """A collection agency whose staff work the cases placed with it."""
+
+    __tablename__ = "agencies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(56), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[AgencyStatus] = mapped_column(
+        Enum(AgencyStatus, name="agency_status", schema=SHARED_SCHEMA,
+             values_callable=lambda e: [m.value for m in e]),
+        default=AgencyStatus.ACTIVE,
+    )

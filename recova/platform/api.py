@@ -1,0 +1,65 @@
+"""The JSON API: flask-smorest set-up, pagination over SQL, and tenant-scoped routes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask_smorest import Blueprint, Page
+from marshmallow import Schema, fields
+from sqlalchemy import Select, func, select
+
+from recova.platform.request_scope import db_session
+
+API_PREFIX = "/api/v1"
+NAMED_TENANT_PREFIX = "/tenants/<tenant_slug>"
+
+
+class SelectPage(Page):
+    """Pages through a SQLAlchemy ``select()`` with LIMIT/OFFSET and a COUNT."""
+
+    collection: Select[Any]
+
+    @property
+    def items(self) -> list[Any]:
+        statement = self.collection.limit(self.page_params.page_size).offset(
+            self.page_params.first_item
+        )
+        return list(db_session().scalars(statement))
+
+    @property
+    def item_count(self) -> int:
+        counted = select(func.count()).select_from(self.collection.order_by(None).subquery())
+        return int(db_session().scalar(counted) or 0)
+
+
+def tenant_routes(blp: Blueprint, rule: str, **options: Any) -> Callable[[Any], Any]:
+    """Register a view at ``rule`` (the caller's own tenant) and under ``/tenants/<slug>``.
+
+    Tenant users and API clients use the short form; platform admins and agency users name
+    the tenant. Both forms run the same view; the access rule resolves the tenant.
+    """
+
+    def decorator(view: Any) -> Any:
+        name = options.pop("endpoint", None) or view.__name__
+        blp.route(rule, endpoint=name, **options)(view)
+        blp.route(NAMED_TENANT_PREFIX + rule, endpoint=f"{name}InNamedTenant", **options)(view)
+        return view
+
+    return decorator
+
+
+class StrictSchema(Schema):
+    """Base for input schemas: unknown fields are an error (marshmallow's RAISE)."""
+
+    class Meta:
+        ordered = True
+
+
+class ErrorSchema(Schema):
+    """The one error shape every API error uses."""
+
+    code = fields.Int(required=True)
+    status = fields.Str(required=True)
+    message = fields.Str()
+    errors = fields.Dict()

@@ -1,0 +1,137 @@
+"""The application factory: builds and binds everything, and never queries at start-up."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, render_template, request, send_from_directory, session
+from flask_smorest import Api
+from flask_wtf.csrf import CSRFProtect
+from redis import Redis
+from werkzeug.exceptions import HTTPException
+
+from recova.platform.api import API_PREFIX
+from recova.platform.auth.access import SCOPES, pop_named_tenant
+from recova.platform.auth.oauth import TOKEN_PATH, init_oauth
+from recova.platform.config import Settings
+from recova.platform.db import Database
+from recova.platform.embedded import with_embedded_services
+from recova.platform.extension import Platform
+from recova.platform.request_scope import SESSION_USER_KEY, bearer_token, init_request_scope
+
+
+def _api_blueprints() -> list[Any]:
+    """Every API blueprint, registered in this order under ``/api/v1``."""
+    from recova.billing.api import blp as contracts
+    from recova.platform.agencies.api import blp as agencies
+    from recova.platform.auth.api import blp as auth
+    from recova.platform.cases.api import blp as cases
+    from recova.tenants.api import blp as tenants
+
+    return [auth, tenants, agencies, contracts, cases]
+
+
+def _web_blueprints() -> list[Any]:
+    """Every server-rendered or plain-Flask blueprint."""
+    from recova.platform.health import blp as health
+    from recova.platform.web.auth import blp as web_auth
+
+    return [health, web_auth]
+
+
+def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
+    """Build the Flask app from settings (default: the environment)."""
+    if config is None:
+        settings = Settings.from_env()
+    elif isinstance(config, Settings):
+        settings = config.with_secrets()
+    else:
+        settings = Settings.from_env(config)
+    settings = with_embedded_services(settings)
+    assert settings.database_url is not None and settings.redis_url is not None
+
+    app = Flask(__name__, template_folder="templates")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="recova_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=settings.production,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked in _csrf_guard, which skips bearer calls
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        API_TITLE="Recova",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=f"{API_PREFIX}/docs/assets/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Recova: third-party debt collection as a service."},
+            "security": [{"oauth2": []}, {"portalSession": []}],
+        },
+    )
+    database = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    redis = Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+    Platform(settings=settings, db=database, redis=redis).init_app(app)
+
+    init_request_scope(app)
+    csrf = CSRFProtect(app)
+
+    @app.before_request
+    def _csrf_guard() -> None:
+        if request.method in ("GET", "HEAD", "OPTIONS") or request.path == TOKEN_PATH:
+            return
+        if bearer_token() is not None:
+            return  # browsers never attach bearer tokens on their own
+        if request.path.startswith(API_PREFIX) and SESSION_USER_KEY not in session:
+            return  # no cookie principal: the access rule answers 401
+        csrf.protect()
+
+    app.url_value_preprocessor(pop_named_tenant)
+
+    api = Api(app)
+    api.spec.components.security_scheme(
+        "oauth2",
+        {
+            "type": "oauth2",
+            "flows": {"clientCredentials": {"tokenUrl": TOKEN_PATH, "scopes": SCOPES}},
+        },
+    )
+    api.spec.components.security_scheme(
+        "portalSession", {"type": "apiKey", "in": "cookie", "name": "recova_session"}
+    )
+    for blueprint in _api_blueprints():
+        api.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    for blueprint in _web_blueprints():
+        app.register_blueprint(blueprint)
+    init_oauth(app, settings.access_token_ttl)
+    _register_docs_assets(app)
+    _register_error_pages(app, api)
+    return app
+
+
+def _register_docs_assets(app: Flask) -> None:
+    import swagger_ui_bundle
+
+    @app.get(f"{API_PREFIX}/docs/assets/<path:filename>")
+    def swagger_assets(filename: str) -> Response:
+        """Swagger UI's own files, served locally so the docs work offline."""
+        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+
+
+def _register_error_pages(app: Flask, api: Api) -> None:
+    @app.errorhandler(HTTPException)
+    def _error(error: HTTPException) -> Any:
+        if request.path.startswith(API_PREFIX) or request.path.startswith("/oauth"):
+            return api.handle_http_exception(error)
+        return render_template("error.html", error=error), error.code or 500

@@ -1,0 +1,213 @@
+"""Routes for the caller (``/me``), user administration and tenants' API clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from recova.platform.agencies.models import Agency
+from recova.platform.api import SelectPage, tenant_routes
+from recova.platform.auth import services
+from recova.platform.auth.access import access
+from recova.platform.auth.models import Membership, OAuthClient, Role, User
+from recova.platform.auth.principal import Principal
+from recova.platform.auth.schemas import (
+    ApiClientCreateSchema,
+    ApiClientSchema,
+    IssuedApiClientSchema,
+    MeSchema,
+    PlatformUserCreateSchema,
+    TenantUserCreateSchema,
+    UserSchema,
+    UserUpdateSchema,
+)
+from recova.platform.request_scope import current_principal, db_session
+from recova.tenants.models import Tenant
+from recova.tenants.scope import current_tenant
+
+blp = Blueprint("auth", __name__, description="The caller, users and API clients")
+
+
+def _users_query() -> Any:
+    return select(User).options(
+        joinedload(User.membership).joinedload(Membership.tenant),
+        joinedload(User.membership).joinedload(Membership.agency),
+    )
+
+
+@blp.route("/me")
+class Me(MethodView):
+    @access(any_principal=True, scope="tenant:read")
+    @blp.response(200, MeSchema)
+    def get(self) -> Principal | None:
+        """Who the caller is: user or API client, role or scopes, tenant or agency."""
+        return current_principal()
+
+
+@blp.route("/platform/users")
+class PlatformUserCollection(MethodView):
+    @access(Role.PLATFORM_ADMIN)
+    @blp.response(200, UserSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self) -> Any:
+        """List every user."""
+        return _users_query().order_by(User.id)
+
+    @access(Role.PLATFORM_ADMIN)
+    @blp.arguments(PlatformUserCreateSchema)
+    @blp.response(201, UserSchema)
+    def post(self, data: dict[str, Any]) -> User:
+        """Create a user in any organisation."""
+        session = db_session()
+        tenant = agency = None
+        if data["tenant"]:
+            tenant = session.scalar(select(Tenant).where(Tenant.slug == data["tenant"]))
+            if tenant is None:
+                abort(422, message=f"no tenant {data['tenant']!r}")
+        if data["agency"]:
+            agency = session.scalar(select(Agency).where(Agency.slug == data["agency"]))
+            if agency is None:
+                abort(422, message=f"no agency {data['agency']!r}")
+        try:
+            return services.create_user(
+                session, email=data["email"], full_name=data["full_name"],
+                password=data["password"], role=Role(data["role"]), tenant=tenant, agency=agency,
+            )
+        except services.UserError as exc:
+            abort(409 if "exists" in str(exc) else 422, message=str(exc))
+
+
+@blp.route("/platform/users/<int:user_id>")
+class PlatformUserItem(MethodView):
+    @access(Role.PLATFORM_ADMIN)
+    @blp.response(200, UserSchema)
+    def get(self, user_id: int) -> User:
+        """Show one user."""
+        return _user_or_404(user_id, tenant_id=None)
+
+    @access(Role.PLATFORM_ADMIN)
+    @blp.arguments(UserUpdateSchema)
+    @blp.response(200, UserSchema)
+    def patch(self, data: dict[str, Any], user_id: int) -> User:
+        """Rename, deactivate or reactivate a user."""
+        return _update_user(_user_or_404(user_id, tenant_id=None), data)
+
+
+@tenant_routes(blp, "/users")
+class TenantUserCollection(MethodView):
+    @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
+    @blp.response(200, UserSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self) -> Any:
+        """List the tenant's users."""
+        return (
+            _users_query()
+            .join(User.membership)
+            .where(Membership.tenant_id == current_tenant().id)
+            .order_by(User.id)
+        )
+
+    @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
+    @blp.arguments(TenantUserCreateSchema)
+    @blp.response(201, UserSchema)
+    def post(self, data: dict[str, Any]) -> User:
+        """Invite a tenant admin or analyst into the tenant."""
+        try:
+            return services.create_user(
+                db_session(), email=data["email"], full_name=data["full_name"],
+                password=data["password"], role=Role(data["role"]), tenant=current_tenant(),
+            )
+        except services.UserError as exc:
+            abort(409 if "exists" in str(exc) else 422, message=str(exc))
+
+
+@tenant_routes(blp, "/users/<int:user_id>")
+class TenantUserItem(MethodView):
+    @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
+    @blp.response(200, UserSchema)
+    def get(self, user_id: int) -> User:
+        """Show one of the tenant's users."""
+        return _user_or_404(user_id, tenant_id=current_tenant().id)
+
+    @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
+    @blp.arguments(UserUpdateSchema)
+    @blp.response(200, UserSchema)
+    def patch(self, data: dict[str, Any], user_id: int) -> User:
+        """Rename, deactivate or reactivate one of the tenant's users."""
+        return _update_user(_user_or_404(user_id, tenant_id=current_tenant().id), data)
+
+
+@tenant_routes(blp, "/api-clients")
+class ApiClientCollection(MethodView):
+    @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
+    @blp.response(200, ApiClientSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self) -> Any:
+        """List the tenant's API clients."""
+        return (
+            select(OAuthClient)
+            .where(OAuthClient.tenant_id == current_tenant().id)
+            .order_by(OAuthClient.id)
+        )
+
+    @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
+    @blp.arguments(ApiClientCreateSchema)
+    @blp.response(201, IssuedApiClientSchema)
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create an API client; its secret is in this response only."""
+        principal = current_principal()
+        issued = services.create_api_client(
+            db_session(), tenant=current_tenant(), name=data["name"],
+            scopes=list(dict.fromkeys(data["scopes"])),
+            created_by=principal.subject_id if principal else None,
+        )
+        dumped = ApiClientSchema().dump(issued.client)
+        return {**dumped, "client_secret": issued.client_secret}
+
+
+@tenant_routes(blp, "/api-clients/<int:client_pk>")
+class ApiClientItem(MethodView):
+    @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
+    @blp.response(200, ApiClientSchema)
+    def get(self, client_pk: int) -> OAuthClient:
+        """Show one API client."""
+        return _client_or_404(client_pk)
+
+    @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
+    @blp.response(200, ApiClientSchema)
+    def delete(self, client_pk: int) -> OAuthClient:
+        """Revoke an API client and all its tokens."""
+        return services.revoke_api_client(db_session(), _client_or_404(client_pk))
+
+
+def _user_or_404(user_id: int, *, tenant_id: int | None) -> User:
+    query = _users_query().where(User.id == user_id)
+    if tenant_id is not None:
+        query = query.join(User.membership).where(Membership.tenant_id == tenant_id)
+    user = db_session().scalar(query)
+    if user is None:
+        abort(404, message=f"no user {user_id}")
+    return user
+
+
+def _update_user(user: User, data: dict[str, Any]) -> User:
+    if "full_name" in data:
+        user.full_name = data["full_name"]
+    if "is_active" in data:
+        services.set_user_active(db_session(), user, data["is_active"])
+    return user
+
+
+def _client_or_404(client_pk: int) -> OAuthClient:
+    client = db_session().scalar(
+        select(OAuthClient).where(
+            OAuthClient.id == client_pk, OAuthClient.tenant_id == current_tenant().id
+        )
+    )
+    if client is None:
+        abort(404, message=f"no API client {client_pk}")
+    return client

@@ -1,0 +1,113 @@
+"""Who is calling: resolving the principal of a request from a bearer token or a session.
+
+A request has at most one principal. Machine clients present an OAuth2 bearer token;
+people use the portal's session cookie (the API accepts it too, with a CSRF header on
+writes). Either way the principal is loaded with one query that also brings its tenant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from recova.platform.auth.models import (
+    AGENCY_ROLES,
+    TENANT_ROLES,
+    Membership,
+    OAuthClient,
+    OAuthToken,
+    Role,
+    User,
+)
+from recova.platform.db import utcnow
+from recova.tenants.models import Tenant, TenantStatus
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a user with a role, or a tenant's OAuth client with scopes."""
+
+    kind: str  # "user" or "client"
+    subject_id: int
+    display: str
+    role: Role | None = None
+    tenant: Tenant | None = None
+    agency_id: int | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_client(self) -> bool:
+        return self.kind == "client"
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.role is Role.PLATFORM_ADMIN
+
+    @property
+    def is_agency_user(self) -> bool:
+        return self.role in AGENCY_ROLES
+
+    @property
+    def home_tenant(self) -> Tenant | None:
+        """The tenant this principal belongs to (tenant users and clients only)."""
+        if self.is_client or self.role in TENANT_ROLES:
+            return self.tenant
+        return None
+
+
+def token_digest(token: str) -> bytes:
+    """The stored form of an access token or client secret."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def principal_from_token(session: Session, token: str) -> Principal | None:
+    """The client behind a bearer token, or None if it is unknown, expired or revoked."""
+    row = session.execute(
+        select(OAuthToken, OAuthClient, Tenant)
+        .join(OAuthClient, OAuthToken.client_pk == OAuthClient.id)
+        .join(Tenant, OAuthToken.tenant_id == Tenant.id)
+        .where(OAuthToken.token_digest == token_digest(token))
+    ).first()
+    if row is None:
+        return None
+    stored, client, tenant = row
+    if (
+        stored.revoked_at is not None
+        or stored.expires_at <= utcnow()
+        or client.revoked_at is not None
+        or tenant.status != TenantStatus.ACTIVE
+    ):
+        return None
+    return Principal(
+        kind="client",
+        subject_id=client.id,
+        display=client.client_id,
+        tenant=tenant,
+        scopes=frozenset(stored.scope.split()),
+    )
+
+
+def principal_from_user_id(session: Session, user_id: int) -> Principal | None:
+    """The user behind a portal session, or None if they no longer may log in."""
+    user = session.scalar(
+        select(User)
+        .options(joinedload(User.membership).joinedload(Membership.tenant))
+        .where(User.id == user_id)
+    )
+    if user is None or not user.is_active or user.membership is None:
+        return None
+    membership = user.membership
+    tenant = membership.tenant
+    if tenant is not None and tenant.status != TenantStatus.ACTIVE:
+        return None
+    return Principal(
+        kind="user",
+        subject_id=user.id,
+        display=user.email,
+        role=membership.role,
+        tenant=tenant,
+        agency_id=membership.agency_id,
+    )

@@ -1,0 +1,1 @@
+"""Debtors, their contacts, their accounts and the collection cases opened on them."""

@@ -1,0 +1,224 @@
+"""The ``recova`` command: demo, serve, worker, migrate, tenants, keys."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import click
+
+from recova.platform.config import ConfigError
+
+
+def _app() -> Any:
+    from recova.platform.app import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so exit handlers run (embedded servers shut down)."""
+
+    def _handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _handler)
+
+
+@click.group()
+def main() -> None:
+    """Recova: multi-tenant third-party debt collection."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--serve/--no-serve", default=True, help="Seed and print logins, then exit.")
+def demo(host: str, port: int, serve: bool) -> None:
+    """Start the services, migrate, seed demo data, print logins, serve app and worker."""
+    from recova.platform.demo import DEMO_PASSWORD, seed_demo
+    from recova.platform.extension import platform
+    from recova.tenants.migrate import migrate_all
+
+    _exit_cleanly_on_sigterm()
+    app = _app()
+    objects = platform(app)
+    if objects.settings.production:
+        raise click.ClickException("the demo seeds known passwords; it refuses production mode")
+    report = migrate_all(objects.db.engine)
+    if report.failed:
+        raise click.ClickException(f"migration failed for {[r.slug for r in report.failed]}")
+    logins = seed_demo(objects.db, data_key=objects.settings.data_key)
+    base = f"http://{host}:{port}"
+    click.echo("Recova demo is ready.\n")
+    click.echo(f"  Portal login   {base}/login")
+    click.echo(f"  API docs       {base}/api/v1/docs")
+    click.echo(f"  OpenAPI        {base}/api/v1/openapi.json")
+    click.echo(f"  Data folder    {objects.settings.home}\n")
+    click.echo(f"  Every demo login uses the password: {DEMO_PASSWORD}")
+    for login in logins:
+        click.echo(f"    {login.email:<38} {login.role:<15} {login.organisation}")
+    click.echo(
+        "\n  Partner API: sign in as a tenant admin and POST /api/v1/api-clients,"
+        f"\n  then exchange the client id and secret at {base}/oauth/token."
+    )
+    if not serve:
+        return
+    worker = subprocess.Popen(  # noqa: S603 - our own entry point
+        [sys.executable, "-m", "recova.platform.cli", "worker"], env=os.environ.copy()
+    )
+    click.echo("\nServing (Ctrl-C to stop) with one RQ worker.")
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the app with Werkzeug's threaded server (use gunicorn wsgi:app in production)."""
+    _exit_cleanly_on_sigterm()
+    _app().run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--queues", default=None, help="Comma-separated queues (default: all).")
+@click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
+def worker(queues: str | None, burst: bool) -> None:
+    """Run an RQ worker for the named queues."""
+    from rq import Worker
+    from rq.serializers import JSONSerializer
+
+    import recova.platform.cases.jobs  # noqa: F401 - import job modules before forking
+    from recova.platform.extension import platform
+    from recova.platform.jobs import QUEUES, dispose_connections_after_fork, job_queue
+    from recova.platform.jobs import set_process_app
+
+    _exit_cleanly_on_sigterm()
+    app = _app()
+    set_process_app(app)
+    dispose_connections_after_fork()
+    names = [q.strip() for q in queues.split(",")] if queues else list(QUEUES)
+    unknown = sorted(set(names) - set(QUEUES))
+    if unknown:
+        raise click.ClickException(f"unknown queues {unknown}; known: {', '.join(QUEUES)}")
+    objects = platform(app)
+    prefix = objects.settings.queue_prefix
+    rq_worker = Worker(
+        [job_queue(objects.redis, name, prefix=prefix) for name in names],
+        connection=objects.redis,
+        serializer=JSONSerializer,
+    )
+    rq_worker.work(burst=burst, with_scheduler=True)
+
+
+@main.command()
+@click.option("--tenant", "tenants", multiple=True, help="Only this tenant (repeatable).")
+@click.option("--jobs", default=4, show_default=True, type=int, help="Tenants in parallel.")
+def migrate(tenants: tuple[str, ...], jobs: int) -> None:
+    """Upgrade the shared schema, then every tenant schema, reporting each tenant."""
+    from recova.platform.extension import platform
+    from recova.tenants.migrate import migrate_all
+
+    app = _app()
+    report = migrate_all(platform(app).db.engine, slugs=list(tenants) or None, jobs=jobs)
+    click.echo(f"shared schema at {report.shared_head}; tenant head {report.tenant_head}")
+    for result in report.results:
+        if not result.ok:
+            click.echo(f"  FAILED   {result.slug:<30} at {result.before}: {result.error}")
+        elif result.changed:
+            click.echo(f"  upgraded {result.slug:<30} {result.before} -> {result.after}")
+    current = len(report.results) - len(report.upgraded) - len(report.failed)
+    click.echo(
+        f"{len(report.upgraded)} upgraded, {current} already current,"
+        f" {len(report.failed)} failed, of {len(report.results)} tenants"
+    )
+    if report.failed:
+        sys.exit(1)
+
+
+@main.group()
+def tenants() -> None:
+    """Create, list and disable tenants."""
+
+
+@tenants.command("create")
+@click.argument("slug")
+@click.option("--name", required=True)
+@click.option("--jurisdiction", type=click.Choice(["CN", "US"]), required=True)
+@click.option("--timezone", required=True, help="IANA time zone, e.g. Asia/Shanghai")
+@click.option("--currency", required=True, help="ISO 4217 code, e.g. CNY")
+def tenants_create(slug: str, name: str, jurisdiction: str, timezone: str, currency: str) -> None:
+    """Provision a tenant: its row, its schema and its tables, in one transaction."""
+    from recova.platform.extension import platform
+    from recova.tenants.migrate import migrate_shared
+    from recova.tenants.services import TenantError, provision_tenant
+
+    db = platform(_app()).db
+    migrate_shared(db.engine)
+    session = db.session()
+    try:
+        tenant = provision_tenant(session, slug=slug, name=name, jurisdiction=jurisdiction,
+                                  timezone=timezone, currency=currency)
+        session.commit()
+    except TenantError as exc:
+        session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        session.close()
+    click.echo(f"created tenant {tenant.slug} in schema {tenant.schema_name}")
+
+
+@tenants.command("list")
+def tenants_list() -> None:
+    """List tenants with their schema and status."""
+    from recova.platform.extension import platform
+    from recova.tenants.services import list_tenants
+
+    with platform(_app()).db.session() as session:
+        rows = list_tenants(session)
+    for tenant in rows:
+        click.echo(
+            f"{tenant.slug:<30} {tenant.schema_name:<36} {tenant.status.value:<9}"
+            f" {tenant.jurisdiction.value} {tenant.currency} {tenant.timezone}"
+        )
+    click.echo(f"{len(rows)} tenants")
+
+
+@tenants.command("disable")
+@click.argument("slug")
+def tenants_disable(slug: str) -> None:
+    """Disable a tenant: its users and API clients are refused from the next request on."""
+    from recova.platform.extension import platform
+    from recova.tenants.models import TenantStatus
+    from recova.tenants.services import get_tenant, set_tenant_status
+
+    with platform(_app()).db.session() as session:
+        tenant = get_tenant(session, slug)
+        if tenant is None:
+            raise click.ClickException(f"no tenant {slug!r}")
+        set_tenant_status(session, tenant, TenantStatus.DISABLED)
+        session.commit()
+    click.echo(f"disabled tenant {slug}")
+
+
+@main.command()
+def keys() -> None:
+    """Print fresh values for SECRET_KEY and RECOVA_DATA_KEY (for production secrets)."""
+    from recova.platform.config import new_secrets
+
+    for name, value in new_secrets().items():
+        click.echo(f"{name}={value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""One configuration object, read from the environment when the app or a command starts.
+
+Nothing here runs at import time: ``Settings.from_env()`` is called by ``create_app`` and
+by the CLI. In development and test mode missing secrets are generated once and kept in
+``RECOVA_HOME/secrets.json`` (mode 0600) so every process on the machine shares them; in
+production mode a missing secret stops start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ENVIRONMENTS = ("development", "test", "production")
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration cannot start the platform; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the platform reads from its environment."""
+
+    environment: str = "development"
+    home: Path = field(default_factory=lambda: Path.home() / ".recova")
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: str = ""
+    data_key: bytes = b""
+    access_token_ttl: int = 3600
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 900
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
+    log_level: str = "INFO"
+    queue_prefix: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``), filling secrets as documented."""
+        env = os.environ if environ is None else environ
+        environment = env.get("RECOVA_ENV", "development")
+        if environment not in ENVIRONMENTS:
+            raise ConfigError(
+                f"RECOVA_ENV={environment!r} is not one of {', '.join(ENVIRONMENTS)}"
+            )
+        home = Path(env.get("RECOVA_HOME") or Path.home() / ".recova").expanduser().resolve()
+        settings = cls(
+            environment=environment,
+            home=home,
+            database_url=normalise_database_url(env.get("DATABASE_URL") or None),
+            redis_url=env.get("REDIS_URL") or None,
+            secret_key=env.get("SECRET_KEY", ""),
+            data_key=_decode_data_key(env.get("RECOVA_DATA_KEY", "")),
+            access_token_ttl=_int(env, "RECOVA_ACCESS_TOKEN_TTL", 3600),
+            login_max_failures=_int(env, "RECOVA_LOGIN_MAX_FAILURES", 5),
+            login_lockout_seconds=_int(env, "RECOVA_LOGIN_LOCKOUT_SECONDS", 900),
+            db_pool_size=_int(env, "RECOVA_DB_POOL_SIZE", 5),
+            db_max_overflow=_int(env, "RECOVA_DB_MAX_OVERFLOW", 5),
+            log_level=env.get("RECOVA_LOG_LEVEL", "INFO"),
+            queue_prefix=env.get("RECOVA_QUEUE_PREFIX", ""),
+        )
+        return settings.with_secrets()
+
+    def with_secrets(self) -> Settings:
+        """Return settings whose secrets are present, generating them outside production."""
+        missing = [
+            name
+            for name, value in (
+                ("SECRET_KEY", self.secret_key),
+                ("RECOVA_DATA_KEY", self.data_key),
+                ("DATABASE_URL", self.database_url if self.production else "embedded"),
+                ("REDIS_URL", self.redis_url if self.production else "embedded"),
+            )
+            if not value
+        ]
+        if not missing:
+            return self
+        if self.production:
+            raise ConfigError(
+                "production mode (RECOVA_ENV=production) needs "
+                + ", ".join(missing)
+                + " in the environment; generate keys with `recova keys`"
+            )
+        stored = load_or_create_secrets(self.home)
+        return replace(
+            self,
+            secret_key=self.secret_key or stored["SECRET_KEY"],
+            data_key=self.data_key or _decode_data_key(stored["RECOVA_DATA_KEY"]),
+        )
+
+
+def new_secrets() -> dict[str, str]:
+    """Fresh values for every secret the platform needs."""
+    return {
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "RECOVA_DATA_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    }
+
+
+def load_or_create_secrets(home: Path) -> dict[str, str]:
+    """Read ``home/secrets.json``, creating it once (under a file lock) if it is missing."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "secrets.json"
+    with open(home / ".secrets.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return json.loads(path.read_text())
+        values = new_secrets()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(values, handle)
+        return values
+
+
+def normalise_database_url(url: str | None) -> str | None:
+    """Point plain ``postgres://`` URLs at the psycopg 3 driver SQLAlchemy should use."""
+    if url is None:
+        return None
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _decode_data_key(raw: str) -> bytes:
+    if not raw:
+        return b""
+    try:
+        key = base64.urlsafe_b64decode(raw.encode())
+    except ValueError as exc:
+        raise ConfigError("RECOVA_DATA_KEY must be 32 bytes in URL-safe base64") from exc
+    if len(key) != 32:
+        raise ConfigError("RECOVA_DATA_KEY must decode to exactly 32 bytes (AES-256)")
+    return key
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc

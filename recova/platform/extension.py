@@ -1,0 +1,31 @@
+"""The objects one app owns (settings, database, Redis), reachable from the app or a job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+
+from recova.platform.config import Settings
+from recova.platform.db import Database
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+
+@dataclass
+class Platform:
+    """What ``create_app`` builds and binds; one per app (and so one per process)."""
+
+    settings: Settings
+    db: Database
+    redis: Redis
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["recova"] = self
+
+
+def platform(app: Flask | None = None) -> Platform:
+    """The platform objects of ``app`` (default: the current app)."""
+    return (app or current_app).extensions["recova"]

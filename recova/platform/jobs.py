@@ -1,0 +1,146 @@
+"""Background jobs on RQ: declared once with their queue, timeout, retries and failure TTL.
+
+Rules every job follows:
+
+- Arguments are ids, the tenant id and plain values, serialised as JSON (never pickle,
+  never ORM objects or personal data).
+- A job is enqueued only after the transaction that asked for it commits
+  (``enqueue_after_commit``), so it never runs against data that was rolled back.
+- A job is idempotent: running it twice has the effect of running it once, so RQ's
+  retries and a worker killed mid-job are safe.
+- Each job runs inside an app context with its own session, opened by the job itself
+  through ``tenant_scope``; one transaction per job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, has_app_context
+from redis import Redis
+from rq import Queue, Retry
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from sqlalchemy.orm import Session
+
+from recova.platform.db import after_commit
+from recova.platform.extension import Platform
+
+QUEUES = ("ingest", "allocate", "work", "billing", "webhooks", "default")
+DAY = 24 * 3600
+
+_process_app: Flask | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """How one job runs: its queue, timeout, retries with back-off and failure TTL."""
+
+    func: Callable[..., Any]
+    queue: str = "default"
+    timeout: int = 600
+    retries: int = 3
+    backoff: list[int] = field(default_factory=lambda: [30, 120, 600])
+    failure_ttl: int = 14 * DAY
+    result_ttl: int = DAY
+
+    @property
+    def path(self) -> str:
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    def __call__(self, **kwargs: Any) -> Any:
+        with _app_context():
+            return self.func(**kwargs)
+
+    def enqueue(self, objects: Platform, *, job_id: str | None = None, **kwargs: Any) -> Job:
+        """Enqueue now; prefer ``enqueue_after_commit`` inside a transaction."""
+        _check_json_arguments(kwargs)
+        queue = job_queue(objects.redis, self.queue, prefix=objects.settings.queue_prefix)
+        return queue.enqueue_call(
+            self.path,
+            kwargs=kwargs,
+            timeout=self.timeout,
+            retry=Retry(max=self.retries, interval=self.backoff) if self.retries else None,
+            failure_ttl=self.failure_ttl,
+            result_ttl=self.result_ttl,
+            job_id=job_id,
+        )
+
+    def enqueue_after_commit(
+        self, session: Session, objects: Platform, *, job_id: str | None = None, **kwargs: Any
+    ) -> None:
+        """Enqueue once ``session``'s transaction commits; forget it on rollback."""
+        _check_json_arguments(kwargs)
+        after_commit(session, lambda: self.enqueue(objects, job_id=job_id, **kwargs))
+
+
+def job(
+    *,
+    queue: str = "default",
+    timeout: int = 600,
+    retries: int = 3,
+    backoff: list[int] | None = None,
+    failure_ttl: int = 14 * DAY,
+) -> Callable[[Callable[..., Any]], JobSpec]:
+    """Declare a job function; RQ calls the returned ``JobSpec`` by its import path."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+
+    def decorator(func: Callable[..., Any]) -> JobSpec:
+        spec = JobSpec(
+            func=func, queue=queue, timeout=timeout, retries=retries,
+            backoff=backoff or [30, 120, 600], failure_ttl=failure_ttl,
+        )
+        return spec
+
+    return decorator
+
+
+def job_queue(redis: Redis, name: str, *, prefix: str = "") -> Queue:
+    """The RQ queue ``name`` (after ``RECOVA_QUEUE_PREFIX``), speaking JSON."""
+    return Queue(prefix + name, connection=redis, serializer=JSONSerializer)
+
+
+def set_process_app(app: Flask) -> None:
+    """Make ``app`` the one jobs in this process run under (the worker does this)."""
+    global _process_app  # noqa: PLW0603 - one app per worker process, set at start-up
+    _process_app = app
+
+
+class _app_context:
+    """Enter the process app's context unless one is already active."""
+
+    def __enter__(self) -> None:
+        self._ctx = None
+        if has_app_context():
+            return
+        global _process_app  # noqa: PLW0603 - created once, lazily, in a bare process
+        if _process_app is None:
+            from recova.platform.app import create_app
+
+            _process_app = create_app()
+        self._ctx = _process_app.app_context()
+        self._ctx.push()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ctx is not None:
+            self._ctx.pop()
+
+
+def _check_json_arguments(kwargs: dict[str, Any]) -> None:
+    for name, value in kwargs.items():
+        if not isinstance(value, str | int | float | bool | type(None) | list | dict):
+            raise TypeError(f"job argument {name!r} must be JSON-serialisable, got {value!r}")
+
+
+def dispose_connections_after_fork() -> None:
+    """Drop inherited pooled connections in a forked work horse (never share a socket)."""
+
+    def _after_fork() -> None:
+        if _process_app is not None:
+            _process_app.extensions["recova"].db.engine.dispose(close=False)
+
+    os.register_at_fork(after_in_child=_after_fork)

@@ -1,0 +1,21 @@
+"""Imports every model module so ``Base.metadata`` knows all tables (for Alembic and tests)."""
+
+from recova.billing.contracts import AgencyContract
+from recova.platform.agencies.models import Agency
+from recova.platform.auth.models import Membership, OAuthClient, OAuthToken, User
+from recova.platform.cases.models import Account, Case, Contact, Debtor
+from recova.tenants.models import Tenant
+
+__all__ = [
+    "Account",
+    "Agency",
+    "AgencyContract",
+    "Case",
+    "Contact",
+    "Debtor",
+    "Membership",
+    "OAuthClient",
+    "OAuthToken",
+    "Tenant",
+    "User",
+]

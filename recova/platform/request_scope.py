@@ -1,0 +1,84 @@
+"""One database session, one principal and at most one tenant per request.
+
+The session is opened on first use and committed once, after the view returned a
+success; any error status or exception rolls it back. Work that must only happen after
+the commit (enqueueing jobs) is registered with ``recova.platform.db.after_commit``.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, g, request, session
+from sqlalchemy.orm import Session
+
+from recova.platform.auth.principal import (
+    Principal,
+    principal_from_token,
+    principal_from_user_id,
+)
+from recova.platform.extension import platform
+
+SESSION_USER_KEY = "uid"
+
+
+def db_session() -> Session:
+    """The current request's session (opened on first use)."""
+    current = g.get("db_session")
+    if current is None:
+        current = platform().db.session()
+        g.db_session = current
+    return current
+
+
+def current_principal() -> Principal | None:
+    """The authenticated caller of this request, resolved once."""
+    if "principal" not in g:
+        g.principal = _resolve_principal()
+    return g.principal
+
+
+def bearer_token() -> str | None:
+    """The bearer token of the request, if it carries one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def _resolve_principal() -> Principal | None:
+    token = bearer_token()
+    if token is not None:
+        g.auth_method = "bearer"
+        return principal_from_token(db_session(), token)
+    user_id = session.get(SESSION_USER_KEY)
+    if isinstance(user_id, int):
+        g.auth_method = "session"
+        return principal_from_user_id(db_session(), user_id)
+    return None
+
+
+def _finish(response: Response) -> Response:
+    current: Session | None = g.pop("db_session", None)
+    if current is None:
+        return response
+    try:
+        if response.status_code < 400:
+            current.commit()
+        else:
+            current.rollback()
+    finally:
+        current.close()
+    return response
+
+
+def _teardown(exc: BaseException | None) -> None:
+    current: Session | None = g.pop("db_session", None)
+    if current is not None:  # an exception skipped _finish
+        current.rollback()
+        current.close()
+
+
+def init_request_scope(app: Flask) -> None:
+    """Install the commit-once and roll-back-on-error hooks."""
+    app.after_request(_finish)
+    app.teardown_request(_teardown)

@@ -1,0 +1,1 @@
+"""Server-rendered portal pages (no build step)."""

@@ -1,0 +1,310 @@
+"""Running the two Alembic histories: the shared schema, and every tenant schema.
+
+``migrate_all`` upgrades the shared schema first, then every tenant schema in parallel,
+each in its own transaction and connection, and reports one result per tenant, so one
+failing tenant never blocks the others and a re-run converges. Deciding what to do is
+one bulk query over all version tables, so a run with nothing to apply opens no Alembic
+context at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+from recova.platform.db import SHARED_SCHEMA, TENANT_PLACEHOLDER, Base
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+VERSION_TABLE = "alembic_version"
+_local = threading.local()
+
+
+@cache
+def script_directory(history: str) -> ScriptDirectory:
+    """The parsed revision scripts of ``history`` (``shared`` or ``tenant``), loaded once."""
+    return ScriptDirectory.from_config(alembic_config(history))
+
+
+def alembic_config(history: str) -> Config:
+    """An Alembic ``Config`` for one history, as the CLI would build it."""
+    config = Config(str(MIGRATIONS_DIR / "alembic.ini"), ini_section=history)
+    config.set_main_option("script_location", str(MIGRATIONS_DIR / history))
+    return config
+
+
+def head(history: str) -> str:
+    """The single head revision of a history (Alembic raises if there are several)."""
+    revision = script_directory(history).get_current_head()
+    if revision is None:
+        raise RuntimeError(f"the {history} migration history is empty")
+    return revision
+
+
+def current_tenant_schema() -> str:
+    """The real schema a tenant migration is running in, for raw SQL in revision scripts."""
+    schema = getattr(_local, "tenant_schema", None)
+    if schema is None:
+        raise RuntimeError("not inside a tenant migration")
+    return schema
+
+
+# --- Alembic environments (called from migrations/*/env.py) ---------------------------
+
+
+def _include_schema(schema: str) -> Callable[..., bool]:
+    def include_object(obj: Any, name: str, type_: str, reflected: bool, compare_to: Any) -> bool:
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        if table is None or getattr(table, "schema", None) is None:
+            return True
+        return table.schema == schema
+
+    return include_object
+
+
+def _connection_from_cli(context: Any) -> Connection:
+    from recova.platform.config import Settings
+    from recova.platform.embedded import with_embedded_services
+    from sqlalchemy import create_engine
+
+    settings = with_embedded_services(Settings.from_env())
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url)
+    return engine.connect()
+
+
+def run_shared_environment(context: Any) -> None:
+    """Env body for the shared history: the ``platform`` schema and its version table."""
+    import recova.platform.models  # noqa: F401 - registers every table on Base.metadata
+
+    connection = context.config.attributes.get("connection") or _connection_from_cli(context)
+    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SHARED_SCHEMA}"'))
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        version_table_schema=SHARED_SCHEMA,
+        include_schemas=True,
+        include_object=_include_schema(SHARED_SCHEMA),
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    if "connection" not in context.config.attributes:
+        connection.commit()
+
+
+def run_tenant_environment(context: Any) -> None:
+    """Env body for the tenant history, run inside one tenant's schema."""
+    import recova.platform.models  # noqa: F401 - registers every table on Base.metadata
+
+    attributes = context.config.attributes
+    schema = attributes.get("tenant_schema")
+    connection = attributes.get("connection")
+    if schema is None:
+        from recova.tenants.slugs import schema_name_for
+
+        slug = context.get_x_argument(as_dictionary=True).get("tenant")
+        if not slug:
+            raise RuntimeError("name the tenant: alembic -n tenant -x tenant=SLUG ...")
+        schema = schema_name_for(slug)
+    own_connection = connection is None
+    if own_connection:
+        connection = _connection_from_cli(context)
+    # Execution options change a Connection in place: restore the caller's map afterwards,
+    # since provisioning runs on the request's own connection.
+    previous_map = connection.get_execution_options().get("schema_translate_map")
+    connection.execution_options(schema_translate_map={TENANT_PLACEHOLDER: schema})
+    _local.tenant_schema = schema
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            version_table_schema=schema,
+            include_schemas=True,
+            include_object=_include_schema(TENANT_PLACEHOLDER),
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        if own_connection:
+            connection.commit()
+    finally:
+        _local.tenant_schema = None
+        connection.execution_options(schema_translate_map=previous_map)
+
+
+# --- programmatic upgrades --------------------------------------------------------------
+
+
+def _run(history: str, connection: Connection, destination: str, **attributes: Any) -> None:
+    config = alembic_config(history)
+    config.attributes["connection"] = connection
+    config.attributes.update(attributes)
+    script = script_directory(history)
+    env = run_shared_environment if history == "shared" else run_tenant_environment
+
+    def step(rev: Any, context: Any) -> Any:
+        return script._upgrade_revs(destination, rev)
+
+    with EnvironmentContext(config, script, fn=step, destination_rev=destination) as context:
+        env(context)
+
+
+def upgrade_shared(connection: Connection) -> None:
+    """Bring the shared schema to head on ``connection`` (the caller commits)."""
+    _run("shared", connection, "head")
+
+
+def upgrade_tenant_schema(connection: Connection, schema_name: str, to: str = "head") -> None:
+    """Bring one tenant schema to ``to`` on ``connection`` (the caller commits)."""
+    _run("tenant", connection, to, tenant_schema=schema_name)
+
+
+def downgrade_tenant_schema(connection: Connection, schema_name: str, to: str = "base") -> None:
+    """Take one tenant schema down to ``to`` (used for repairs and by the tests)."""
+    config = alembic_config("tenant")
+    config.attributes.update(connection=connection, tenant_schema=schema_name)
+    script = script_directory("tenant")
+
+    def step(rev: Any, context: Any) -> Any:
+        return script._downgrade_revs(to, rev)
+
+    with EnvironmentContext(config, script, fn=step, destination_rev=to) as context:
+        run_tenant_environment(context)
+
+
+def tenant_versions(connection: Connection, schema_names: Iterable[str]) -> dict[str, str | None]:
+    """Each schema's tenant-history version, read in bulk (None: no version table or empty)."""
+    wanted = list(schema_names)
+    if not wanted:
+        return {}
+    with_tables = set(
+        connection.execute(
+            text(
+                "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relname = :table AND c.relkind = 'r' AND n.nspname = ANY(:schemas)"
+            ),
+            {"table": VERSION_TABLE, "schemas": wanted},
+        ).scalars()
+    )
+    versions: dict[str, str | None] = dict.fromkeys(wanted)
+    ordered = sorted(with_tables)
+    chunk = 500  # keeps each statement a reasonable size
+    for start in range(0, len(ordered), chunk):
+        part = ordered[start : start + chunk]
+        union = " UNION ALL ".join(
+            f"SELECT {_literal(schema)} AS schema_name, version_num"
+            f' FROM "{schema}".{VERSION_TABLE}'
+            for schema in part
+        )
+        for schema, version in connection.execute(text(union)):
+            versions[schema] = version
+    return versions
+
+
+def _literal(schema: str) -> str:
+    from recova.tenants.slugs import SCHEMA_PATTERN
+
+    if not SCHEMA_PATTERN.fullmatch(schema):
+        raise ValueError(f"unsafe schema name {schema!r}")
+    return f"'{schema}'"
+
+
+@dataclass(frozen=True)
+class TenantMigrationResult:
+    """What ``migrate`` did to one tenant schema."""
+
+    slug: str
+    schema_name: str
+    before: str | None
+    after: str | None
+    ok: bool
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    """The outcome of one ``migrate`` run."""
+
+    shared_head: str
+    tenant_head: str
+    results: list[TenantMigrationResult]
+
+    @property
+    def failed(self) -> list[TenantMigrationResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def upgraded(self) -> list[TenantMigrationResult]:
+        return [r for r in self.results if r.ok and r.changed]
+
+
+def migrate_shared(engine: Engine) -> None:
+    """Upgrade the shared schema to head, serialised across processes by an advisory lock."""
+    with engine.begin() as connection:
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('recova:migrate:shared'))"))
+        upgrade_shared(connection)
+
+
+def migrate_all(
+    engine: Engine, *, slugs: list[str] | None = None, jobs: int = 4
+) -> MigrationReport:
+    """Upgrade the shared schema, then every (or the named) tenant schema, in parallel."""
+    migrate_shared(engine)
+    tenant_head = head("tenant")
+    with engine.connect() as connection:
+        query = f"SELECT slug, schema_name FROM {SHARED_SCHEMA}.tenants"
+        params: dict[str, Any] = {}
+        if slugs:
+            query += " WHERE slug = ANY(:slugs)"
+            params["slugs"] = slugs
+        tenants = list(connection.execute(text(query + " ORDER BY slug"), params))
+        versions = tenant_versions(connection, [schema for _, schema in tenants])
+    results: list[TenantMigrationResult] = []
+    behind = []
+    for slug, schema in tenants:
+        if versions[schema] == tenant_head:
+            results.append(TenantMigrationResult(slug, schema, tenant_head, tenant_head, True))
+        else:
+            behind.append((slug, schema, versions[schema]))
+
+    def upgrade_one(item: tuple[str, str, str | None]) -> TenantMigrationResult:
+        slug, schema, before = item
+        started = time.perf_counter()
+        try:
+            with engine.connect() as connection, connection.begin():
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                    {"key": f"recova:migrate:{schema}"},
+                )
+                upgrade_tenant_schema(connection, schema)
+        except Exception as exc:  # reported per tenant; the others go on
+            return TenantMigrationResult(
+                slug, schema, before, before, False,
+                error=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                seconds=time.perf_counter() - started,
+            )
+        return TenantMigrationResult(
+            slug, schema, before, tenant_head, True, seconds=time.perf_counter() - started
+        )
+
+    if behind:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            results.extend(pool.map(upgrade_one, behind))
+    results.sort(key=lambda r: r.slug)
+    return MigrationReport(head("shared"), tenant_head, results)

@@ -1,0 +1,98 @@
+"""Resolving a request's tenant, and ``tenant_scope`` for jobs and commands.
+
+The tenant of a request comes from its principal (a tenant user's membership, or an
+OAuth client's tenant). Platform admins and agency users name it in the path
+(``/api/v1/tenants/<slug>/...``); an agency only reaches tenants it holds an active
+contract with. A tenant principal naming another tenant gets 404, exactly as if the
+tenant did not exist, so ids and slugs of other tenants leak nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import zoneinfo
+from collections.abc import Iterator
+
+from flask import g
+from flask_smorest import abort
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from recova.billing.contracts import agency_has_active_contract
+from recova.platform.auth.principal import Principal
+from recova.platform.db import Database, bind_session_to_schema
+from recova.tenants.models import Tenant, TenantStatus
+
+NOT_FOUND = "no such tenant, or not one you may reach"
+
+
+def resolve_request_tenant(
+    session: Session, database: Database, principal: Principal, named_slug: str | None
+) -> Tenant:
+    """The tenant this request works on; binds ``session`` to its schema or aborts 404."""
+    home = principal.home_tenant
+    if named_slug is None:
+        if home is None:
+            abort(404, message="name the tenant in the path: /api/v1/tenants/<slug>/...")
+        tenant = home
+    elif home is not None:
+        if home.slug != named_slug:
+            abort(404, message=NOT_FOUND)
+        tenant = home
+    else:
+        found = session.scalar(select(Tenant).where(Tenant.slug == named_slug))
+        if found is None:
+            abort(404, message=NOT_FOUND)
+        tenant = found
+        if principal.is_agency_user:
+            if tenant.status != TenantStatus.ACTIVE or principal.agency_id is None:
+                abort(404, message=NOT_FOUND)
+            # Contracts run by the tenant's calendar, so "today" is the tenant's today.
+            today = dt.datetime.now(zoneinfo.ZoneInfo(tenant.timezone)).date()
+            if not agency_has_active_contract(
+                session, agency_id=principal.agency_id, tenant_id=tenant.id, day=today
+            ):
+                abort(404, message=NOT_FOUND)
+        elif not principal.is_platform_admin:
+            abort(404, message=NOT_FOUND)
+    bind_session_to_schema(session, database, tenant.schema_name)
+    g.tenant = tenant
+    return tenant
+
+
+def current_tenant() -> Tenant:
+    """The tenant resolved for this request (only inside tenant-scoped views)."""
+    return g.tenant
+
+
+@contextlib.contextmanager
+def tenant_scope(tenant: Tenant | int | str, *, db: Database | None = None) -> Iterator[Session]:
+    """A session bound to one tenant's schema, committed on success, rolled back on error.
+
+    ``tenant`` may be a ``Tenant``, its id or its slug. This is the one way jobs and
+    commands reach tenant data.
+    """
+    if db is None:
+        from recova.platform.extension import platform
+
+        db = platform().db
+    session = db.session()
+    try:
+        if isinstance(tenant, Tenant):
+            found: Tenant | None = tenant
+        elif isinstance(tenant, int):
+            found = session.get(Tenant, tenant)
+        else:
+            found = session.scalar(select(Tenant).where(Tenant.slug == tenant))
+        if found is None:
+            raise LookupError(f"no tenant {tenant!r}")
+        bind_session_to_schema(session, db, found.schema_name)
+        session.info["tenant"] = found
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

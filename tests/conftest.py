@@ -1,0 +1,112 @@
+"""Test fixtures: a fresh database per run on real PostgreSQL, real Redis, real migrations.
+
+With ``DATABASE_URL`` set (CI, or this machine's server) the suite creates a database
+under a fresh name on that server and drops it at the end; without it, the embedded
+PostgreSQL is started in a temporary ``RECOVA_HOME``. Redis is ``REDIS_URL`` or the
+embedded one; queues get a per-run prefix so concurrent runs never see each other's jobs.
+Tests commit for real (provisioning is DDL, and the pool tests need real connections),
+so they create their own tenants under unique slugs instead of relying on a clean slate.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from recova.platform.app import create_app
+from recova.platform.config import Settings, new_secrets, normalise_database_url
+from recova.platform.embedded import EmbeddedRedis, start_embedded_postgres
+from recova.platform.extension import platform
+from recova.tenants.migrate import migrate_shared
+from tests.support import World, build_world
+
+
+@pytest.fixture(scope="session")
+def recova_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("recova-home")
+
+
+@pytest.fixture(scope="session")
+def server_url(recova_home: Path) -> str:
+    """A SQLAlchemy URL for the PostgreSQL server's maintenance database."""
+    configured = normalise_database_url(os.environ.get("DATABASE_URL") or None)
+    if configured:
+        return configured
+    return start_embedded_postgres(recova_home)
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """A database created for this run under a fresh name, dropped at the end."""
+    name = f"recova_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url(recova_home: Path) -> str:
+    return os.environ.get("REDIS_URL") or EmbeddedRedis(recova_home).acquire()
+
+
+@pytest.fixture(scope="session")
+def settings(recova_home: Path, database_url: str, redis_url: str) -> Settings:
+    keys = new_secrets()
+    return Settings.from_env(
+        {
+            "RECOVA_ENV": "test",
+            "RECOVA_HOME": str(recova_home),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": keys["SECRET_KEY"],
+            "RECOVA_DATA_KEY": keys["RECOVA_DATA_KEY"],
+            "RECOVA_QUEUE_PREFIX": f"test-{secrets.token_hex(4)}:",
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    migrate_shared(platform(application).db.engine)
+    yield application
+    redis = platform(application).redis
+    for key in redis.scan_iter(match=f"*{settings.queue_prefix}*"):
+        redis.delete(key)
+    platform(application).db.dispose()
+
+
+@pytest.fixture
+def db(app):  # type: ignore[no-untyped-def]
+    return platform(app).db
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def world(app) -> World:  # type: ignore[no-untyped-def]
+    """Two tenants with identical external ids, an agency contracted to A only, and staff."""
+    return build_world(app)
