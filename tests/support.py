@@ -143,8 +143,12 @@ def build_world(app: Flask) -> World:
     ):
         slug = f"{key}{B_MARK if key == 'b' else 'alpha'}{tag}"
         tenants[key] = provision_tenant(
-            session, slug=slug, name=f"Tenant {slug}", jurisdiction=jurisdiction,
-            timezone=zone, currency=currency,
+            session,
+            slug=slug,
+            name=f"Tenant {slug}",
+            jurisdiction=jurisdiction,
+            timezone=zone,
+            currency=currency,
         )
     agency_a = create_agency(session, slug=f"agency-a{tag}", name="Agency for A")
     agency_b = create_agency(session, slug=f"agency-{B_MARK}{tag}", name=f"Agency {B_MARK}")
@@ -155,32 +159,76 @@ def build_world(app: Flask) -> World:
         session, tenant=tenants["b"], agency=agency_b, starts_on=today - dt.timedelta(days=30)
     )
     platform_admin = f"root{tag}@platform.test"
-    create_user(session, email=platform_admin, full_name="Root", password=PASSWORD,
-                role=Role.PLATFORM_ADMIN)
+    create_user(
+        session, email=platform_admin, full_name="Root", password=PASSWORD, role=Role.PLATFORM_ADMIN
+    )
     manager = f"manager{tag}@agency-a.test"
     collector = f"collector{tag}@agency-a.test"
     outsider = f"manager{tag}@{B_MARK}.test"
-    create_user(session, email=manager, full_name="Manager A", password=PASSWORD,
-                role=Role.AGENCY_MANAGER, agency=agency_a)
-    create_user(session, email=collector, full_name="Collector A", password=PASSWORD,
-                role=Role.COLLECTOR, agency=agency_a)
-    create_user(session, email=outsider, full_name=f"Manager {B_MARK}", password=PASSWORD,
-                role=Role.AGENCY_MANAGER, agency=agency_b)
+    create_user(
+        session,
+        email=manager,
+        full_name="Manager A",
+        password=PASSWORD,
+        role=Role.AGENCY_MANAGER,
+        agency=agency_a,
+    )
+    create_user(
+        session,
+        email=collector,
+        full_name="Collector A",
+        password=PASSWORD,
+        role=Role.COLLECTOR,
+        agency=agency_a,
+    )
+    create_user(
+        session,
+        email=outsider,
+        full_name=f"Manager {B_MARK}",
+        password=PASSWORD,
+        role=Role.AGENCY_MANAGER,
+        agency=agency_b,
+    )
     data: dict[str, dict[str, Any]] = {}
     for key, tenant in tenants.items():
         mark = B_MARK if key == "b" else "alpha"
-        admin = create_user(session, email=f"admin{tag}@{mark}.test", full_name=f"Admin {mark}",
-                            password=PASSWORD, role=Role.TENANT_ADMIN, tenant=tenant)
-        create_user(session, email=f"analyst{tag}@{mark}.test", full_name=f"Analyst {mark}",
-                    password=PASSWORD, role=Role.TENANT_ANALYST, tenant=tenant)
-        full = create_api_client(session, tenant=tenant, name=f"client {mark}",
-                                 scopes=sorted(SCOPES), created_by=admin.id)
-        limited = create_api_client(session, tenant=tenant, name=f"limited {mark}",
-                                    scopes=["tenant:read"], created_by=admin.id)
+        admin = create_user(
+            session,
+            email=f"admin{tag}@{mark}.test",
+            full_name=f"Admin {mark}",
+            password=PASSWORD,
+            role=Role.TENANT_ADMIN,
+            tenant=tenant,
+        )
+        create_user(
+            session,
+            email=f"analyst{tag}@{mark}.test",
+            full_name=f"Analyst {mark}",
+            password=PASSWORD,
+            role=Role.TENANT_ANALYST,
+            tenant=tenant,
+        )
+        full = create_api_client(
+            session,
+            tenant=tenant,
+            name=f"client {mark}",
+            scopes=sorted(SCOPES),
+            created_by=admin.id,
+        )
+        limited = create_api_client(
+            session,
+            tenant=tenant,
+            name=f"limited {mark}",
+            scopes=["tenant:read"],
+            created_by=admin.id,
+        )
         data[key] = {
-            "admin_email": admin.email, "analyst_email": f"analyst{tag}@{mark}.test",
-            "admin_id": admin.id, "client_pk": full.client.id,
-            "client_id": full.client.client_id, "client_secret": full.client_secret,
+            "admin_email": admin.email,
+            "analyst_email": f"analyst{tag}@{mark}.test",
+            "admin_id": admin.id,
+            "client_pk": full.client.id,
+            "client_id": full.client.client_id,
+            "client_secret": full.client_secret,
             "limited_client_id": limited.client.client_id,
             "limited_client_secret": limited.client_secret,
         }
@@ -201,9 +249,13 @@ def build_world(app: Flask) -> World:
             case_ids[key] = []
             for n in range(1, count + 1):
                 case = open_case(
-                    scoped, cipher=cipher, debtor_external_id=f"D-{n}",
-                    full_name=f"Debtor {mark} {n}", account_external_id=f"L-{n}",
-                    currency="CNY" if key == "a" else "USD", principal=Decimal("1000.00") * n,
+                    scoped,
+                    cipher=cipher,
+                    debtor_external_id=f"D-{n}",
+                    full_name=f"Debtor {mark} {n}",
+                    account_external_id=f"L-{n}",
+                    currency="CNY" if key == "a" else "USD",
+                    principal=Decimal("1000.00") * n,
                     due_date=today - dt.timedelta(days=10 * n),
                     national_id="11010519491231002X",
                 )
@@ -213,8 +265,16 @@ def build_world(app: Flask) -> World:
         return TenantData(slug=slugs[key], id=ids[key], case_ids=case_ids[key], **data[key])
 
     return World(
-        app=app, a=tenant_data("a"), b=tenant_data("b"), platform_admin_email=platform_admin,
-        agency_a_id=agency_ids[0], agency_a_slug=agency_a_slug, agency_b_id=agency_ids[1],
-        contract_a_id=contract_a_id, manager_email=manager, collector_email=collector,
-        outsider_manager_email=outsider, external_ids=external_ids,
+        app=app,
+        a=tenant_data("a"),
+        b=tenant_data("b"),
+        platform_admin_email=platform_admin,
+        agency_a_id=agency_ids[0],
+        agency_a_slug=agency_a_slug,
+        agency_b_id=agency_ids[1],
+        contract_a_id=contract_a_id,
+        manager_email=manager,
+        collector_email=collector,
+        outsider_manager_email=outsider,
+        external_ids=external_ids,
     )

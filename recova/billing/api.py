@@ -5,16 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import select
 
 from recova.billing.contracts import AgencyContract
-from recova.billing.services import ContractError, create_agency_contract, end_agency_contract
+from recova.billing.services import (
+    ContractConflict,
+    ContractError,
+    create_agency_contract,
+    end_agency_contract,
+)
 from recova.platform.agencies.models import Agency
 from recova.platform.api import SelectPage, StrictSchema
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
+from recova.platform.errors import abort
 from recova.platform.request_scope import db_session
 from recova.tenants.models import Tenant
 
@@ -59,15 +65,23 @@ class ContractCollection(MethodView):
         tenant = session.scalar(select(Tenant).where(Tenant.slug == data["tenant"]))
         agency = session.scalar(select(Agency).where(Agency.slug == data["agency"]))
         if tenant is None or agency is None:
-            abort(422, message="unknown tenant or agency",
-                  errors={"json": {"tenant" if tenant is None else "agency": ["not found"]}})
+            abort(
+                422,
+                message="unknown tenant or agency",
+                errors={"json": {"tenant" if tenant is None else "agency": ["not found"]}},
+            )
         try:
             return create_agency_contract(
-                session, tenant=tenant, agency=agency,
-                starts_on=data["starts_on"], ends_on=data["ends_on"],
+                session,
+                tenant=tenant,
+                agency=agency,
+                starts_on=data["starts_on"],
+                ends_on=data["ends_on"],
             )
-        except ContractError as exc:
+        except ContractConflict as exc:
             abort(409, message=str(exc))
+        except ContractError as exc:
+            abort(422, message=str(exc))
 
 
 @blp.route("/platform/contracts/<int:contract_id>")

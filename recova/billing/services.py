@@ -16,6 +16,10 @@ class ContractError(ValueError):
     """A contract request that cannot be carried out."""
 
 
+class ContractConflict(ContractError):
+    """The pair already has a contract overlapping the requested period."""
+
+
 def create_agency_contract(
     session: Session,
     *,
@@ -36,7 +40,7 @@ def create_agency_contract(
         )
     )
     if overlap is not None:
-        raise ContractError(
+        raise ContractConflict(
             f"agency {agency.slug!r} already has a contract with {tenant.slug!r}"
             f" overlapping that period (contract {overlap})"
         )

@@ -50,7 +50,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     else:
         settings = Settings.from_env(config)
     settings = with_embedded_services(settings)
-    assert settings.database_url is not None and settings.redis_url is not None
+    assert settings.database_url is not None
+    assert settings.redis_url is not None
 
     app = Flask(__name__, template_folder="templates")
     app.config.update(
@@ -133,5 +134,9 @@ def _register_error_pages(app: Flask, api: Api) -> None:
     @app.errorhandler(HTTPException)
     def _error(error: HTTPException) -> Any:
         if request.path.startswith(API_PREFIX) or request.path.startswith("/oauth"):
-            return api.handle_http_exception(error)
+            body, code, headers = api.handle_http_exception(error)
+            # Keep the exception's own headers (405's Allow, RFC 9110 section 15.5.6),
+            # which flask-smorest drops; the JSON body brings its own Content-Type.
+            own = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+            return body, code, {**own, **(headers or {})}
         return render_template("error.html", error=error), error.code or 500

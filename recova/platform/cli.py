@@ -15,11 +15,15 @@ from recova.platform.config import ConfigError
 
 def _app() -> Any:
     from recova.platform.app import create_app
+    from recova.platform.extension import platform
 
     try:
-        return create_app()
+        app = create_app()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    # Close the pooled connections when the command ends, not whenever they are collected.
+    click.get_current_context().call_on_close(platform(app).db.dispose)
+    return app
 
 
 def _exit_cleanly_on_sigterm() -> None:
@@ -70,7 +74,7 @@ def demo(host: str, port: int, serve: bool) -> None:
     )
     if not serve:
         return
-    worker = subprocess.Popen(  # noqa: S603 - our own entry point
+    worker = subprocess.Popen(
         [sys.executable, "-m", "recova.platform.cli", "worker"], env=os.environ.copy()
     )
     click.echo("\nServing (Ctrl-C to stop) with one RQ worker.")
@@ -100,8 +104,12 @@ def worker(queues: str | None, burst: bool) -> None:
 
     import recova.platform.cases.jobs  # noqa: F401 - import job modules before forking
     from recova.platform.extension import platform
-    from recova.platform.jobs import QUEUES, dispose_connections_after_fork, job_queue
-    from recova.platform.jobs import set_process_app
+    from recova.platform.jobs import (
+        QUEUES,
+        dispose_connections_after_fork,
+        job_queue,
+        set_process_app,
+    )
 
     _exit_cleanly_on_sigterm()
     app = _app()
@@ -167,8 +175,14 @@ def tenants_create(slug: str, name: str, jurisdiction: str, timezone: str, curre
     migrate_shared(db.engine)
     session = db.session()
     try:
-        tenant = provision_tenant(session, slug=slug, name=name, jurisdiction=jurisdiction,
-                                  timezone=timezone, currency=currency)
+        tenant = provision_tenant(
+            session,
+            slug=slug,
+            name=name,
+            jurisdiction=jurisdiction,
+            timezone=timezone,
+            currency=currency,
+        )
         session.commit()
     except TenantError as exc:
         session.rollback()

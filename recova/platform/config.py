@@ -50,13 +50,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``environ`` (default ``os.environ``), filling secrets as documented."""
+        """Build settings from ``environ`` (default ``os.environ``), filling in secrets."""
         env = os.environ if environ is None else environ
         environment = env.get("RECOVA_ENV", "development")
         if environment not in ENVIRONMENTS:
-            raise ConfigError(
-                f"RECOVA_ENV={environment!r} is not one of {', '.join(ENVIRONMENTS)}"
-            )
+            raise ConfigError(f"RECOVA_ENV={environment!r} is not one of {', '.join(ENVIRONMENTS)}")
         home = Path(env.get("RECOVA_HOME") or Path.home() / ".recova").expanduser().resolve()
         settings = cls(
             environment=environment,

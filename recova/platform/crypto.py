@@ -20,9 +20,7 @@ _VERSION = b"\x01"
 
 
 def _derive(master_key: bytes, purpose: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
-        master_key
-    )
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(master_key)
 
 
 class PersonalDataCipher:
@@ -35,7 +33,7 @@ class PersonalDataCipher:
         self._index_key = _derive(master_key, b"recova/pii/blind-index/v1")
 
     def encrypt(self, plaintext: str, *, context: str) -> bytes:
-        """Encrypt ``plaintext``; ``context`` (such as ``"debtor.national_id"``) is authenticated."""
+        """Encrypt ``plaintext``; ``context`` (e.g. ``"debtor.national_id"``) is authenticated."""
         nonce = os.urandom(12)
         sealed = self._aead.encrypt(nonce, plaintext.encode(), context.encode())
         return _VERSION + nonce + sealed

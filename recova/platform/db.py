@@ -1,12 +1,20 @@
-"""Engine, declarative base and sessions, including how a session is bound to one tenant.
+"""Engine, declarative base and sessions, including how a session is scoped to one tenant.
 
 Shared tables live in the ``platform`` schema. Tenant tables are declared once in the
-placeholder schema ``tenant``; a session bound to a tenant maps that placeholder to the
-tenant's real schema with SQLAlchemy's ``schema_translate_map``. The map is set on the
-*engine* the session is bound to (``engine.execution_options(...)``), so every connection
-the session checks out, after each commit too, carries it. No connection ever has its
-``search_path`` changed, so pooled connections (and PgBouncer in transaction mode) cannot
-carry one tenant's scope into another request.
+placeholder schema ``tenant``; a session scoped to a tenant maps that placeholder to the
+tenant's real schema with SQLAlchemy's ``schema_translate_map``.
+
+How the map reaches every statement: the session records it in ``session.info`` and an
+``after_begin`` listener sets it on each connection the session begins a transaction on,
+so it survives commit, refresh, lazy and eager loads (each new transaction gets it
+again). Setting it once through ``session.connection(execution_options=...)`` would be
+lost at the first commit; binding the session to ``engine.execution_options(...)`` keeps
+it too, but a request learns its tenant only after its first query (the principal
+lookup), and a session cannot change its bind mid-transaction without checking out a
+second connection. Execution options change the ``Connection`` facade in place, never the
+pooled DBAPI connection, and no connection ever has its ``search_path`` changed, so pooled
+connections (and PgBouncer in transaction mode) cannot carry one tenant's scope into
+another request.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, func
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -65,7 +73,7 @@ def utcnow() -> dt.datetime:
 
 
 class Database:
-    """One engine per process, plus the per-tenant engine views that carry the schema map."""
+    """One engine (and pool) per process; sessions are scoped to a tenant per use."""
 
     def __init__(
         self,
@@ -83,24 +91,13 @@ class Database:
             options["poolclass"] = NullPool
         self.url = url
         self.engine: Engine = create_engine(url, **options)
-        self._tenant_engines: dict[str, Engine] = {}
         self._sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
-
-    def tenant_engine(self, schema_name: str) -> Engine:
-        """The engine view that maps the ``tenant`` placeholder to ``schema_name``."""
-        engine = self._tenant_engines.get(schema_name)
-        if engine is None:
-            engine = self.engine.execution_options(
-                schema_translate_map={TENANT_PLACEHOLDER: schema_name}
-            )
-            self._tenant_engines[schema_name] = engine
-        return engine
 
     def session(self, schema_name: str | None = None) -> Session:
         """A new session, bound to one tenant's schema when ``schema_name`` is given."""
         session = self._sessionmaker()
         if schema_name is not None:
-            bind_session_to_schema(session, self, schema_name)
+            bind_session_to_schema(session, schema_name)
         return session
 
     def dispose(self) -> None:
@@ -108,24 +105,30 @@ class Database:
         self.engine.dispose()
 
 
-def bind_session_to_schema(session: Session, database: Database, schema_name: str) -> None:
+def bind_session_to_schema(session: Session, schema_name: str) -> None:
     """Scope ``session`` to one tenant schema for the rest of its life.
 
-    The session's bind becomes the tenant engine view, so every later transaction carries
-    the map. A transaction already open (the request looked up its principal first) gets
-    the same map on its connection in place; SQLAlchemy 2 changes the ``Connection``
-    facade, not the pooled DBAPI connection, so nothing leaks back into the pool.
+    Every transaction the session begins from now on maps the placeholder to
+    ``schema_name``; a transaction already open (the request looked up its principal
+    first) gets the map on its connection at once.
     """
     current = session.info.get("tenant_schema")
     if current is not None and current != schema_name:
         raise RuntimeError(f"session already bound to {current}, refusing {schema_name}")
     session.info["tenant_schema"] = schema_name
-    engine = database.tenant_engine(schema_name)
-    session.bind = engine
     if session.in_transaction():
-        session.connection().execution_options(
-            schema_translate_map={TENANT_PLACEHOLDER: schema_name}
-        )
+        _apply_tenant_map(session.connection(), schema_name)
+
+
+def _apply_tenant_map(connection: Connection, schema_name: str) -> None:
+    connection.execution_options(schema_translate_map={TENANT_PLACEHOLDER: schema_name})
+
+
+@event.listens_for(Session, "after_begin")
+def _map_tenant_on_begin(session: Session, transaction: Any, connection: Connection) -> None:
+    schema_name = session.info.get("tenant_schema")
+    if schema_name is not None:
+        _apply_tenant_map(connection, schema_name)
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
@@ -133,17 +136,22 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
 
     This is how jobs are enqueued: a job never sees data its request did not commit.
     """
+    if not session.in_transaction():
+        session.begin()  # else a rollback before the first statement would not forget it
     session.info.setdefault("after_commit", []).append(callback)
 
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released; the transaction itself may still roll back
     callbacks = session.info.pop("after_commit", [])
     for callback in callbacks:
         callback()
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_after_commit(session: Session, previous_transaction: Any) -> None:
-    if previous_transaction.parent is None:
+@event.listens_for(Session, "after_transaction_end")
+def _drop_after_commit(session: Session, transaction: Any) -> None:
+    # Runs after ``after_commit`` on commit; on rollback or close the callbacks are dropped.
+    if transaction.parent is None:
         session.info.pop("after_commit", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,7 +28,7 @@ from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import get_tenant, provision_tenant
 
-DEMO_PASSWORD = "recova-demo-2026"  # demo data only; `recova demo` refuses production mode
+DEMO_PASSWORD = "recova-demo-2026"  # noqa: S105 - demo data only; `recova demo` refuses production mode
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,21 @@ class DemoLogin:
     organisation: str
 
 
-TENANTS = [
-    {"slug": "lendco-cn", "name": "LendCo China", "jurisdiction": "CN",
-     "timezone": "Asia/Shanghai", "currency": "CNY"},
-    {"slug": "lendco-us", "name": "LendCo US", "jurisdiction": "US",
-     "timezone": "America/New_York", "currency": "USD"},
+TENANTS: list[dict[str, Any]] = [
+    {
+        "slug": "lendco-cn",
+        "name": "LendCo China",
+        "jurisdiction": "CN",
+        "timezone": "Asia/Shanghai",
+        "currency": "CNY",
+    },
+    {
+        "slug": "lendco-us",
+        "name": "LendCo US",
+        "jurisdiction": "US",
+        "timezone": "America/New_York",
+        "currency": "USD",
+    },
 ]
 AGENCIES = [
     {"slug": "swift-recoveries", "name": "Swift Recoveries"},
@@ -58,7 +69,7 @@ SAMPLE_DEBTORS = [
 
 def seed_demo(db: Database, *, data_key: bytes, today: dt.date | None = None) -> list[DemoLogin]:
     """Create the demo organisations, logins and sample cases if they are missing."""
-    today = today or dt.date.today()
+    today = today or dt.date.today()  # noqa: DTZ011 - the operator's calendar
     logins: list[DemoLogin] = []
     session = db.session()
     try:
@@ -67,23 +78,54 @@ def seed_demo(db: Database, *, data_key: bytes, today: dt.date | None = None) ->
         for tenant in tenants:
             for agency in agencies:
                 _contract(session, tenant, agency, today)
-        logins.append(_user(session, "admin@recova.local", "Platform Admin",
-                            Role.PLATFORM_ADMIN, "platform"))
+        logins.append(
+            _user(session, "admin@recova.local", "Platform Admin", Role.PLATFORM_ADMIN, "platform")
+        )
         for tenant in tenants:
             short = tenant.slug.split("-")[-1]
-            logins.append(_user(session, f"admin@{short}.lendco.test", f"{tenant.name} Admin",
-                                Role.TENANT_ADMIN, tenant.slug, tenant=tenant))
-            logins.append(_user(session, f"analyst@{short}.lendco.test",
-                                f"{tenant.name} Analyst", Role.TENANT_ANALYST, tenant.slug,
-                                tenant=tenant))
+            logins.append(
+                _user(
+                    session,
+                    f"admin@{short}.lendco.test",
+                    f"{tenant.name} Admin",
+                    Role.TENANT_ADMIN,
+                    tenant.slug,
+                    tenant=tenant,
+                )
+            )
+            logins.append(
+                _user(
+                    session,
+                    f"analyst@{short}.lendco.test",
+                    f"{tenant.name} Analyst",
+                    Role.TENANT_ANALYST,
+                    tenant.slug,
+                    tenant=tenant,
+                )
+            )
         for agency in agencies:
             domain = agency.slug.replace("-", "") + ".test"
-            logins.append(_user(session, f"manager@{domain}", f"{agency.name} Manager",
-                                Role.AGENCY_MANAGER, agency.slug, agency=agency))
+            logins.append(
+                _user(
+                    session,
+                    f"manager@{domain}",
+                    f"{agency.name} Manager",
+                    Role.AGENCY_MANAGER,
+                    agency.slug,
+                    agency=agency,
+                )
+            )
             for number in (1, 2):
-                logins.append(_user(session, f"collector{number}@{domain}",
-                                    f"{agency.name} Collector {number}", Role.COLLECTOR,
-                                    agency.slug, agency=agency))
+                logins.append(
+                    _user(
+                        session,
+                        f"collector{number}@{domain}",
+                        f"{agency.name} Collector {number}",
+                        Role.COLLECTOR,
+                        agency.slug,
+                        agency=agency,
+                    )
+                )
         session.commit()
     except BaseException:
         session.rollback()
@@ -97,7 +139,7 @@ def seed_demo(db: Database, *, data_key: bytes, today: dt.date | None = None) ->
     return logins
 
 
-def _tenant(session: Session, spec: dict[str, str]) -> Tenant:
+def _tenant(session: Session, spec: dict[str, Any]) -> Tenant:
     return get_tenant(session, spec["slug"]) or provision_tenant(session, **spec)
 
 
@@ -129,8 +171,15 @@ def _user(
     agency: Agency | None = None,
 ) -> DemoLogin:
     if session.scalar(select(User.id).where(func.lower(User.email) == email)) is None:
-        create_user(session, email=email, full_name=name, password=DEMO_PASSWORD, role=role,
-                    tenant=tenant, agency=agency)
+        create_user(
+            session,
+            email=email,
+            full_name=name,
+            password=DEMO_PASSWORD,
+            role=role,
+            tenant=tenant,
+            agency=agency,
+        )
     return DemoLogin(email, role.value, organisation)
 
 
@@ -143,9 +192,15 @@ def _sample_cases(
         if account_id in existing:
             continue
         case = open_case(
-            session, cipher=cipher, debtor_external_id=external_id, full_name=name,
-            account_external_id=account_id, currency=currency, principal=Decimal(principal),
-            due_date=today - dt.timedelta(days=dpd), national_id=national_id,
+            session,
+            cipher=cipher,
+            debtor_external_id=external_id,
+            full_name=name,
+            account_external_id=account_id,
+            currency=currency,
+            principal=Decimal(principal),
+            due_date=today - dt.timedelta(days=dpd),
+            national_id=national_id,
             product="consumer-loan",
         )
         case.account.days_past_due = dpd

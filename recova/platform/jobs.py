@@ -15,6 +15,7 @@ Rules every job follows:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,8 @@ class JobSpec:
     def enqueue(self, objects: Platform, *, job_id: str | None = None, **kwargs: Any) -> Job:
         """Enqueue now; prefer ``enqueue_after_commit`` inside a transaction."""
         _check_json_arguments(kwargs)
-        queue = job_queue(objects.redis, self.queue, prefix=objects.settings.queue_prefix)
+        prefix = objects.settings.queue_prefix
+        queue = job_queue(objects.redis, self.queue, prefix=prefix)
         return queue.enqueue_call(
             self.path,
             kwargs=kwargs,
@@ -66,15 +68,23 @@ class JobSpec:
             retry=Retry(max=self.retries, interval=self.backoff) if self.retries else None,
             failure_ttl=self.failure_ttl,
             result_ttl=self.result_ttl,
-            job_id=job_id,
+            job_id=qualified_job_id(objects, job_id),
         )
 
     def enqueue_after_commit(
         self, session: Session, objects: Platform, *, job_id: str | None = None, **kwargs: Any
-    ) -> None:
-        """Enqueue once ``session``'s transaction commits; forget it on rollback."""
+    ) -> str | None:
+        """Enqueue once ``session``'s transaction commits; forget it on rollback.
+
+        Returns the id the job will have (when ``job_id`` names it), for the caller to report.
+        """
         _check_json_arguments(kwargs)
-        after_commit(session, lambda: self.enqueue(objects, job_id=job_id, **kwargs))
+
+        def enqueue_now() -> None:
+            self.enqueue(objects, job_id=job_id, **kwargs)
+
+        after_commit(session, enqueue_now)
+        return qualified_job_id(objects, job_id)
 
 
 def job(
@@ -90,13 +100,24 @@ def job(
         raise ValueError(f"unknown queue {queue!r}")
 
     def decorator(func: Callable[..., Any]) -> JobSpec:
-        spec = JobSpec(
-            func=func, queue=queue, timeout=timeout, retries=retries,
-            backoff=backoff or [30, 120, 600], failure_ttl=failure_ttl,
+        return JobSpec(
+            func=func,
+            queue=queue,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff or [30, 120, 600],
+            failure_ttl=failure_ttl,
         )
-        return spec
 
     return decorator
+
+
+def qualified_job_id(objects: Platform, job_id: str | None) -> str | None:
+    """``job_id`` under ``RECOVA_QUEUE_PREFIX``: job records live outside the queues' keys."""
+    prefix = objects.settings.queue_prefix
+    if job_id is None or not prefix:
+        return job_id
+    return re.sub(r"[^A-Za-z0-9_-]", "-", prefix) + job_id
 
 
 def job_queue(redis: Redis, name: str, *, prefix: str = "") -> Queue:

@@ -7,7 +7,10 @@ the commit (enqueueing jobs) is registered with ``recova.platform.db.after_commi
 
 from __future__ import annotations
 
+import json
+
 from flask import Flask, Response, g, request, session
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from recova.platform.auth.principal import (
@@ -18,6 +21,7 @@ from recova.platform.auth.principal import (
 from recova.platform.extension import platform
 
 SESSION_USER_KEY = "uid"
+SESSION_EPOCH_KEY = "epoch"
 
 
 def db_session() -> Session:
@@ -51,9 +55,10 @@ def _resolve_principal() -> Principal | None:
         g.auth_method = "bearer"
         return principal_from_token(db_session(), token)
     user_id = session.get(SESSION_USER_KEY)
-    if isinstance(user_id, int):
+    epoch = session.get(SESSION_EPOCH_KEY)
+    if isinstance(user_id, int) and isinstance(epoch, int):
         g.auth_method = "session"
-        return principal_from_user_id(db_session(), user_id)
+        return principal_from_user_id(db_session(), user_id, epoch)
     return None
 
 
@@ -66,9 +71,22 @@ def _finish(response: Response) -> Response:
             current.commit()
         else:
             current.rollback()
+    except IntegrityError:
+        # A concurrent request won a uniqueness race the service had checked for.
+        current.rollback()
+        return _conflict_response()
     finally:
         current.close()
     return response
+
+
+def _conflict_response() -> Response:
+    body = {
+        "code": 409,
+        "status": "Conflict",
+        "message": "the change conflicts with data saved at the same moment; retry",
+    }
+    return Response(json.dumps(body), status=409, mimetype="application/json")
 
 
 def _teardown(exc: BaseException | None) -> None:
@@ -82,3 +100,4 @@ def init_request_scope(app: Flask) -> None:
     """Install the commit-once and roll-back-on-error hooks."""
     app.after_request(_finish)
     app.teardown_request(_teardown)
+    app.register_error_handler(IntegrityError, lambda error: _conflict_response())

@@ -9,10 +9,11 @@ context at all.
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,13 +22,19 @@ from typing import Any
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 from recova.platform.db import SHARED_SCHEMA, TENANT_PLACEHOLDER, Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 VERSION_TABLE = "alembic_version"
 _local = threading.local()
+# Alembic installs the running context as module globals (``alembic.context``, ``alembic.op``),
+# so two migrations running at once in one process would drive each other's connections.
+# Every programmatic run holds this lock; tenants still get their own connection and
+# transaction, but their DDL runs one at a time within a process.
+_alembic_lock = threading.Lock()
 
 
 @cache
@@ -75,7 +82,6 @@ def _include_schema(schema: str) -> Callable[..., bool]:
 def _connection_from_cli(context: Any) -> Connection:
     from recova.platform.config import Settings
     from recova.platform.embedded import with_embedded_services
-    from sqlalchemy import create_engine
 
     settings = with_embedded_services(Settings.from_env())
     assert settings.database_url is not None
@@ -156,7 +162,10 @@ def _run(history: str, connection: Connection, destination: str, **attributes: A
     def step(rev: Any, context: Any) -> Any:
         return script._upgrade_revs(destination, rev)
 
-    with EnvironmentContext(config, script, fn=step, destination_rev=destination) as context:
+    with (
+        _alembic_lock,
+        EnvironmentContext(config, script, fn=step, destination_rev=destination) as context,
+    ):
         env(context)
 
 
@@ -179,7 +188,10 @@ def downgrade_tenant_schema(connection: Connection, schema_name: str, to: str = 
     def step(rev: Any, context: Any) -> Any:
         return script._downgrade_revs(to, rev)
 
-    with EnvironmentContext(config, script, fn=step, destination_rev=to) as context:
+    with (
+        _alembic_lock,
+        EnvironmentContext(config, script, fn=step, destination_rev=to) as context,
+    ):
         run_tenant_environment(context)
 
 
@@ -202,14 +214,16 @@ def tenant_versions(connection: Connection, schema_names: Iterable[str]) -> dict
     chunk = 500  # keeps each statement a reasonable size
     for start in range(0, len(ordered), chunk):
         part = ordered[start : start + chunk]
-        union = " UNION ALL ".join(
-            f"SELECT {_literal(schema)} AS schema_name, version_num"
-            f' FROM "{schema}".{VERSION_TABLE}'
-            for schema in part
-        )
+        union = " UNION ALL ".join(_version_select(schema) for schema in part)
         for schema, version in connection.execute(text(union)):
             versions[schema] = version
     return versions
+
+
+def _version_select(schema: str) -> str:
+    """One branch of the bulk version query; the schema name is checked, then quoted."""
+    literal = _literal(schema)
+    return f'SELECT {literal} AS schema_name, version_num FROM "{schema}".{VERSION_TABLE}'  # noqa: S608
 
 
 def _literal(schema: str) -> str:
@@ -264,11 +278,16 @@ def migrate_shared(engine: Engine) -> None:
 def migrate_all(
     engine: Engine, *, slugs: list[str] | None = None, jobs: int = 4
 ) -> MigrationReport:
-    """Upgrade the shared schema, then every (or the named) tenant schema, in parallel."""
+    """Upgrade the shared schema, then every (or the named) tenant schema, in parallel.
+
+    Tenants that are behind are upgraded by ``jobs`` worker processes, each with its own
+    connection and one transaction per tenant. Processes, not threads: Alembic keeps the
+    running migration in module globals, so one process runs one migration at a time.
+    """
     migrate_shared(engine)
     tenant_head = head("tenant")
     with engine.connect() as connection:
-        query = f"SELECT slug, schema_name FROM {SHARED_SCHEMA}.tenants"
+        query = f"SELECT slug, schema_name FROM {SHARED_SCHEMA}.tenants"  # noqa: S608 - constant
         params: dict[str, Any] = {}
         if slugs:
             query += " WHERE slug = ANY(:slugs)"
@@ -276,35 +295,64 @@ def migrate_all(
         tenants = list(connection.execute(text(query + " ORDER BY slug"), params))
         versions = tenant_versions(connection, [schema for _, schema in tenants])
     results: list[TenantMigrationResult] = []
-    behind = []
+    behind: list[tuple[str, str, str | None]] = []
     for slug, schema in tenants:
         if versions[schema] == tenant_head:
             results.append(TenantMigrationResult(slug, schema, tenant_head, tenant_head, True))
         else:
             behind.append((slug, schema, versions[schema]))
 
-    def upgrade_one(item: tuple[str, str, str | None]) -> TenantMigrationResult:
-        slug, schema, before = item
-        started = time.perf_counter()
-        try:
-            with engine.connect() as connection, connection.begin():
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                    {"key": f"recova:migrate:{schema}"},
-                )
-                upgrade_tenant_schema(connection, schema)
-        except Exception as exc:  # reported per tenant; the others go on
-            return TenantMigrationResult(
-                slug, schema, before, before, False,
-                error=f"{type(exc).__name__}: {exc}".splitlines()[0],
-                seconds=time.perf_counter() - started,
-            )
-        return TenantMigrationResult(
-            slug, schema, before, tenant_head, True, seconds=time.perf_counter() - started
-        )
-
-    if behind:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            results.extend(pool.map(upgrade_one, behind))
+    workers = min(max(1, jobs), len(behind))
+    if workers > 1:
+        url = engine.url.render_as_string(hide_password=False)
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_migration_worker,
+            initargs=(url,),
+        ) as pool:
+            results.extend(pool.map(_upgrade_in_worker, behind))
+    else:
+        results.extend(_upgrade_tenant(engine, *item) for item in behind)
     results.sort(key=lambda r: r.slug)
     return MigrationReport(head("shared"), tenant_head, results)
+
+
+def _upgrade_tenant(
+    engine: Engine, slug: str, schema: str, before: str | None
+) -> TenantMigrationResult:
+    """Upgrade one tenant schema in its own transaction; report instead of raising."""
+    started = time.perf_counter()
+    try:
+        with engine.connect() as connection, connection.begin():
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"recova:migrate:{schema}"},
+            )
+            upgrade_tenant_schema(connection, schema)
+    except Exception as exc:  # reported per tenant; the others go on
+        return TenantMigrationResult(
+            slug,
+            schema,
+            before,
+            before,
+            False,
+            error=f"{type(exc).__name__}: {exc}".splitlines()[0],
+            seconds=time.perf_counter() - started,
+        )
+    return TenantMigrationResult(
+        slug, schema, before, head("tenant"), True, seconds=time.perf_counter() - started
+    )
+
+
+_worker_engine: Engine | None = None
+
+
+def _start_migration_worker(url: str) -> None:
+    global _worker_engine  # noqa: PLW0603 - one engine per migration worker process
+    _worker_engine = create_engine(url, poolclass=NullPool)
+
+
+def _upgrade_in_worker(item: tuple[str, str, str | None]) -> TenantMigrationResult:
+    assert _worker_engine is not None
+    return _upgrade_tenant(_worker_engine, *item)

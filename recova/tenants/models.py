@@ -41,13 +41,21 @@ class Tenant(Timestamped, SharedModel):
     name: Mapped[str] = mapped_column(String(200))
     schema_name: Mapped[str] = mapped_column(String(63), unique=True)
     status: Mapped[TenantStatus] = mapped_column(
-        Enum(TenantStatus, name="tenant_status", schema=SHARED_SCHEMA,
-             values_callable=lambda e: [m.value for m in e]),
+        Enum(
+            TenantStatus,
+            name="tenant_status",
+            schema=SHARED_SCHEMA,
+            values_callable=lambda e: [m.value for m in e],
+        ),
         default=TenantStatus.ACTIVE,
     )
     jurisdiction: Mapped[Jurisdiction] = mapped_column(
-        Enum(Jurisdiction, name="jurisdiction", schema=SHARED_SCHEMA,
-             values_callable=lambda e: [m.value for m in e])
+        Enum(
+            Jurisdiction,
+            name="jurisdiction",
+            schema=SHARED_SCHEMA,
+            values_callable=lambda e: [m.value for m in e],
+        )
     )
     timezone: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3))

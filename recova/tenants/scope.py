@@ -15,20 +15,20 @@ import zoneinfo
 from collections.abc import Iterator
 
 from flask import g
-from flask_smorest import abort
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recova.billing.contracts import agency_has_active_contract
 from recova.platform.auth.principal import Principal
 from recova.platform.db import Database, bind_session_to_schema
+from recova.platform.errors import abort
 from recova.tenants.models import Tenant, TenantStatus
 
 NOT_FOUND = "no such tenant, or not one you may reach"
 
 
 def resolve_request_tenant(
-    session: Session, database: Database, principal: Principal, named_slug: str | None
+    session: Session, principal: Principal, named_slug: str | None
 ) -> Tenant:
     """The tenant this request works on; binds ``session`` to its schema or aborts 404."""
     home = principal.home_tenant
@@ -56,7 +56,7 @@ def resolve_request_tenant(
                 abort(404, message=NOT_FOUND)
         elif not principal.is_platform_admin:
             abort(404, message=NOT_FOUND)
-    bind_session_to_schema(session, database, tenant.schema_name)
+    bind_session_to_schema(session, tenant.schema_name)
     g.tenant = tenant
     return tenant
 
@@ -87,7 +87,7 @@ def tenant_scope(tenant: Tenant | int | str, *, db: Database | None = None) -> I
             found = session.scalar(select(Tenant).where(Tenant.slug == tenant))
         if found is None:
             raise LookupError(f"no tenant {tenant!r}")
-        bind_session_to_schema(session, db, found.schema_name)
+        bind_session_to_schema(session, found.schema_name)
         session.info["tenant"] = found
         yield session
         session.commit()

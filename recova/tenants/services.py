@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from recova.platform.db import utcnow
 from recova.tenants.migrate import upgrade_tenant_schema
 from recova.tenants.models import Jurisdiction, Tenant, TenantStatus
-from recova.tenants.slugs import UnsafeSlugError, schema_name_for
+from recova.tenants.slugs import UnsafeSlugError, schema_name_for, validate_slug
 
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 
@@ -41,15 +41,15 @@ def provision_tenant(
     settings: dict[str, Any] | None = None,
 ) -> Tenant:
     """Create a tenant, its schema and its tables, in the session's transaction."""
-    clash = session.scalar(select(Tenant.slug).where(func.lower(Tenant.slug) == slug.lower()))
-    if clash is not None:
-        if clash == slug:
-            raise TenantConflict(f"tenant {slug!r} already exists")
-        raise TenantConflict(f"slug {slug!r} differs only in case from existing tenant {clash!r}")
+    # Validate before querying: a hostile slug (NUL, lone surrogate) is no valid query
+    # parameter. One unsafe only by its case is looked up, to name the tenant it clashes with.
     try:
         schema = schema_name_for(slug)
     except UnsafeSlugError as exc:
+        if slug != slug.lower() and _is_safe_slug(slug.lower()):
+            _refuse_clash(session, slug)
         raise TenantError(str(exc)) from exc
+    _refuse_clash(session, slug)
     try:
         jurisdiction_value = Jurisdiction(jurisdiction)
     except ValueError as exc:
@@ -81,6 +81,22 @@ def provision_tenant(
     connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     upgrade_tenant_schema(connection, schema)
     return tenant
+
+
+def _refuse_clash(session: Session, slug: str) -> None:
+    clash = session.scalar(select(Tenant.slug).where(func.lower(Tenant.slug) == slug.lower()))
+    if clash is not None:
+        if clash == slug:
+            raise TenantConflict(f"tenant {slug!r} already exists")
+        raise TenantConflict(f"slug {slug!r} differs only in case from existing tenant {clash!r}")
+
+
+def _is_safe_slug(slug: str) -> bool:
+    try:
+        validate_slug(slug)
+    except UnsafeSlugError:
+        return False
+    return True
 
 
 def list_tenants(session: Session) -> list[Tenant]:

@@ -34,7 +34,8 @@ def validate_slug(slug: str) -> None:
         raise UnsafeSlugError(f"slug {slug!r} contains a quote or statement character")
     if slug.lower().startswith("pg_") or slug.lower().startswith("pg-"):
         raise UnsafeSlugError(f"slug {slug!r} starts with pg_, reserved by PostgreSQL")
-    schema_bytes = len((SCHEMA_PREFIX + slug).encode())
+    # surrogatepass: a lone surrogate (valid in JSON) is refused by the pattern below, not here
+    schema_bytes = len((SCHEMA_PREFIX + slug).encode(errors="surrogatepass"))
     if schema_bytes > MAX_IDENTIFIER_BYTES:
         raise UnsafeSlugError(
             f"slug {slug!r} gives a schema name of {schema_bytes} bytes;"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
@@ -14,6 +14,7 @@ from recova.platform.agencies.services import AgencyError, create_agency
 from recova.platform.api import SelectPage, StrictSchema
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
+from recova.platform.errors import abort
 from recova.platform.request_scope import db_session
 
 blp = Blueprint("agencies", __name__, description="Collection agencies")

@@ -24,7 +24,11 @@ class Agency(Timestamped, SharedModel):
     slug: Mapped[str] = mapped_column(String(56), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[AgencyStatus] = mapped_column(
-        Enum(AgencyStatus, name="agency_status", schema=SHARED_SCHEMA,
-             values_callable=lambda e: [m.value for m in e]),
+        Enum(
+            AgencyStatus,
+            name="agency_status",
+            schema=SHARED_SCHEMA,
+            values_callable=lambda e: [m.value for m in e],
+        ),
         default=AgencyStatus.ACTIVE,
     )

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import g, request
-from flask_smorest import abort
 
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
-from recova.platform.extension import platform
+from recova.platform.errors import abort
 from recova.platform.request_scope import current_principal, db_session
 from recova.tenants.scope import resolve_request_tenant
 
@@ -70,7 +69,7 @@ def access(
 def enforce(rule: AccessRule) -> Principal:
     """Apply ``rule`` to the current request, aborting with 401, 403 or 404."""
     principal = current_principal()
-    if principal is None:
+    if principal is None:  # abort raises
         abort(
             401,
             message="authentication required",
@@ -79,9 +78,7 @@ def enforce(rule: AccessRule) -> Principal:
     if not rule.allows(principal):
         abort(403, message=_forbidden_message(rule, principal))
     if rule.tenant:
-        resolve_request_tenant(
-            db_session(), platform().db, principal, g.get("named_tenant_slug")
-        )
+        resolve_request_tenant(db_session(), principal, g.get("named_tenant_slug"))
     return principal
 
 

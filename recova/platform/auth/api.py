@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -25,6 +25,7 @@ from recova.platform.auth.schemas import (
     UserSchema,
     UserUpdateSchema,
 )
+from recova.platform.errors import abort
 from recova.platform.request_scope import current_principal, db_session
 from recova.tenants.models import Tenant
 from recova.tenants.scope import current_tenant
@@ -74,8 +75,13 @@ class PlatformUserCollection(MethodView):
                 abort(422, message=f"no agency {data['agency']!r}")
         try:
             return services.create_user(
-                session, email=data["email"], full_name=data["full_name"],
-                password=data["password"], role=Role(data["role"]), tenant=tenant, agency=agency,
+                session,
+                email=data["email"],
+                full_name=data["full_name"],
+                password=data["password"],
+                role=Role(data["role"]),
+                tenant=tenant,
+                agency=agency,
             )
         except services.UserError as exc:
             abort(409 if "exists" in str(exc) else 422, message=str(exc))
@@ -118,8 +124,12 @@ class TenantUserCollection(MethodView):
         """Invite a tenant admin or analyst into the tenant."""
         try:
             return services.create_user(
-                db_session(), email=data["email"], full_name=data["full_name"],
-                password=data["password"], role=Role(data["role"]), tenant=current_tenant(),
+                db_session(),
+                email=data["email"],
+                full_name=data["full_name"],
+                password=data["password"],
+                role=Role(data["role"]),
+                tenant=current_tenant(),
             )
         except services.UserError as exc:
             abort(409 if "exists" in str(exc) else 422, message=str(exc))
@@ -157,16 +167,17 @@ class ApiClientCollection(MethodView):
     @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
     @blp.arguments(ApiClientCreateSchema)
     @blp.response(201, IssuedApiClientSchema)
-    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+    def post(self, data: dict[str, Any]) -> services.IssuedClient:
         """Create an API client; its secret is in this response only."""
         principal = current_principal()
-        issued = services.create_api_client(
-            db_session(), tenant=current_tenant(), name=data["name"],
+        created_by = principal.subject_id if principal and not principal.is_client else None
+        return services.create_api_client(
+            db_session(),
+            tenant=current_tenant(),
+            name=data["name"],
             scopes=list(dict.fromkeys(data["scopes"])),
-            created_by=principal.subject_id if principal else None,
+            created_by=created_by,
         )
-        dumped = ApiClientSchema().dump(issued.client)
-        return {**dumped, "client_secret": issued.client_secret}
 
 
 @tenant_routes(blp, "/api-clients/<int:client_pk>")

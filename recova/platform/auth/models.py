@@ -67,6 +67,9 @@ class User(Timestamped, SharedModel):
     is_active: Mapped[bool] = mapped_column(default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Portal sessions carry the epoch they were issued in; bumping it (logout,
+    # deactivation) ends every session of the user, even a copied cookie.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     membership: Mapped[Membership] = relationship(back_populates="user", uselist=False)
@@ -98,8 +101,9 @@ class Membership(Timestamped, SharedModel):
         ForeignKey(f"{SHARED_SCHEMA}.users.id", ondelete="CASCADE"), unique=True
     )
     role: Mapped[Role] = mapped_column(
-        Enum(Role, name="role", schema=SHARED_SCHEMA,
-             values_callable=lambda e: [m.value for m in e])
+        Enum(
+            Role, name="role", schema=SHARED_SCHEMA, values_callable=lambda e: [m.value for m in e]
+        )
     )
     tenant_id: Mapped[int | None] = mapped_column(
         ForeignKey(f"{SHARED_SCHEMA}.tenants.id"), index=True

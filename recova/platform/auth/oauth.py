@@ -24,7 +24,7 @@ from recova.platform.db import utcnow
 from recova.platform.request_scope import db_session
 from recova.tenants.models import TenantStatus
 
-TOKEN_PATH = "/oauth/token"
+TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a secret
 
 
 class RegisteredClient(ClientMixin):

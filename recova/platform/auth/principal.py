@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from recova.platform.agencies.models import AgencyStatus
 from recova.platform.auth.models import (
     AGENCY_ROLES,
     TENANT_ROLES,
@@ -90,19 +91,24 @@ def principal_from_token(session: Session, token: str) -> Principal | None:
     )
 
 
-def principal_from_user_id(session: Session, user_id: int) -> Principal | None:
-    """The user behind a portal session, or None if they no longer may log in."""
+def principal_from_user_id(session: Session, user_id: int, epoch: int) -> Principal | None:
+    """The user behind a portal session, or None if the session ended or they may not log in."""
     user = session.scalar(
         select(User)
-        .options(joinedload(User.membership).joinedload(Membership.tenant))
+        .options(
+            joinedload(User.membership).joinedload(Membership.tenant),
+            joinedload(User.membership).joinedload(Membership.agency),
+        )
         .where(User.id == user_id)
     )
-    if user is None or not user.is_active or user.membership is None:
+    if user is None or not user.is_active or user.session_epoch != epoch or user.membership is None:
         return None
     membership = user.membership
     tenant = membership.tenant
     if tenant is not None and tenant.status != TenantStatus.ACTIVE:
         return None
+    if membership.agency is not None and membership.agency.status != AgencyStatus.ACTIVE:
+        return None  # a suspended agency's staff are locked out with it
     return Principal(
         kind="user",
         subject_id=user.id,

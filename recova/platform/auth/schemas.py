@@ -75,7 +75,12 @@ class ApiClientSchema(Schema):
     revoked_at = fields.DateTime(allow_none=True)
 
 
-class IssuedApiClientSchema(ApiClientSchema):
-    client_secret = fields.Str(
-        metadata={"description": "shown once; only a digest is stored"}
-    )
+class IssuedApiClientSchema(Schema):
+    """A new client with its secret, which this response carries once and never again."""
+
+    id = fields.Int(attribute="client.id")
+    client_id = fields.Str(attribute="client.client_id")
+    name = fields.Str(attribute="client.name")
+    scopes = fields.List(fields.Str(), attribute="client.scopes")
+    created_at = fields.DateTime(attribute="client.created_at")
+    client_secret = fields.Str(metadata={"description": "shown once; only a digest is stored"})

@@ -69,9 +69,18 @@ def create_user(
 
 
 def set_user_active(session: Session, user: User, active: bool) -> User:
-    """Deactivate (or reactivate) a user; a deactivated user's session stops working."""
+    """Deactivate (or reactivate) a user; deactivating ends every session they hold."""
+    if user.is_active and not active:
+        end_sessions(session, user.id)
     user.is_active = active
     return user
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every portal session of the user, copied cookies included."""
+    session.execute(
+        update(User).where(User.id == user_id).values(session_epoch=User.session_epoch + 1)
+    )
 
 
 @dataclass(frozen=True)

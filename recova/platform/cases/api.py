@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -16,6 +16,7 @@ from recova.platform.auth.models import Role
 from recova.platform.cases.jobs import refresh_days_past_due_job
 from recova.platform.cases.models import Account, Case
 from recova.platform.cases.schemas import CaseQuerySchema, CaseSchema
+from recova.platform.errors import abort
 from recova.platform.extension import platform
 from recova.platform.request_scope import db_session
 from recova.tenants.scope import current_tenant
@@ -77,8 +78,12 @@ class RefreshDaysPastDue(MethodView):
         """Recompute days past due for every account as of a date, in the background."""
         tenant = current_tenant()
         as_of = data["as_of"].isoformat()
-        job_id = f"refresh-dpd:{tenant.id}:{as_of}"
-        refresh_days_past_due_job.enqueue_after_commit(
-            db_session(), platform(), job_id=job_id, tenant_id=tenant.id, as_of=as_of
+        job_id = refresh_days_past_due_job.enqueue_after_commit(
+            db_session(),
+            platform(),
+            job_id=f"refresh-dpd-{tenant.id}-{as_of}",
+            tenant_id=tenant.id,
+            as_of=as_of,
         )
+        assert job_id is not None  # named above
         return {"job_id": job_id, "queue": refresh_days_past_due_job.queue}

@@ -34,8 +34,9 @@ MONEY = Numeric(20, 4)  # exact; amounts are quantised to the currency's minor u
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(cls, name=name, schema=TENANT_PLACEHOLDER,
-                values_callable=lambda e: [m.value for m in e])
+    return Enum(
+        cls, name=name, schema=TENANT_PLACEHOLDER, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 class ContactKind(enum.StrEnum):
@@ -72,12 +73,8 @@ class Debtor(Timestamped, TenantModel):
     timezone: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str | None] = mapped_column(String(16))
 
-    contacts: Mapped[list[Contact]] = relationship(
-        back_populates="debtor", order_by="Contact.id"
-    )
-    accounts: Mapped[list[Account]] = relationship(
-        back_populates="debtor", order_by="Account.id"
-    )
+    contacts: Mapped[list[Contact]] = relationship(back_populates="debtor", order_by="Contact.id")
+    accounts: Mapped[list[Account]] = relationship(back_populates="debtor", order_by="Account.id")
 
 
 class Contact(Timestamped, TenantModel):

@@ -8,9 +8,14 @@ from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
-from recova.platform.auth.services import authenticate
+from recova.platform.auth.services import authenticate, end_sessions
 from recova.platform.extension import platform
-from recova.platform.request_scope import SESSION_USER_KEY, current_principal, db_session
+from recova.platform.request_scope import (
+    SESSION_EPOCH_KEY,
+    SESSION_USER_KEY,
+    current_principal,
+    db_session,
+)
 
 blp = Blueprint("web_auth", __name__)
 
@@ -43,6 +48,7 @@ def login() -> Response | str | tuple[str, int]:
         if result.user is not None:
             session.clear()  # a fresh session on login: no fixation
             session[SESSION_USER_KEY] = result.user.id
+            session[SESSION_EPOCH_KEY] = result.user.session_epoch
             session.permanent = True
             return redirect(url_for("web_auth.home"))
         # A failed attempt still commits (the failure count must stick), so answer 200.
@@ -52,7 +58,10 @@ def login() -> Response | str | tuple[str, int]:
 
 @blp.post("/logout")
 def logout() -> Response:
-    """End the portal session."""
+    """End the portal session, and every other session of the same user."""
+    principal = current_principal()
+    if principal is not None and not principal.is_client:
+        end_sessions(db_session(), principal.subject_id)
     session.clear()
     return redirect(url_for("web_auth.login"))
 

@@ -1,0 +1,277 @@
+"""Cross-tenant isolation, walked over every registered API route and every role.
+
+Two tenants hold identical external ids; everything of tenant B's carries ``B_MARK``.
+Each principal on tenant A's side (its users, its API clients, the staff of an agency
+contracted with A only) calls every route with B's slug and B's ids in the path. The
+responses must never show B's data, counts must be A's alone, and afterwards B's rows
+are exactly as they were. New routes are covered automatically: the walk reads the
+app's URL map, and a route without an access rule or a sample body fails the suite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import pytest
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from sqlalchemy import select, text
+
+from recova.platform.api import API_PREFIX
+from recova.platform.auth.access import AccessRule
+from recova.platform.auth.models import OAuthClient, User
+from recova.platform.extension import platform
+from recova.platform.jobs import QUEUES, job_queue
+from recova.tenants.models import Tenant
+from tests.support import B_MARK, Caller, World, anonymous, bearer, login, unique
+
+PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "swagger_assets"}
+TENANT_TABLES = ("debtors", "contacts", "accounts", "cases")
+
+
+def _write_body(rule: str, method: str) -> dict[str, Any] | None:
+    """A valid body for each write route, so writes really run (None: no body)."""
+    path = rule.removeprefix(API_PREFIX).replace("/tenants/<tenant_slug>", "")
+    bodies: dict[tuple[str, str], dict[str, Any] | None] = {
+        ("/users", "POST"): {
+            "email": f"{unique('new')}@example.test",
+            "full_name": "New Person",
+            "password": "long-enough-password",
+            "role": "tenant_analyst",
+        },
+        ("/users/<int:user_id>", "PATCH"): {"is_active": False},
+        ("/api-clients", "POST"): {"name": "new client", "scopes": ["cases:read"]},
+        ("/api-clients/<int:client_pk>", "DELETE"): None,
+        ("/cases/refresh-days-past-due", "POST"): {"as_of": "2031-01-01"},
+        ("/platform/tenants", "POST"): {
+            "slug": unique("walk"),
+            "name": "Walk",
+            "jurisdiction": "CN",
+            "timezone": "Asia/Shanghai",
+            "currency": "CNY",
+        },
+        ("/platform/tenants/<slug>", "PATCH"): {"status": "disabled"},
+        ("/platform/agencies", "POST"): {"slug": unique("walk"), "name": "Walk"},
+        ("/platform/agencies/<int:agency_id>", "PATCH"): {"status": "suspended"},
+        ("/platform/contracts", "POST"): {"tenant": "x", "agency": "y", "starts_on": "2030-01-01"},
+        ("/platform/contracts/<int:contract_id>", "PATCH"): {"ends_on": "2030-01-02"},
+        ("/platform/users", "POST"): {
+            "email": f"{unique('new')}@example.test",
+            "full_name": "New",
+            "role": "platform_admin",
+            "password": "long-enough-password",
+        },
+        ("/platform/users/<int:user_id>", "PATCH"): {"is_active": False},
+    }
+    if (path, method) not in bodies:
+        pytest.fail(f"add a sample body for {method} {rule} to the isolation walk")
+    return bodies[(path, method)]
+
+
+def api_operations(app) -> list[tuple[str, str, AccessRule | None]]:  # type: ignore[no-untyped-def]
+    """Every (rule, method) under /api/v1 with its access rule."""
+    operations = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(API_PREFIX) or rule.endpoint in PUBLIC_ENDPOINTS:
+            continue
+        view = app.view_functions[rule.endpoint]
+        view_class = getattr(view, "view_class", None)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            handler = getattr(view_class, method.lower(), view) if view_class else view
+            operations.append((rule.rule, method, getattr(handler, "access_rule", None)))
+    return operations
+
+
+def hostile_path(rule: str, world: World) -> str:
+    """Fill every path variable with tenant B's slug or one of B's ids."""
+    values = {
+        "tenant_slug": world.b.slug,
+        "slug": world.b.slug,
+        "case_id": str(world.b.case_ids[-1]),  # exists in B only
+        "user_id": str(world.b.admin_id),
+        "client_pk": str(world.b.client_pk),
+        "agency_id": str(world.agency_b_id),
+        "contract_id": str(world.contract_a_id),
+    }
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1).split(":")[-1]
+        return values[name]
+
+    return re.sub(r"<([^>]+)>", fill, rule)
+
+
+def snapshot_of_b(app, world: World) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Everything tenant B owns, as plain values."""
+    db = platform(app).db
+    with db.session() as session:
+        schema = session.scalar(select(Tenant.schema_name).where(Tenant.id == world.b.id))
+        tables = {
+            table: sorted(
+                map(str, session.execute(text(f'SELECT * FROM "{schema}".{table}')).all())
+            )
+            for table in TENANT_TABLES
+        }
+        users = sorted(
+            (u.email, u.is_active, u.full_name)
+            for u in session.scalars(select(User).where(User.email.contains(B_MARK)))
+        )
+        clients = sorted(
+            (c.client_id, str(c.revoked_at), c.name)
+            for c in session.scalars(select(OAuthClient).where(OAuthClient.tenant_id == world.b.id))
+        )
+        tenant = session.get(Tenant, world.b.id)
+        assert tenant is not None
+        return {
+            "tables": tables,
+            "users": users,
+            "clients": clients,
+            "tenant": (tenant.status, tenant.name),
+        }
+
+
+def a_side_principals(world: World) -> list[tuple[str, Caller]]:
+    app = world.app
+    return [
+        ("tenant A admin", login(app, world.a.admin_email)),
+        ("tenant A analyst", login(app, world.a.analyst_email)),
+        ("tenant A client", bearer(app, world.a.client_id, world.a.client_secret)),
+        (
+            "tenant A limited client",
+            bearer(app, world.a.limited_client_id, world.a.limited_client_secret),
+        ),
+        ("agency manager (A only)", login(app, world.manager_email)),
+        ("collector (A only)", login(app, world.collector_email)),
+    ]
+
+
+def principal_of(caller: Caller):  # type: ignore[no-untyped-def]
+    """The principal the app resolves for a caller, via /api/v1/me."""
+    return caller.get("/api/v1/me").json
+
+
+def run_all_jobs(app) -> None:  # type: ignore[no-untyped-def]
+    """Run every queued job in this process, as a worker would, and require success."""
+    objects = platform(app)
+    queues = [
+        job_queue(objects.redis, name, prefix=objects.settings.queue_prefix) for name in QUEUES
+    ]
+    with app.app_context():
+        SimpleWorker(queues, connection=objects.redis, serializer=JSONSerializer).work(burst=True)
+    failed = {queue.name: queue.failed_job_registry.get_job_ids() for queue in queues}
+    assert all(not ids for ids in failed.values()), failed
+
+
+def test_every_api_route_declares_who_may_call_it(app) -> None:
+    missing = [f"{m} {r}" for r, m, rule in api_operations(app) if rule is None]
+    assert missing == []
+    assert len(api_operations(app)) >= 20
+
+
+def test_anonymous_gets_401_everywhere(app, world: World) -> None:
+    caller = anonymous(app)
+    for rule, method, _ in api_operations(app):
+        body = _write_body(rule, method) if method != "GET" else None
+        response = caller.request(method, hostile_path(rule, world), body)
+        assert response.status_code == 401, (method, rule, response.json)
+        assert response.json["code"] == 401
+
+
+def test_tenant_a_side_never_sees_counts_or_changes_tenant_b(app, world: World) -> None:
+    before = snapshot_of_b(app, world)
+    checked = 0
+    for label, caller in a_side_principals(world):
+        me = principal_of(caller)
+        for rule, method, access_rule in api_operations(app):
+            assert access_rule is not None
+            body = _write_body(rule, method) if method != "GET" else None
+            path = hostile_path(rule, world)
+            response = caller.request(method, path, body)
+            text_body = response.get_data(as_text=True)
+            where = f"{label} {method} {path}: {response.status_code} {text_body[:200]}"
+            assert B_MARK not in text_body.lower(), where
+            allowed = (
+                access_rule.scope in me["scopes"]
+                if me["kind"] == "client"
+                else access_rule.any_principal or me["role"] in access_rule.roles
+            )
+            if not allowed:
+                assert response.status_code == 403, where
+            elif access_rule.tenant and ("<tenant_slug>" in rule or "<" in rule):
+                assert response.status_code == 404, where
+            else:
+                assert response.status_code < 500, where
+            checked += 1
+    run_all_jobs(app)
+    assert checked == len(a_side_principals(world)) * len(api_operations(app))
+    assert snapshot_of_b(app, world) == before
+
+
+def test_lists_and_counts_are_tenant_a_only(world: World) -> None:
+    for caller in (
+        login(world.app, world.a.admin_email),
+        bearer(world.app, world.a.client_id, world.a.client_secret),
+    ):
+        response = caller.get("/api/v1/cases?page_size=100")
+        assert response.status_code == 200
+        assert sorted(c["id"] for c in response.json) == sorted(world.a.case_ids)
+        assert sorted(c["account"]["external_id"] for c in response.json) == sorted(
+            world.external_ids
+        )
+        assert '"total": 3' in response.headers["X-Pagination"]
+        # The same external id resolves to A's account, never B's.
+        found = caller.get("/api/v1/cases?external_id=L-1").json
+        assert [c["debtor"]["full_name"] for c in found] == ["Debtor alpha 1"]
+
+
+def test_agency_staff_reach_only_contracted_tenants(world: World) -> None:
+    inside = login(world.app, world.manager_email)
+    assert inside.get(f"/api/v1/tenants/{world.a.slug}/profile").status_code == 200
+    assert inside.get(f"/api/v1/tenants/{world.b.slug}/profile").status_code == 404
+    outsider = login(world.app, world.outsider_manager_email)
+    assert outsider.get(f"/api/v1/tenants/{world.a.slug}/profile").status_code == 404
+    assert outsider.get(f"/api/v1/tenants/{world.b.slug}/profile").status_code == 200
+
+
+def test_ended_contract_closes_the_tenant_to_the_agency(world: World) -> None:
+    admin = login(world.app, world.platform_admin_email)
+    yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    response = admin.patch(
+        f"/api/v1/platform/contracts/{world.contract_a_id}", {"ends_on": yesterday}
+    )
+    assert response.status_code == 200, response.json
+    manager = login(world.app, world.manager_email)
+    assert manager.get(f"/api/v1/tenants/{world.a.slug}/profile").status_code == 404
+
+
+def test_platform_admin_reaches_both_tenants_by_name(world: World) -> None:
+    admin = login(world.app, world.platform_admin_email)
+    a_cases = admin.get(f"/api/v1/tenants/{world.a.slug}/cases").json
+    b_cases = admin.get(f"/api/v1/tenants/{world.b.slug}/cases").json
+    assert {c["debtor"]["full_name"].split()[1] for c in a_cases} == {"alpha"}
+    assert {c["debtor"]["full_name"].split()[1] for c in b_cases} == {B_MARK}
+    assert admin.get("/api/v1/cases").status_code == 404  # no tenant named
+
+
+def test_refresh_job_for_a_leaves_b_untouched(app, world: World) -> None:
+    before = snapshot_of_b(app, world)
+    caller = login(app, world.a.admin_email)
+    response = caller.post("/api/v1/cases/refresh-days-past-due", {"as_of": "2032-06-30"})
+    assert response.status_code == 202
+    run_all_jobs(app)
+    days = [c["account"]["days_past_due"] for c in caller.get("/api/v1/cases").json]
+    assert min(days) > 365  # A's accounts moved to the new date
+    assert snapshot_of_b(app, world) == before
+
+
+def test_suspended_agency_locks_out_its_staff(world: World) -> None:
+    manager = login(world.app, world.manager_email)
+    assert manager.get(f"/api/v1/tenants/{world.a.slug}/profile").status_code == 200
+    admin = login(world.app, world.platform_admin_email)
+    response = admin.patch(
+        f"/api/v1/platform/agencies/{world.agency_a_id}", {"status": "suspended"}
+    )
+    assert response.status_code == 200
+    assert manager.get(f"/api/v1/tenants/{world.a.slug}/profile").status_code == 401

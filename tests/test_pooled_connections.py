@@ -1,0 +1,86 @@
+"""Tenant scope never travels with a pooled connection.
+
+The app runs on a pool of exactly one connection, so every request and session reuses
+the same server connection; requests alternate between two tenants whose case ids and
+external ids coincide, and each must read only its own tenant's rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import selectinload
+
+from recova.platform.app import create_app
+from recova.platform.cases.models import Account, Case
+from recova.platform.extension import platform
+from recova.tenants.models import Tenant
+from recova.tenants.scope import tenant_scope
+from tests.support import B_MARK, World, bearer
+
+
+def _single_connection_app(settings):  # type: ignore[no-untyped-def]
+    app = create_app(dataclasses.replace(settings, db_pool_size=1, db_max_overflow=0))
+    app.config["TESTING"] = True
+    return app
+
+
+def test_a_thousand_alternating_requests_on_one_connection(settings, world: World) -> None:
+    app = _single_connection_app(settings)
+    engine = platform(app).db.engine
+    callers = {
+        "alpha": bearer(app, world.a.client_id, world.a.client_secret),
+        B_MARK: bearer(app, world.b.client_id, world.b.client_secret),
+    }
+    shared_ids = sorted(set(world.a.case_ids) & set(world.b.case_ids))
+    assert shared_ids, "both tenants must hold cases with the same ids"
+    backend_pids = set()
+    for n in range(1000):
+        mark = "alpha" if n % 2 == 0 else B_MARK
+        case_id = shared_ids[(n // 2) % len(shared_ids)]
+        if n % 10 == 9:
+            response = callers[mark].get("/api/v1/cases?external_id=L-1")
+            assert response.status_code == 200
+            assert [c["debtor"]["full_name"] for c in response.json] == [f"Debtor {mark} 1"]
+        else:
+            response = callers[mark].get(f"/api/v1/cases/{case_id}")
+            assert response.status_code == 200, response.json
+            assert response.json["debtor"]["full_name"].split()[1] == mark, (n, response.json)
+        if n % 100 == 0:
+            with engine.connect() as connection:
+                backend_pids.add(connection.execute(text("SELECT pg_backend_pid()")).scalar())
+                # No request ever changed the connection's search_path.
+                path = connection.execute(text("SHOW search_path")).scalar()
+                assert path == '"$user", public'
+    assert len(backend_pids) == 1  # one server connection served everything
+    platform(app).db.dispose()
+
+
+def test_commit_then_lazy_and_eager_loads_stay_in_scope(settings, world: World) -> None:
+    app = _single_connection_app(settings)
+    db = platform(app).db
+    with db.session() as session:
+        schemas = dict(session.execute(select(Tenant.slug, Tenant.schema_name)).all())
+    for round_number in range(50):
+        for tenant, mark in ((world.a, "alpha"), (world.b, B_MARK)):
+            session = db.session(schemas[tenant.slug])
+            try:
+                case = session.scalar(select(Case).where(Case.id == tenant.case_ids[0]))
+                assert case is not None
+                case.notes = f"round {round_number}"
+                session.commit()  # the next statement runs on a fresh checkout
+                assert case.account.debtor.full_name == f"Debtor {mark} 1"  # lazy loads
+                session.refresh(case)
+                assert case.notes == f"round {round_number}"
+                accounts = session.scalars(
+                    select(Account).options(selectinload(Account.case)).order_by(Account.id)
+                ).all()
+                assert {a.case.debtor.full_name.split()[1] for a in accounts if a.case} == {mark}
+            finally:
+                session.close()
+        # tenant_scope, the path jobs take, behaves the same way.
+        with tenant_scope(world.b.slug, db=db) as scoped:
+            names = scoped.scalars(select(Case).options(selectinload(Case.debtor))).all()
+            assert {c.debtor.full_name.split()[1] for c in names} == {B_MARK}
+    db.dispose()
