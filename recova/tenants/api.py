@@ -45,7 +45,7 @@ class TenantCollection(MethodView):
         except services.TenantConflict as exc:
             abort(409, message=str(exc))
         except services.TenantError as exc:
-            abort(422, message=str(exc), errors={"json": {"slug": [str(exc)]}})
+            abort(422, message=str(exc), errors={"json": {exc.field: [str(exc)]}})
 
 
 @blp.route("/platform/tenants/<slug>")

@@ -23,7 +23,11 @@ CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 
 
 class TenantError(ValueError):
-    """A tenant request that cannot be carried out; the message says why."""
+    """A tenant request that cannot be carried out; ``field`` names the input at fault."""
+
+    def __init__(self, message: str, *, field: str = "slug") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class TenantConflict(TenantError):
@@ -54,11 +58,15 @@ def provision_tenant(
         jurisdiction_value = Jurisdiction(jurisdiction)
     except ValueError as exc:
         choices = ", ".join(j.value for j in Jurisdiction)
-        raise TenantError(f"jurisdiction {jurisdiction!r} is not one of {choices}") from exc
+        raise TenantError(
+            f"jurisdiction {jurisdiction!r} is not one of {choices}", field="jurisdiction"
+        ) from exc
     if timezone not in zoneinfo.available_timezones():
-        raise TenantError(f"timezone {timezone!r} is not an IANA time zone")
+        raise TenantError(f"timezone {timezone!r} is not an IANA time zone", field="timezone")
     if not CURRENCY_PATTERN.fullmatch(currency):
-        raise TenantError(f"currency {currency!r} must be a three-letter ISO 4217 code")
+        raise TenantError(
+            f"currency {currency!r} must be a three-letter ISO 4217 code", field="currency"
+        )
 
     connection = session.connection()
     exists = connection.execute(
