@@ -20,10 +20,12 @@ another request.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, func
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -86,11 +88,13 @@ class Database:
     ) -> None:
         options: dict[str, Any] = {"echo": echo, "future": True}
         if pooled:
-            options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+            options.update(pool_size=pool_size, max_overflow=max_overflow)
         else:
             options["poolclass"] = NullPool
         self.url = url
         self.engine: Engine = create_engine(url, **options)
+        if pooled:
+            ping_connections_idle_longer_than(self.engine, PING_AFTER_IDLE_SECONDS)
         self._sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
 
     def session(self, schema_name: str | None = None) -> Session:
@@ -103,6 +107,38 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (after fork, or at shutdown)."""
         self.engine.dispose()
+
+
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def ping_connections_idle_longer_than(engine: Engine, seconds: float) -> None:
+    """Check a pooled connection before use only if it sat idle for ``seconds``.
+
+    ``pool_pre_ping`` pings on every checkout, a full round trip per request even on a
+    busy pool. A connection that was in use moments ago is almost surely alive; one that
+    sat idle may have been cut (server restart, failover, firewall), so only those are
+    pinged, and a dead one is replaced before the request sees it. A connection that dies
+    between uses anyway fails its statement once, and SQLAlchemy then invalidates the
+    whole pool, so the next request starts fresh.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _stamp(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < seconds:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:  # any failure means this connection is unusable
+            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
 def bind_session_to_schema(session: Session, schema_name: str) -> None:

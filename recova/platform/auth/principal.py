@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from recova.platform.agencies.models import AgencyStatus
@@ -64,14 +64,18 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+# Built once: this runs on every API call made with a token.
+_TOKEN_LOOKUP = (
+    select(OAuthToken, OAuthClient, Tenant)
+    .join(OAuthClient, OAuthToken.client_pk == OAuthClient.id)
+    .join(Tenant, OAuthToken.tenant_id == Tenant.id)
+    .where(OAuthToken.token_digest == bindparam("digest"))
+)
+
+
 def principal_from_token(session: Session, token: str) -> Principal | None:
     """The client behind a bearer token, or None if it is unknown, expired or revoked."""
-    row = session.execute(
-        select(OAuthToken, OAuthClient, Tenant)
-        .join(OAuthClient, OAuthToken.client_pk == OAuthClient.id)
-        .join(Tenant, OAuthToken.tenant_id == Tenant.id)
-        .where(OAuthToken.token_digest == token_digest(token))
-    ).first()
+    row = session.execute(_TOKEN_LOOKUP, {"digest": token_digest(token)}).first()
     if row is None:
         return None
     stored, client, tenant = row

@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from recova.platform.api import SelectPage, StrictSchema, tenant_routes
@@ -26,8 +26,9 @@ blp = Blueprint("cases", __name__, description="Collection cases")
 CASE_READERS = (Role.TENANT_ADMIN, Role.TENANT_ANALYST, Role.PLATFORM_ADMIN)
 
 
-def _cases() -> Any:
-    return select(Case).options(joinedload(Case.account), joinedload(Case.debtor))
+# Built once (statements are immutable; each use adds to a copy).
+_CASES = select(Case).options(joinedload(Case.account), joinedload(Case.debtor))
+_CASE_BY_ID = _CASES.where(Case.id == bindparam("case_id"))
 
 
 @tenant_routes(blp, "/cases")
@@ -38,7 +39,7 @@ class CaseCollection(MethodView):
     @blp.paginate(SelectPage)
     def get(self, query: dict[str, Any]) -> Any:
         """List the tenant's cases, newest first."""
-        statement = _cases().order_by(Case.id.desc())
+        statement = _CASES.order_by(Case.id.desc())
         if "status" in query:
             statement = statement.where(Case.status == query["status"])
         if "external_id" in query:
@@ -54,7 +55,7 @@ class CaseItem(MethodView):
     @blp.response(200, CaseSchema)
     def get(self, case_id: int) -> Case:
         """Show one case with its account and (masked) debtor."""
-        case = db_session().scalar(_cases().where(Case.id == case_id))
+        case = db_session().scalar(_CASE_BY_ID, {"case_id": case_id})
         if case is None:
             abort(404, message=f"no case {case_id}")
         return case

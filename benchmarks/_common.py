@@ -1,0 +1,182 @@
+"""Shared set-up for the benchmarks: a throw-away database, settings and small helpers.
+
+Every benchmark runs against a database created for that run under a fresh name on the
+server ``DATABASE_URL`` points at (default: the local PostgreSQL), and drops it at the
+end, also when the run fails or is interrupted (Ctrl-C, SIGTERM). Settings are built the
+way ``tests/conftest.py`` builds them: ``RECOVA_ENV=test``, a temporary ``RECOVA_HOME``,
+fresh secrets and a per-run queue prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import secrets
+import signal
+import statistics
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from types import FrameType
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from recova.platform.config import Settings, new_secrets, normalise_database_url
+
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the ``--small`` flag every benchmark understands."""
+    result = argparse.ArgumentParser(description=description)
+    result.add_argument(
+        "--small", action="store_true", help="a quick run with smaller sizes (a smoke test)"
+    )
+    return result
+
+
+# --- environment ---------------------------------------------------------------------------
+
+
+def server_url() -> str:
+    """A SQLAlchemy URL for the server's maintenance database."""
+    url = normalise_database_url(os.environ.get("DATABASE_URL") or DEFAULT_SERVER_URL)
+    assert url is not None
+    return url
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+@contextlib.contextmanager
+def _signals_as_exit() -> Iterator[None]:
+    """Turn SIGTERM (and SIGHUP) into ``SystemExit`` so ``finally`` blocks still run."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def fresh_database(label: str) -> Iterator[str]:
+    """Create a database under a fresh name, yield its URL, and always drop it afterwards."""
+    name = f"recova_bench_{label}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            url = make_url(server_url()).set(database=name).render_as_string(hide_password=False)
+            yield url
+        finally:
+            with admin.connect() as connection:
+                connection.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": name},
+                )
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    finally:
+        admin.dispose()
+
+
+def make_settings(database_url: str, home: str) -> Settings:
+    """Settings as the test suite builds them, for this run's database and home."""
+    keys = new_secrets()
+    return Settings.from_env(
+        {
+            "RECOVA_ENV": "test",
+            "RECOVA_HOME": home,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url(),
+            "SECRET_KEY": keys["SECRET_KEY"],
+            "RECOVA_DATA_KEY": keys["RECOVA_DATA_KEY"],
+            "RECOVA_QUEUE_PREFIX": f"bench-{secrets.token_hex(4)}:",
+        }
+    )
+
+
+@contextlib.contextmanager
+def bench_environment(label: str) -> Iterator[Settings]:
+    """A fresh database and a temporary ``RECOVA_HOME``; both are removed at the end."""
+    with (
+        _signals_as_exit(),
+        tempfile.TemporaryDirectory(prefix=f"recova-bench-{label}-") as home,
+        fresh_database(label) as database_url,
+    ):
+        settings = make_settings(database_url, home)
+        try:
+            yield settings
+        finally:
+            _clear_queue_keys(settings)
+
+
+def _clear_queue_keys(settings: Settings) -> None:
+    """Delete any Redis key carrying this run's queue prefix (none are expected)."""
+    from redis import Redis
+
+    if not settings.redis_url:
+        return
+    with contextlib.suppress(Exception):  # Redis is not essential to any benchmark
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        for key in redis.scan_iter(match=f"*{settings.queue_prefix}*"):
+            redis.delete(key)
+        redis.close()
+
+
+def server_version(engine: Engine) -> str:
+    with engine.connect() as connection:
+        return str(connection.execute(text("SHOW server_version")).scalar())
+
+
+def describe_machine(engine: Engine) -> str:
+    return (
+        f"Python {platform.python_version()}, PostgreSQL {server_version(engine)},"
+        f" {os.cpu_count()} CPUs"
+    )
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def verdict(met: bool) -> str:
+    """How a goal line ends. Informational only: no benchmark fails on timing."""
+    return "met" if met else "NOT met"
+
+
+def heading(title: str, **details: Any) -> None:
+    print(f"== {title} ==")
+    for key, value in details.items():
+        print(f"{key.replace('_', ' ')}: {value}")
