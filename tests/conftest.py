@@ -91,8 +91,10 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
     migrate_shared(platform(application).db.engine)
     yield application
     redis = platform(application).redis
-    for key in redis.scan_iter(match=f"*{settings.queue_prefix}*"):
-        redis.delete(key)
+    # Queues carry the prefix as is; job ids carry it with ":" made "-".
+    for pattern in {settings.queue_prefix, settings.queue_prefix.replace(":", "-")}:
+        for key in redis.scan_iter(match=f"*{pattern}*"):
+            redis.delete(key)
     platform(application).db.dispose()
 
 

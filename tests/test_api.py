@@ -364,6 +364,12 @@ def test_platform_admin_manages_contracts(world) -> None:
         },
     )
     assert later.status_code == 201, later.json
+    # Moving the first contract's end past the later one's start would overlap them.
+    extended = root.patch(
+        f"/api/v1/platform/contracts/{contract_id}",
+        json={"ends_on": (today + dt.timedelta(days=11)).isoformat()},
+    )
+    assert f"contract {later.json['id']}" in assert_error(extended, 409)["message"]
     unknown = root.post(
         "/api/v1/platform/contracts",
         json={"tenant": unique("none"), "agency": agency["slug"], "starts_on": today.isoformat()},
@@ -618,8 +624,7 @@ def test_agency_manager_reads_only_contracted_tenants_profile(world) -> None:
 
 def test_refresh_days_past_due_is_accepted_as_a_queued_job(world, settings) -> None:
     admin = login(world.app, world.a.admin_email)
-    # Any past date will do; a random one keeps this job's id apart from other test runs
-    # sharing the Redis server (job ids are not under the per-run queue prefix).
+    # Any past date will do; a random one keeps this test's job id its own.
     as_of = (_today() - dt.timedelta(days=1 + secrets.randbelow(20_000))).isoformat()
 
     response = admin.post("/api/v1/cases/refresh-days-past-due", json={"as_of": as_of})

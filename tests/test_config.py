@@ -172,6 +172,28 @@ def test_a_non_integer_setting_is_a_clear_error(tmp_path: Path, name: str) -> No
         assert "integer" in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("RECOVA_ACCESS_TOKEN_TTL", "0"),
+        ("RECOVA_ACCESS_TOKEN_TTL", "-5"),
+        ("RECOVA_LOGIN_MAX_FAILURES", "0"),
+        ("RECOVA_LOGIN_LOCKOUT_SECONDS", "0"),
+        ("RECOVA_DB_POOL_SIZE", "0"),
+        ("RECOVA_DB_MAX_OVERFLOW", "-1"),
+    ],
+)
+def test_an_out_of_range_setting_is_a_clear_error(tmp_path: Path, name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name} must be at least"):
+        Settings.from_env({"RECOVA_HOME": str(tmp_path), name: raw})
+
+
+@pytest.mark.parametrize("raw", ["LOUD", "trace", "5"])
+def test_an_unknown_log_level_is_a_clear_error(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(ConfigError, match="RECOVA_LOG_LEVEL"):
+        Settings.from_env({"RECOVA_HOME": str(tmp_path), "RECOVA_LOG_LEVEL": raw})
+
+
 def test_integer_settings_are_read(tmp_path: Path) -> None:
     values = {name: str(index + 7) for index, name in enumerate(INTEGER_VARIABLES)}
     settings = Settings.from_env({"RECOVA_HOME": str(tmp_path), **values})

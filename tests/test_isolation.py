@@ -181,7 +181,6 @@ def test_anonymous_gets_401_everywhere(app, world: World) -> None:
 
 def test_tenant_a_side_never_sees_counts_or_changes_tenant_b(app, world: World) -> None:
     before = snapshot_of_b(app, world)
-    checked = 0
     for label, caller in a_side_principals(world):
         me = principal_of(caller)
         for rule, method, access_rule in api_operations(app):
@@ -199,13 +198,15 @@ def test_tenant_a_side_never_sees_counts_or_changes_tenant_b(app, world: World) 
             )
             if not allowed:
                 assert response.status_code == 403, where
-            elif access_rule.tenant and ("<tenant_slug>" in rule or "<" in rule):
+            elif access_rule.tenant and ("<" in rule or me["tenant"] is None):
+                # B's slug or B's ids in the path, or agency staff naming no tenant.
                 assert response.status_code == 404, where
             else:
-                assert response.status_code < 500, where
-            checked += 1
+                # The caller's own tenant (or no tenant at all): the call really ran.
+                assert 200 <= response.status_code < 300, where
+                if rule.endswith("/cases") and method == "GET":
+                    assert '"total": 3' in response.headers["X-Pagination"], where
     run_all_jobs(app)
-    assert checked == len(a_side_principals(world)) * len(api_operations(app))
     assert snapshot_of_b(app, world) == before
 
 

@@ -319,6 +319,11 @@ def test_cli_migrate_reports_failures_and_exit_status(
         schemas[2]: None,
     }
 
+    typo = recova(cli_env, "migrate", "--tenant", slugs[1] + "-typo")
+    assert typo.exit_code == 1, typo.output
+    assert f"FAILED   {slugs[1]}-typo" in typo.output
+    assert "no such tenant" in typo.output
+
     failing = recova(cli_env, "migrate", "--jobs", "2")
     assert failing.exit_code == 1, failing.output
     assert f"shared schema at {head('shared')}; tenant head {tenant_head}" in failing.output

@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from sqlalchemy import text
 
 from recova.platform.extension import platform
 from tests.support import World, login, unique
+
+
+def _wait_until_blocked_behind(engine, rival_pid: int, seconds: float = 30) -> None:  # type: ignore[no-untyped-def]
+    """Return once some backend waits on a lock held by ``rival_pid``."""
+    deadline = time.monotonic() + seconds
+    with engine.connect() as probe:
+        while time.monotonic() < deadline:
+            waiting = probe.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE :rival = ANY(pg_blocking_pids(pid))"
+                ),
+                {"rival": rival_pid},
+            ).scalar()
+            probe.rollback()
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the API's insert never waited behind the rival's row")
 
 
 def test_concurrent_insert_of_the_same_slug_gives_409(app, world: World) -> None:
@@ -17,6 +37,7 @@ def test_concurrent_insert_of_the_same_slug_gives_409(app, world: World) -> None
     results: list[int] = []
     with engine.connect() as rival:
         rival.begin()
+        rival_pid = rival.execute(text("SELECT pg_backend_pid()")).scalar_one()
         # The rival holds an uncommitted row with the slug: the API's own check cannot see
         # it, so the API's insert waits on the unique index until the rival commits.
         rival.execute(
@@ -29,8 +50,7 @@ def test_concurrent_insert_of_the_same_slug_gives_409(app, world: World) -> None
             )
         )
         thread.start()
-        thread.join(timeout=1.0)
-        assert thread.is_alive()  # blocked behind the rival's row lock
+        _wait_until_blocked_behind(engine, rival_pid)
         rival.commit()
     thread.join(timeout=30)
     assert results == [409]

@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+from typing import Literal
 
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from recova.platform.app import create_app
+from recova.platform.auth import passwords
 from recova.platform.auth.models import Role, User
-from recova.platform.auth.services import create_user
+from recova.platform.auth.services import LOGIN_REFUSED, create_user
 from recova.platform.db import utcnow
 from recova.platform.extension import platform
 from recova.tenants.models import Tenant
@@ -140,6 +143,31 @@ def test_wrong_password_or_unknown_email_shows_the_same_error(world, who: str) -
     assert client.get("/api/v1/me").status_code == 401
 
 
+def test_every_refusal_costs_one_password_check(world, settings, monkeypatch) -> None:
+    """Unknown, wrong, locked and right all run Argon2 once: timing reveals no account."""
+    checks: list[str] = []
+
+    class CountingHasher(PasswordHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+            checks.append(str(password))
+            return super().verify(hash, password)
+
+    monkeypatch.setattr(passwords, "_hasher", CountingHasher())
+    email, _ = _new_analyst(world.app, world.a.id)
+    client = world.app.test_client()
+    attempts = [
+        (f"{unique('nobody')}@nowhere.test", "not-the-password"),
+        *[(email, "not-the-password")] * settings.login_max_failures,
+        (email, PASSWORD),  # locked by now
+    ]
+    for address, password in attempts:
+        checks.clear()
+        response = _post_login(client, address, password)
+        assert response.status_code == 200
+        assert LOGIN_REFUSED in response.get_data(as_text=True)
+        assert len(checks) == 1, address
+
+
 def test_home_without_a_session_redirects_to_login(world) -> None:
     response = world.app.test_client().get("/")
 
@@ -191,7 +219,8 @@ def test_lockout_refuses_even_the_right_password_until_it_expires(world, db, set
 
     locked = _post_login(client, email, PASSWORD)
     assert locked.status_code == 200
-    assert "too many failed attempts" in locked.get_data(as_text=True)
+    # The same answer as a wrong password: a lockout does not reveal that the account exists.
+    assert LOGIN_REFUSED in locked.get_data(as_text=True)
     assert client.get("/api/v1/me").status_code == 401
     with db.session() as session:
         locked_until = session.scalar(select(User.locked_until).where(User.id == user_id))

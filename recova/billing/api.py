@@ -98,7 +98,9 @@ class ContractItem(MethodView):
     def patch(self, data: dict[str, Any], contract_id: int) -> AgencyContract:
         """End a contract on a date."""
         try:
-            return end_agency_contract(_contract_or_404(contract_id), data["ends_on"])
+            return end_agency_contract(db_session(), _contract_or_404(contract_id), data["ends_on"])
+        except ContractConflict as exc:
+            abort(409, message=str(exc))
         except ContractError as exc:
             abort(422, message=str(exc))
 

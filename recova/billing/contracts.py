@@ -31,9 +31,6 @@ class AgencyContract(Timestamped, SharedModel):
     tenant: Mapped[Tenant] = relationship()
     agency: Mapped[Agency] = relationship()
 
-    def active_on(self, day: dt.date) -> bool:
-        return self.starts_on <= day and (self.ends_on is None or day < self.ends_on)
-
 
 def active_contract_condition(day: dt.date):  # type: ignore[no-untyped-def]
     """SQL condition: the contract covers ``day``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from recova.billing.contracts import AgencyContract
@@ -31,19 +31,7 @@ def create_agency_contract(
     """Contract ``agency`` to ``tenant`` for a period that overlaps no other of the pair's."""
     if ends_on is not None and ends_on <= starts_on:
         raise ContractError("ends_on must be after starts_on")
-    overlap = session.scalar(
-        select(AgencyContract.id).where(
-            AgencyContract.tenant_id == tenant.id,
-            AgencyContract.agency_id == agency.id,
-            or_(AgencyContract.ends_on.is_(None), AgencyContract.ends_on > starts_on),
-            *([AgencyContract.starts_on < ends_on] if ends_on is not None else []),
-        )
-    )
-    if overlap is not None:
-        raise ContractConflict(
-            f"agency {agency.slug!r} already has a contract with {tenant.slug!r}"
-            f" overlapping that period (contract {overlap})"
-        )
+    _refuse_overlap(session, tenant.id, agency.id, starts_on, ends_on)
     contract = AgencyContract(
         tenant_id=tenant.id, agency_id=agency.id, starts_on=starts_on, ends_on=ends_on
     )
@@ -54,24 +42,50 @@ def create_agency_contract(
     return contract
 
 
-def end_agency_contract(contract: AgencyContract, ends_on: dt.date) -> AgencyContract:
-    """End a contract on ``ends_on`` (exclusive)."""
+def end_agency_contract(
+    session: Session, contract: AgencyContract, ends_on: dt.date
+) -> AgencyContract:
+    """Move a contract's end to ``ends_on`` (exclusive), never onto another contract."""
     if ends_on <= contract.starts_on:
         raise ContractError("ends_on must be after the contract's starts_on")
+    _refuse_overlap(
+        session,
+        contract.tenant_id,
+        contract.agency_id,
+        contract.starts_on,
+        ends_on,
+        excluding=contract.id,
+    )
     contract.ends_on = ends_on
     return contract
 
 
-def contracts_covering(session: Session, *, tenant_id: int, day: dt.date) -> list[AgencyContract]:
-    """The tenant's contracts active on ``day``."""
-    return list(
-        session.scalars(
-            select(AgencyContract).where(
-                AgencyContract.tenant_id == tenant_id,
-                and_(
-                    AgencyContract.starts_on <= day,
-                    or_(AgencyContract.ends_on.is_(None), AgencyContract.ends_on > day),
-                ),
-            )
+def _refuse_overlap(
+    session: Session,
+    tenant_id: int,
+    agency_id: int,
+    starts_on: dt.date,
+    ends_on: dt.date | None,
+    *,
+    excluding: int | None = None,
+) -> None:
+    # Serialise changes to one pair's contracts, so two requests cannot both pass the
+    # check and then overlap; the lock ends with the transaction.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+        {"key": f"recova:contracts:{tenant_id}:{agency_id}"},
+    )
+    overlap = session.scalar(
+        select(AgencyContract.id).where(
+            AgencyContract.tenant_id == tenant_id,
+            AgencyContract.agency_id == agency_id,
+            AgencyContract.id != (excluding or 0),
+            or_(AgencyContract.ends_on.is_(None), AgencyContract.ends_on > starts_on),
+            *([AgencyContract.starts_on < ends_on] if ends_on is not None else []),
         )
     )
+    if overlap is not None:
+        raise ContractConflict(
+            f"the agency already has a contract with this tenant overlapping that period"
+            f" (contract {overlap})"
+        )

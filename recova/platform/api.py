@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask_smorest import Blueprint, Page
-from marshmallow import Schema, fields
+from marshmallow import RAISE, Schema, fields
 from sqlalchemy import Select, func, select
 
 from recova.platform.request_scope import db_session
@@ -50,10 +50,10 @@ def tenant_routes(blp: Blueprint, rule: str, **options: Any) -> Callable[[Any], 
 
 
 class StrictSchema(Schema):
-    """Base for input schemas: unknown fields are an error (marshmallow's RAISE)."""
+    """Base for input schemas: an unknown field is an error, whatever the default."""
 
     class Meta:
-        ordered = True
+        unknown = RAISE
 
 
 class ErrorSchema(Schema):

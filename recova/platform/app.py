@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +54,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     assert settings.database_url is not None
     assert settings.redis_url is not None
 
+    _configure_logging(settings.log_level)
     app = Flask(__name__, template_folder="templates")
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -119,6 +121,13 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     _register_docs_assets(app)
     _register_error_pages(app, api)
     return app
+
+
+def _configure_logging(level: str) -> None:
+    """Recova's loggers at the configured level; Authlib never below INFO, because at DEBUG
+    it logs issued access tokens in clear."""
+    logging.getLogger("recova").setLevel(level)
+    logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLevelName(level)))
 
 
 def _register_docs_assets(app: Flask) -> None:

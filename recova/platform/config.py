@@ -16,7 +16,6 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 ENVIRONMENTS = ("development", "test", "production")
 
@@ -42,7 +41,6 @@ class Settings:
     db_max_overflow: int = 5
     log_level: str = "INFO"
     queue_prefix: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def production(self) -> bool:
@@ -63,12 +61,12 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             secret_key=env.get("SECRET_KEY", ""),
             data_key=_decode_data_key(env.get("RECOVA_DATA_KEY", "")),
-            access_token_ttl=_int(env, "RECOVA_ACCESS_TOKEN_TTL", 3600),
-            login_max_failures=_int(env, "RECOVA_LOGIN_MAX_FAILURES", 5),
-            login_lockout_seconds=_int(env, "RECOVA_LOGIN_LOCKOUT_SECONDS", 900),
-            db_pool_size=_int(env, "RECOVA_DB_POOL_SIZE", 5),
-            db_max_overflow=_int(env, "RECOVA_DB_MAX_OVERFLOW", 5),
-            log_level=env.get("RECOVA_LOG_LEVEL", "INFO"),
+            access_token_ttl=_int(env, "RECOVA_ACCESS_TOKEN_TTL", 3600, minimum=1),
+            login_max_failures=_int(env, "RECOVA_LOGIN_MAX_FAILURES", 5, minimum=1),
+            login_lockout_seconds=_int(env, "RECOVA_LOGIN_LOCKOUT_SECONDS", 900, minimum=1),
+            db_pool_size=_int(env, "RECOVA_DB_POOL_SIZE", 5, minimum=1),
+            db_max_overflow=_int(env, "RECOVA_DB_MAX_OVERFLOW", 5, minimum=0),
+            log_level=_log_level(env.get("RECOVA_LOG_LEVEL") or "INFO"),
             queue_prefix=env.get("RECOVA_QUEUE_PREFIX", ""),
         )
         return settings.with_secrets()
@@ -146,11 +144,24 @@ def _decode_data_key(raw: str) -> bytes:
     return key
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"RECOVA_LOG_LEVEL={raw!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value

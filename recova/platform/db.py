@@ -20,6 +20,7 @@ another request.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,6 @@ from typing import Any
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, func
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.pool import NullPool
 
 SHARED_SCHEMA = "platform"
 TENANT_PLACEHOLDER = "tenant"
@@ -77,32 +77,19 @@ def utcnow() -> dt.datetime:
 class Database:
     """One engine (and pool) per process; sessions are scoped to a tenant per use."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        pool_size: int = 5,
-        max_overflow: int = 5,
-        pooled: bool = True,
-        echo: bool = False,
-    ) -> None:
-        options: dict[str, Any] = {"echo": echo, "future": True}
-        if pooled:
-            options.update(pool_size=pool_size, max_overflow=max_overflow)
-        else:
-            options["poolclass"] = NullPool
+    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 5) -> None:
+        # hide_parameters: bound values (personal data among them) never reach error
+        # messages, logs or failed-job records.
         self.url = url
-        self.engine: Engine = create_engine(url, **options)
-        if pooled:
-            ping_connections_idle_longer_than(self.engine, PING_AFTER_IDLE_SECONDS)
+        self.engine: Engine = create_engine(
+            url, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
+        )
+        ping_connections_idle_longer_than(self.engine, PING_AFTER_IDLE_SECONDS)
         self._sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
 
-    def session(self, schema_name: str | None = None) -> Session:
-        """A new session, bound to one tenant's schema when ``schema_name`` is given."""
-        session = self._sessionmaker()
-        if schema_name is not None:
-            bind_session_to_schema(session, schema_name)
-        return session
+    def session(self) -> Session:
+        """A new session on the shared schema; ``tenant_scope`` scopes one to a tenant."""
+        return self._sessionmaker()
 
     def dispose(self) -> None:
         """Close every pooled connection (after fork, or at shutdown)."""
@@ -110,6 +97,7 @@ class Database:
 
 
 PING_AFTER_IDLE_SECONDS = 10.0
+logger = logging.getLogger(__name__)
 
 
 def ping_connections_idle_longer_than(engine: Engine, seconds: float) -> None:
@@ -182,8 +170,17 @@ def _run_after_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint was released; the transaction itself may still roll back
     callbacks = session.info.pop("after_commit", [])
+    failures: list[Exception] = []
     for callback in callbacks:
-        callback()
+        try:
+            callback()
+        except Exception as exc:  # the others still run; the caller hears of the first
+            logger.exception("work registered to run after commit failed")
+            failures.append(exc)
+    if failures:
+        # The data is committed but some work (a job) was not handed over: the request
+        # fails so its client retries; jobs are idempotent with stable ids.
+        raise failures[0]
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -152,6 +153,18 @@ class EmbeddedRedis:
         digest = hashlib.sha256(str(self.directory).encode()).hexdigest()[:12]
         short = Path(tempfile.gettempdir()) / f"recova-redis-{digest}"
         short.mkdir(mode=0o700, exist_ok=True)
+        # The name is predictable, so refuse a folder someone else made or can write to:
+        # whoever owns the socket could feed jobs to the worker.
+        info = short.lstat()
+        if (
+            short.is_symlink()
+            or info.st_uid != os.geteuid()
+            or info.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+        ):
+            raise RuntimeError(
+                f"{short} is not a private folder of this user; remove it, or use a"
+                " shorter RECOVA_HOME so the Redis socket can live inside it"
+            )
         return short / "redis.sock"
 
     @contextlib.contextmanager
@@ -180,9 +193,7 @@ class EmbeddedRedis:
             return False
         try:
             return bool(self._client().ping())
-        except OSError:
-            return False
-        except Exception:  # redis.ConnectionError and friends: a stale socket file
+        except Exception:  # OSError, redis.ConnectionError and friends: a stale socket
             return False
 
     def _start(self) -> None:

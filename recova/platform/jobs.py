@@ -23,7 +23,8 @@ from typing import Any
 from flask import Flask, has_app_context
 from redis import Redis
 from rq import Queue, Retry
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlalchemy.orm import Session
 
@@ -61,6 +62,11 @@ class JobSpec:
         _check_json_arguments(kwargs)
         prefix = objects.settings.queue_prefix
         queue = job_queue(objects.redis, self.queue, prefix=prefix)
+        full_id = qualified_job_id(objects, job_id)
+        if full_id is not None:
+            pending = _pending_job(queue, full_id)
+            if pending is not None:
+                return pending  # asked again before it ran: one run serves both
         return queue.enqueue_call(
             self.path,
             kwargs=kwargs,
@@ -68,7 +74,7 @@ class JobSpec:
             retry=Retry(max=self.retries, interval=self.backoff) if self.retries else None,
             failure_ttl=self.failure_ttl,
             result_ttl=self.result_ttl,
-            job_id=qualified_job_id(objects, job_id),
+            job_id=full_id,
         )
 
     def enqueue_after_commit(
@@ -110,6 +116,18 @@ def job(
         )
 
     return decorator
+
+
+_PENDING = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+
+
+def _pending_job(queue: Queue, job_id: str) -> Job | None:
+    """The job with this id if it has yet to finish; a finished or failed one may rerun."""
+    try:
+        existing = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+    return existing if existing.get_status(refresh=False) in _PENDING else None
 
 
 def qualified_job_id(objects: Platform, job_id: str | None) -> str | None:

@@ -22,6 +22,7 @@ from recova.platform.extension import platform
 
 SESSION_USER_KEY = "uid"
 SESSION_EPOCH_KEY = "epoch"
+UNIQUE_VIOLATION = "23505"
 
 
 def db_session() -> Session:
@@ -52,12 +53,10 @@ def bearer_token() -> str | None:
 def _resolve_principal() -> Principal | None:
     token = bearer_token()
     if token is not None:
-        g.auth_method = "bearer"
         return principal_from_token(db_session(), token)
     user_id = session.get(SESSION_USER_KEY)
     epoch = session.get(SESSION_EPOCH_KEY)
     if isinstance(user_id, int) and isinstance(epoch, int):
-        g.auth_method = "session"
         return principal_from_user_id(db_session(), user_id, epoch)
     return None
 
@@ -71,13 +70,25 @@ def _finish(response: Response) -> Response:
             current.commit()
         else:
             current.rollback()
-    except IntegrityError:
-        # A concurrent request won a uniqueness race the service had checked for.
+    except IntegrityError as error:
         current.rollback()
+        if not _is_unique_violation(error):
+            raise
+        # A concurrent request won a uniqueness race the service had checked for.
         return _conflict_response()
     finally:
         current.close()
     return response
+
+
+def _is_unique_violation(error: IntegrityError) -> bool:
+    return getattr(error.orig, "sqlstate", None) == UNIQUE_VIOLATION
+
+
+def _unique_race_or_raise(error: IntegrityError) -> Response:
+    if not _is_unique_violation(error):
+        raise error  # a foreign key or check failing is a bug to see, not a conflict
+    return _conflict_response()
 
 
 def _conflict_response() -> Response:
@@ -100,4 +111,4 @@ def init_request_scope(app: Flask) -> None:
     """Install the commit-once and roll-back-on-error hooks."""
     app.after_request(_finish)
     app.teardown_request(_teardown)
-    app.register_error_handler(IntegrityError, lambda error: _conflict_response())
+    app.register_error_handler(IntegrityError, _unique_race_or_raise)

@@ -85,7 +85,7 @@ def _connection_from_cli(context: Any) -> Connection:
 
     settings = with_embedded_services(Settings.from_env())
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, hide_parameters=True)
     return engine.connect()
 
 
@@ -152,7 +152,14 @@ def run_tenant_environment(context: Any) -> None:
 # --- programmatic upgrades --------------------------------------------------------------
 
 
-def _run(history: str, connection: Connection, destination: str, **attributes: Any) -> None:
+def _run(
+    history: str,
+    connection: Connection,
+    destination: str,
+    *,
+    downgrade: bool = False,
+    **attributes: Any,
+) -> None:
     config = alembic_config(history)
     config.attributes["connection"] = connection
     config.attributes.update(attributes)
@@ -160,6 +167,8 @@ def _run(history: str, connection: Connection, destination: str, **attributes: A
     env = run_shared_environment if history == "shared" else run_tenant_environment
 
     def step(rev: Any, context: Any) -> Any:
+        if downgrade:
+            return script._downgrade_revs(destination, rev)
         return script._upgrade_revs(destination, rev)
 
     with (
@@ -181,18 +190,7 @@ def upgrade_tenant_schema(connection: Connection, schema_name: str, to: str = "h
 
 def downgrade_tenant_schema(connection: Connection, schema_name: str, to: str = "base") -> None:
     """Take one tenant schema down to ``to`` (used for repairs and by the tests)."""
-    config = alembic_config("tenant")
-    config.attributes.update(connection=connection, tenant_schema=schema_name)
-    script = script_directory("tenant")
-
-    def step(rev: Any, context: Any) -> Any:
-        return script._downgrade_revs(to, rev)
-
-    with (
-        _alembic_lock,
-        EnvironmentContext(config, script, fn=step, destination_rev=to) as context,
-    ):
-        run_tenant_environment(context)
+    _run("tenant", connection, to, downgrade=True, tenant_schema=schema_name)
 
 
 def tenant_versions(connection: Connection, schema_names: Iterable[str]) -> dict[str, str | None]:
@@ -295,6 +293,11 @@ def migrate_all(
         tenants = list(connection.execute(text(query + " ORDER BY slug"), params))
         versions = tenant_versions(connection, [schema for _, schema in tenants])
     results: list[TenantMigrationResult] = []
+    known = {slug for slug, _ in tenants}
+    for missing in sorted(set(slugs or ()) - known):
+        results.append(
+            TenantMigrationResult(missing, "", None, None, False, error="no such tenant")
+        )
     behind: list[tuple[str, str, str | None]] = []
     for slug, schema in tenants:
         if versions[schema] == tenant_head:
@@ -350,7 +353,7 @@ _worker_engine: Engine | None = None
 
 def _start_migration_worker(url: str) -> None:
     global _worker_engine  # noqa: PLW0603 - one engine per migration worker process
-    _worker_engine = create_engine(url, poolclass=NullPool)
+    _worker_engine = create_engine(url, poolclass=NullPool, hide_parameters=True)
 
 
 def _upgrade_in_worker(item: tuple[str, str, str | None]) -> TenantMigrationResult:

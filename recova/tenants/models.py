@@ -61,7 +61,3 @@ class Tenant(Timestamped, SharedModel):
     currency: Mapped[str] = mapped_column(String(3))
     settings: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-
-    @property
-    def active(self) -> bool:
-        return self.status == TenantStatus.ACTIVE

@@ -9,11 +9,11 @@ view (``view.access_rule``) so the tests can walk every route and role.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import g, request
+from flask import g
 
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
@@ -95,18 +95,3 @@ def pop_named_tenant(endpoint: str | None, values: dict[str, Any] | None) -> Non
     """URL preprocessor: take ``tenant_slug`` out of the view arguments into ``g``."""
     if values and "tenant_slug" in values:
         g.named_tenant_slug = values.pop("tenant_slug")
-
-
-def parse_scopes(requested: Iterable[str]) -> list[str]:
-    """Validate a list of scope names, keeping their order and dropping repeats."""
-    result: list[str] = []
-    for scope in requested:
-        if scope not in SCOPES:
-            abort(422, message=f"unknown scope {scope!r}", errors={"scopes": sorted(SCOPES)})
-        if scope not in result:
-            result.append(scope)
-    return result
-
-
-def is_unsafe_method() -> bool:
-    return request.method not in ("GET", "HEAD", "OPTIONS")

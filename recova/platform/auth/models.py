@@ -133,10 +133,6 @@ class OAuthClient(Timestamped, SharedModel):
 
     tenant: Mapped[Tenant] = relationship()
 
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at is not None
-
 
 class OAuthToken(SharedModel):
     """An access token issued to a client; only the digest of the token is stored."""
@@ -153,6 +149,3 @@ class OAuthToken(SharedModel):
     issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-
-    client: Mapped[OAuthClient] = relationship()
-    tenant: Mapped[Tenant] = relationship()

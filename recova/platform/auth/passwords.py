@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so a miss costs as much time as a hit.
-_DUMMY_HASH = _hasher.hash("recova-timing-equaliser")
 MIN_PASSWORD_LENGTH = 10
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when there is no real hash, so a miss costs as much as a hit."""
+    return _hasher.hash("recova-timing-equaliser")
 
 
 def hash_password(password: str) -> str:
@@ -21,7 +27,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Whether ``password`` matches; burns the same time when there is no hash."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -83,6 +83,9 @@ def end_sessions(session: Session, user_id: int) -> None:
     )
 
 
+LOGIN_REFUSED = "wrong email or password, or too many attempts: try again later"
+
+
 @dataclass(frozen=True)
 class LoginResult:
     user: User | None
@@ -94,22 +97,23 @@ def authenticate(
 ) -> LoginResult:
     """Check a password login, counting failures and locking the account after too many.
 
-    The caller commits whatever the outcome: failed attempts must be remembered.
+    The caller commits whatever the outcome: failed attempts must be remembered. Every
+    refusal costs one Argon2 check and says the same thing, so neither the answer nor its
+    timing tells whether an account exists or is locked.
     """
     user = session.scalar(
         select(User).where(func.lower(User.email) == email.strip().lower()).with_for_update()
     )
     now = utcnow()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        verify_password(None, password)  # same cost as a real check
-        return LoginResult(None, "too many failed attempts; try again later")
-    if user is None or not verify_password(user.password_hash, password) or not user.is_active:
-        if user is not None:
+    matches = verify_password(user.password_hash if user is not None else None, password)
+    locked = user is not None and user.locked_until is not None and user.locked_until > now
+    if user is None or locked or not matches or not user.is_active:
+        if user is not None and not locked:
             user.failed_logins += 1
             if user.failed_logins >= max_failures:
                 user.locked_until = now + dt.timedelta(seconds=lockout_seconds)
                 user.failed_logins = 0
-        return LoginResult(None, "wrong email or password")
+        return LoginResult(None, LOGIN_REFUSED)
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now

@@ -95,10 +95,6 @@ class Contact(Timestamped, TenantModel):
 
     debtor: Mapped[Debtor] = relationship(back_populates="contacts")
 
-    @property
-    def third_party(self) -> bool:
-        return self.relation != "self"
-
 
 class Account(Timestamped, TenantModel):
     """An overdue loan account handed over by the tenant."""
