@@ -654,3 +654,14 @@ def test_refresh_days_past_due_needs_a_date_and_a_tenant_admin(world) -> None:
     assert "as_of" in assert_error(admin.post(path, json={}), 422)["errors"]["json"]
     assert_error(analyst.post(path, json=body), 403)
     assert_error(client.post(path, json=body), 403)
+
+
+def test_unknown_query_parameters_are_rejected(world) -> None:
+    admin = login(world.app, world.a.admin_email)
+    typo = admin.get("/api/v1/cases?stauts=closed")
+    body = assert_error(typo, 422)
+    assert body["errors"] == {"query": {"stauts": ["Unknown field."]}}
+    assert admin.get("/api/v1/cases?status=closed&page=1&page_size=5").status_code == 200
+    assert_error(admin.get("/api/v1/users?role=admin"), 422)
+    # Authentication comes first: an anonymous caller learns nothing about parameters.
+    assert_error(world.app.test_client().get("/api/v1/cases?stauts=closed"), 401)

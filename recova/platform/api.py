@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flask import request
 from flask_smorest import Blueprint, Page
 from marshmallow import RAISE, Schema, fields
 from sqlalchemy import Select, func, select
 
+from recova.platform.errors import abort
 from recova.platform.request_scope import db_session
 
 API_PREFIX = "/api/v1"
@@ -47,6 +49,35 @@ def tenant_routes(blp: Blueprint, rule: str, **options: Any) -> Callable[[Any], 
         return view
 
     return decorator
+
+
+def reject_unknown_query_parameters(apidoc: dict[str, Any]) -> None:
+    """Answer 422 for query parameters the operation does not declare.
+
+    webargs ignores unknown query parameters, so ``/cases?stauts=closed`` would quietly
+    list every case. The operation's own documentation (its query argument schemas and
+    its pagination) says which names exist.
+    """
+    if not request.args:
+        return
+    allowed: set[str] = set()
+    declared = [
+        parameter["schema"]
+        for parameter in apidoc.get("arguments", {}).get("parameters", [])
+        if parameter.get("in") == "query"
+    ]
+    if "pagination" in apidoc:
+        declared.append(apidoc["pagination"]["parameters"]["schema"])
+    for schema in declared:
+        instance = schema() if isinstance(schema, type) else schema
+        allowed.update(field.data_key or name for name, field in instance.fields.items())
+    unknown = sorted(set(request.args) - allowed)
+    if unknown:
+        abort(
+            422,
+            message=f"unknown query parameter(s): {', '.join(unknown)}",
+            errors={"query": {name: ["Unknown field."] for name in unknown}},
+        )
 
 
 class StrictSchema(Schema):

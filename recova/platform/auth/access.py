@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from flask import g
 
+from recova.platform.api import reject_unknown_query_parameters
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
 from recova.platform.errors import abort
@@ -58,6 +59,7 @@ def access(
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             enforce(rule)
+            reject_unknown_query_parameters(getattr(wrapper, "_apidoc", {}))
             return view(*args, **kwargs)
 
         wrapper.access_rule = rule  # type: ignore[attr-defined]
