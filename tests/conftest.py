@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import os
 import secrets
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from recova.platform.app import create_app
 from recova.platform.config import Settings, new_secrets, normalise_database_url
 from recova.platform.embedded import EmbeddedRedis, start_embedded_postgres
 from recova.platform.extension import platform
 from recova.tenants.migrate import migrate_shared
-from tests.support import World, build_world
+from tests.support import World, build_world, scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -44,23 +41,29 @@ def server_url(recova_home: Path) -> str:
 
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
-    """A database created for this run under a fresh name, dropped at the end."""
-    name = f"recova_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = :name AND pid <> pg_backend_pid()"
-            ),
-            {"name": name},
-        )
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    """The run's database, created under a fresh name and dropped at the end."""
+    with scratch_database(server_url, "recova_test") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database(server_url: str) -> Iterator[str]:
+    """An empty database of the test's own, for tests that need a blank server state."""
+    with scratch_database(server_url, "recova_scratch") as url:
+        yield url
+
+
+@pytest.fixture
+def cli_env(fresh_database: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """An environment for ``recova`` commands against ``fresh_database``."""
+    return {
+        "RECOVA_ENV": "test",
+        "RECOVA_HOME": str(tmp_path / "home"),
+        "DATABASE_URL": fresh_database,
+        "REDIS_URL": redis_url,
+        "RECOVA_QUEUE_PREFIX": f"test-{secrets.token_hex(4)}:",
+        **new_secrets(),
+    }
 
 
 @pytest.fixture(scope="session")

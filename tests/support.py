@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import re
 import secrets
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from recova.billing.services import create_agency_contract
 from recova.platform.agencies.services import create_agency
@@ -19,6 +25,7 @@ from recova.platform.auth.access import SCOPES
 from recova.platform.auth.models import Role
 from recova.platform.auth.services import create_api_client, create_user
 from recova.platform.cases.services import open_case
+from recova.platform.cli import main as cli_main
 from recova.platform.crypto import PersonalDataCipher
 from recova.platform.extension import platform
 from recova.tenants.scope import tenant_scope
@@ -30,6 +37,33 @@ B_MARK = "bmark"  # every name of tenant B's contains it, so leaks are easy to s
 
 def unique(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(4)}"
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new empty database on the server, dropped (backends terminated) afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def recova(env: dict[str, str], *args: str) -> Result:
+    """Run the ``recova`` command in-process with ``env`` as its environment."""
+    return CliRunner().invoke(cli_main, list(args), env=env)
 
 
 @dataclass

@@ -7,58 +7,14 @@ real command through click's ``CliRunner`` with the environment a deployment wou
 from __future__ import annotations
 
 import base64
-import secrets
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from recova.platform.cli import main
-from recova.platform.config import new_secrets
 from recova.tenants.migrate import head, tenant_versions
-
-
-@pytest.fixture
-def fresh_database(server_url: str) -> Iterator[str]:
-    """An empty database on the test server, dropped (backends terminated) afterwards."""
-    name = f"recova_cli_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
-@pytest.fixture
-def env(fresh_database: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "RECOVA_ENV": "test",
-        "RECOVA_HOME": str(tmp_path / "home"),
-        "DATABASE_URL": fresh_database,
-        "REDIS_URL": redis_url,
-        "RECOVA_QUEUE_PREFIX": f"test-{secrets.token_hex(4)}:",
-        **new_secrets(),
-    }
-
-
-def recova(env: dict[str, str], *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env=env)
+from tests.support import recova
 
 
 def create(env: dict[str, str], slug: str, **options: str) -> Result:
@@ -92,12 +48,14 @@ def assert_clean_error(result: Result, message: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_create_list_disable(env: dict[str, str], fresh_database: str) -> None:
-    created = create(env, "north-bank", name="North Bank")
+def test_create_list_disable(cli_env: dict[str, str], fresh_database: str) -> None:
+    created = create(cli_env, "north-bank", name="North Bank")
     assert created.exit_code == 0, created.output
     assert created.output.strip() == "created tenant north-bank in schema tenant_north_bank"
 
-    second = create(env, "westlend", jurisdiction="US", timezone="America/Denver", currency="USD")
+    second = create(
+        cli_env, "westlend", jurisdiction="US", timezone="America/Denver", currency="USD"
+    )
     assert second.exit_code == 0, second.output
 
     rows = query(
@@ -116,7 +74,7 @@ def test_create_list_disable(env: dict[str, str], fresh_database: str) -> None:
         engine.dispose()
     assert set(versions.values()) == {head("tenant")}
 
-    listed = recova(env, "tenants", "list")
+    listed = recova(cli_env, "tenants", "list")
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()
     assert lines[-1] == "2 tenants"
@@ -132,7 +90,7 @@ def test_create_list_disable(env: dict[str, str], fresh_database: str) -> None:
     west = next(line for line in lines if line.startswith("westlend "))
     assert west.split() == ["westlend", "tenant_westlend", "active", "US", "USD", "America/Denver"]
 
-    disabled = recova(env, "tenants", "disable", "north-bank")
+    disabled = recova(cli_env, "tenants", "disable", "north-bank")
     assert disabled.exit_code == 0, disabled.output
     assert disabled.output.strip() == "disabled tenant north-bank"
     [row] = query(
@@ -142,7 +100,7 @@ def test_create_list_disable(env: dict[str, str], fresh_database: str) -> None:
     )
     assert tuple(row) == ("disabled", True)
 
-    relisted = recova(env, "tenants", "list")
+    relisted = recova(cli_env, "tenants", "list")
     assert relisted.exit_code == 0
     statuses = {line.split()[0]: line.split()[2] for line in relisted.output.splitlines()[:-1]}
     assert statuses == {"north-bank": "disabled", "westlend": "active"}
@@ -160,9 +118,9 @@ def test_create_list_disable(env: dict[str, str], fresh_database: str) -> None:
     ],
 )
 def test_create_refuses_hostile_slug_cleanly(
-    env: dict[str, str], fresh_database: str, slug: str, message: str
+    cli_env: dict[str, str], fresh_database: str, slug: str, message: str
 ) -> None:
-    result = create(env, slug)
+    result = create(cli_env, slug)
     assert_clean_error(result, f"slug {slug!r}")
     assert message in result.output
     assert query(fresh_database, "SELECT count(*) FROM platform.tenants")[0][0] == 0
@@ -170,31 +128,31 @@ def test_create_refuses_hostile_slug_cleanly(
     assert schemas == []
 
 
-def test_create_refuses_duplicates_and_bad_fields_cleanly(env: dict[str, str]) -> None:
-    assert create(env, "acme").exit_code == 0
-    assert_clean_error(create(env, "acme"), "tenant 'acme' already exists")
+def test_create_refuses_duplicates_and_bad_fields_cleanly(cli_env: dict[str, str]) -> None:
+    assert create(cli_env, "acme").exit_code == 0
+    assert_clean_error(create(cli_env, "acme"), "tenant 'acme' already exists")
     assert_clean_error(
-        create(env, "ACME"), "slug 'ACME' differs only in case from existing tenant 'acme'"
+        create(cli_env, "ACME"), "slug 'ACME' differs only in case from existing tenant 'acme'"
     )
     assert_clean_error(
-        create(env, "zeta", timezone="Mars/Olympus"), "timezone 'Mars/Olympus' is not an IANA"
+        create(cli_env, "zeta", timezone="Mars/Olympus"), "timezone 'Mars/Olympus' is not an IANA"
     )
-    assert_clean_error(create(env, "zeta", currency="yen"), "currency 'yen' must be")
-    bad_choice = create(env, "zeta", jurisdiction="UK")
+    assert_clean_error(create(cli_env, "zeta", currency="yen"), "currency 'yen' must be")
+    bad_choice = create(cli_env, "zeta", jurisdiction="UK")
     assert bad_choice.exit_code == 2  # click's usage error, before any database work
     assert "'UK' is not one of 'CN', 'US'" in bad_choice.output
-    listed = recova(env, "tenants", "list")
+    listed = recova(cli_env, "tenants", "list")
     assert listed.output.splitlines()[-1] == "1 tenants"
 
 
-def test_disable_unknown_tenant_is_a_clean_error(env: dict[str, str]) -> None:
-    assert create(env, "acme").exit_code == 0
-    assert_clean_error(recova(env, "tenants", "disable", "nobody"), "no tenant 'nobody'")
+def test_disable_unknown_tenant_is_a_clean_error(cli_env: dict[str, str]) -> None:
+    assert create(cli_env, "acme").exit_code == 0
+    assert_clean_error(recova(cli_env, "tenants", "disable", "nobody"), "no tenant 'nobody'")
 
 
 def test_keys_prints_two_fresh_variables() -> None:
-    first = CliRunner().invoke(main, ["keys"])
-    second = CliRunner().invoke(main, ["keys"])
+    first = recova({}, "keys")
+    second = recova({}, "keys")
     assert first.exit_code == 0, first.output
     values = dict(line.split("=", 1) for line in first.output.splitlines())
     assert set(values) == {"SECRET_KEY", "RECOVA_DATA_KEY"}

@@ -7,20 +7,15 @@ dropped at the end), so other tests' tenants never change what ``migrate_all`` s
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
-from click.testing import CliRunner, Result
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from recova.platform.cli import main
-from recova.platform.config import new_secrets
 from recova.tenants.migrate import (
     MIGRATIONS_DIR,
     alembic_config,
@@ -32,31 +27,10 @@ from recova.tenants.migrate import (
     upgrade_tenant_schema,
 )
 from recova.tenants.services import provision_tenant
+from tests.support import recova
 
 TENANT_TABLES = {"debtors", "contacts", "accounts", "cases"}
 SHARED_TABLES = {"tenants", "users", "agencies", "alembic_version"}
-
-
-@pytest.fixture
-def fresh_database(server_url: str) -> Iterator[str]:
-    """An empty database on the test server, dropped (backends terminated) afterwards."""
-    name = f"recova_mig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 @pytest.fixture
@@ -277,22 +251,6 @@ def test_noop_run_does_not_grow_with_tenants(engine: Engine) -> None:
 
 
 # --- the CLI -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_env(fresh_database: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "RECOVA_ENV": "test",
-        "RECOVA_HOME": str(tmp_path / "home"),
-        "DATABASE_URL": fresh_database,
-        "REDIS_URL": redis_url,
-        "RECOVA_QUEUE_PREFIX": f"test-{secrets.token_hex(4)}:",
-        **new_secrets(),
-    }
-
-
-def recova(env: dict[str, str], *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env=env)
 
 
 @pytest.mark.usefixtures("shared_at_head")
