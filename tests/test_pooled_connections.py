@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
 from recova.platform.app import create_app
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.cases.models import Account, Case
+from recova.platform.db import Database
 from recova.platform.extension import platform
 from recova.platform.request_scope import db_session
 from recova.tenants.scope import tenant_scope
@@ -97,3 +101,50 @@ def test_commit_then_lazy_and_eager_loads_stay_in_scope(settings, world: World) 
             names = scoped.scalars(select(Case).options(selectinload(Case.debtor))).all()
             assert {c.debtor.full_name.split()[1] for c in names} == {B_MARK}
     db.dispose()
+
+
+def _kill_backends_of(engine, admin) -> None:  # type: ignore[no-untyped-def]
+    """Terminate the server side of every idle pooled connection of ``engine``."""
+    with admin.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = :name"
+            ),
+            {"name": engine.url.query["application_name"]},
+        )
+        connection.commit()
+
+
+def test_an_idle_connection_cut_by_the_server_is_replaced_before_use(
+    database_url: str, app
+) -> None:  # type: ignore[no-untyped-def]
+    url = make_url(database_url).update_query_dict({"application_name": "idle-ping-test"})
+    db = Database(url.render_as_string(hide_password=False), pool_size=1, ping_after_idle=0)
+    admin = platform(app).db.engine
+    try:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        _kill_backends_of(db.engine, admin)
+        with db.engine.connect() as connection:  # pinged, found dead, replaced
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        db.dispose()
+
+
+def test_a_busy_connection_is_not_pinged_and_one_failure_resets_the_pool(
+    database_url: str, app
+) -> None:  # type: ignore[no-untyped-def]
+    url = make_url(database_url).update_query_dict({"application_name": "busy-ping-test"})
+    db = Database(url.render_as_string(hide_password=False), pool_size=1, ping_after_idle=3600)
+    admin = platform(app).db.engine
+    try:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        _kill_backends_of(db.engine, admin)
+        with pytest.raises(OperationalError), db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))  # no ping: the cut shows once
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        db.dispose()

@@ -77,14 +77,21 @@ def utcnow() -> dt.datetime:
 class Database:
     """One engine (and pool) per process; sessions are scoped to a tenant per use."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 5,
+        ping_after_idle: float = 10.0,
+    ) -> None:
         # hide_parameters: bound values (personal data among them) never reach error
         # messages, logs or failed-job records.
         self.url = url
         self.engine: Engine = create_engine(
             url, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True
         )
-        ping_connections_idle_longer_than(self.engine, PING_AFTER_IDLE_SECONDS)
+        ping_connections_idle_longer_than(self.engine, ping_after_idle)
         self._sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
 
     def session(self) -> Session:
@@ -96,7 +103,6 @@ class Database:
         self.engine.dispose()
 
 
-PING_AFTER_IDLE_SECONDS = 10.0
 logger = logging.getLogger(__name__)
 
 
