@@ -7,7 +7,10 @@ external ids coincide, and each must read only its own tenant's rows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import secrets
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select, text
@@ -103,48 +106,48 @@ def test_commit_then_lazy_and_eager_loads_stay_in_scope(settings, world: World) 
     db.dispose()
 
 
-def _kill_backends_of(engine, admin) -> None:  # type: ignore[no-untyped-def]
-    """Terminate the server side of every idle pooled connection of ``engine``."""
-    with admin.connect() as connection:
-        connection.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = :name"
-            ),
-            {"name": engine.url.query["application_name"]},
-        )
-        connection.commit()
+@contextlib.contextmanager
+def _pool_whose_connection_was_cut(
+    database_url: str, app, *, ping_after_idle: float
+) -> Iterator[Database]:  # type: ignore[no-untyped-def]
+    """A one-connection pool whose pooled connection the server has since terminated."""
+    name = f"cut-{secrets.token_hex(4)}"
+    url = make_url(database_url).update_query_dict({"application_name": name})
+    db = Database(
+        url.render_as_string(hide_password=False), pool_size=1, ping_after_idle=ping_after_idle
+    )
+    try:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        with platform(app).db.engine.connect() as admin:
+            admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = :name"
+                ),
+                {"name": name},
+            )
+            admin.commit()
+        yield db
+    finally:
+        db.dispose()
 
 
 def test_an_idle_connection_cut_by_the_server_is_replaced_before_use(
     database_url: str, app
 ) -> None:  # type: ignore[no-untyped-def]
-    url = make_url(database_url).update_query_dict({"application_name": "idle-ping-test"})
-    db = Database(url.render_as_string(hide_password=False), pool_size=1, ping_after_idle=0)
-    admin = platform(app).db.engine
-    try:
-        with db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        _kill_backends_of(db.engine, admin)
-        with db.engine.connect() as connection:  # pinged, found dead, replaced
-            assert connection.execute(text("SELECT 1")).scalar() == 1
-    finally:
-        db.dispose()
+    with (
+        _pool_whose_connection_was_cut(database_url, app, ping_after_idle=0) as db,
+        db.engine.connect() as connection,  # pinged, found dead, replaced
+    ):
+        assert connection.execute(text("SELECT 1")).scalar() == 1
 
 
 def test_a_busy_connection_is_not_pinged_and_one_failure_resets_the_pool(
     database_url: str, app
 ) -> None:  # type: ignore[no-untyped-def]
-    url = make_url(database_url).update_query_dict({"application_name": "busy-ping-test"})
-    db = Database(url.render_as_string(hide_password=False), pool_size=1, ping_after_idle=3600)
-    admin = platform(app).db.engine
-    try:
-        with db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        _kill_backends_of(db.engine, admin)
+    with _pool_whose_connection_was_cut(database_url, app, ping_after_idle=3600) as db:
         with pytest.raises(OperationalError), db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))  # no ping: the cut shows once
         with db.engine.connect() as connection:
             assert connection.execute(text("SELECT 1")).scalar() == 1
-    finally:
-        db.dispose()
