@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import io
 import re
 import secrets
 import uuid
@@ -20,6 +21,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from recova.billing.services import create_agency_contract
+from recova.connectors.models import FeedKind
+from recova.connectors.services import register_source, save_mapping, start_run, store_file
 from recova.platform.agencies.services import create_agency
 from recova.platform.auth.access import SCOPES
 from recova.platform.auth.models import Role
@@ -66,6 +69,24 @@ def recova(env: dict[str, str], *args: str) -> Result:
     return CliRunner().invoke(cli_main, list(args), env=env)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A multipart body for ``Caller.request``: a file and optional form fields."""
+
+    filename: str
+    content: bytes
+    form: dict[str, str] = field(default_factory=dict)
+
+
+WALK_CSV = b"loan_id,name,principal,dpd\nW-1,Walker One,100.00,3\n"
+WALK_COLUMNS = {
+    "account_external_id": "loan_id",
+    "full_name": "name",
+    "outstanding_principal": "principal",
+    "days_past_due": "dpd",
+}
+
+
 @dataclass
 class Caller:
     """A test client acting as one principal."""
@@ -75,7 +96,16 @@ class Caller:
     headers: dict[str, str] = field(default_factory=dict)
 
     def request(self, method: str, path: str, json: Any = None) -> Any:
+        if isinstance(json, Upload):
+            return self.upload(path, json.filename, json.content, **json.form)
         return self.client.open(path, method=method, json=json, headers=self.headers)
+
+    def upload(self, path: str, filename: str, content: bytes, **form: str) -> Any:
+        """POST a multipart form with ``content`` as its ``file`` part."""
+        data: dict[str, Any] = {"file": (io.BytesIO(content), filename), **form}
+        return self.client.post(
+            path, data=data, headers=self.headers, content_type="multipart/form-data"
+        )
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
@@ -294,6 +324,29 @@ def build_world(app: Flask) -> World:
                     national_id="11010519491231002X",
                 )
                 case_ids[key].append(case.id)
+            # Mappings, files, sources and runs: B again holds more of each.
+            tenant = scoped.info["tenant"]
+            for n in range(1, (1 if key == "a" else 5) + 1):
+                mapping = save_mapping(
+                    scoped, name=f"walk-{n}", kind=FeedKind.PORTFOLIO, columns=WALK_COLUMNS
+                )
+                stored = store_file(
+                    scoped, platform(app), filename="walk.csv", stream=io.BytesIO(WALK_CSV)
+                )
+                start_run(
+                    scoped,
+                    platform(app),
+                    tenant=tenant,
+                    mapping=mapping,
+                    file=stored,
+                    enqueue=False,
+                )
+                register_source(
+                    scoped,
+                    platform(app),
+                    name=f"walk-{n}",
+                    options={"url": "https://lender.test/loans"},
+                )
 
     def tenant_data(key: str) -> TenantData:
         return TenantData(slug=slugs[key], id=ids[key], case_ids=case_ids[key], **data[key])

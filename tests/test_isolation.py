@@ -25,10 +25,32 @@ from recova.platform.auth.models import OAuthClient, User
 from recova.platform.extension import platform
 from recova.platform.jobs import QUEUES, job_queue
 from recova.tenants.models import Tenant
-from tests.support import B_MARK, Caller, World, anonymous, bearer, login, unique
+from tests.support import (
+    B_MARK,
+    WALK_COLUMNS,
+    WALK_CSV,
+    Caller,
+    Upload,
+    World,
+    anonymous,
+    bearer,
+    login,
+    unique,
+)
 
 PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "swagger_assets"}
-TENANT_TABLES = ("debtors", "contacts", "accounts", "cases")
+TENANT_TABLES = (
+    "debtors",
+    "contacts",
+    "accounts",
+    "cases",
+    "payments",
+    "ingestion_mappings",
+    "ingestion_sources",
+    "ingestion_files",
+    "ingestion_runs",
+    "ingestion_row_errors",
+)
 
 
 def _write_body(rule: str, method: str) -> dict[str, Any] | None:
@@ -45,6 +67,21 @@ def _write_body(rule: str, method: str) -> dict[str, Any] | None:
         ("/api-clients", "POST"): {"name": "new client", "scopes": ["cases:read"]},
         ("/api-clients/<int:client_pk>", "DELETE"): None,
         ("/cases/refresh-days-past-due", "POST"): {"as_of": "2031-01-01"},
+        ("/ingestion/mappings", "POST"): {
+            "name": unique("walk"),
+            "kind": "portfolio",
+            "columns": WALK_COLUMNS,
+        },
+        ("/ingestion/mappings/<int:mapping_id>", "PUT"): {"columns": WALK_COLUMNS},
+        ("/ingestion/files", "POST"): Upload("walk.csv", WALK_CSV),
+        ("/ingestion/sources", "POST"): {
+            "name": unique("walk"),
+            "options": {"url": "https://lender.test/loans"},
+            "auth_header": "Authorization",
+            "auth_value": "Bearer walk",
+        },
+        ("/ingestion/runs", "POST"): {"mapping": "walk-1", "file_id": 1},
+        ("/ingestion/runs/<int:run_id>/resume", "POST"): None,
         ("/platform/tenants", "POST"): {
             "slug": unique("walk"),
             "name": "Walk",
@@ -90,6 +127,10 @@ def hostile_path(rule: str, world: World) -> str:
         "tenant_slug": world.b.slug,
         "slug": world.b.slug,
         "case_id": str(world.b.case_ids[-1]),  # exists in B only
+        "account_id": str(world.b.case_ids[-1]),  # accounts and debtors share the numbering
+        "debtor_id": str(world.b.case_ids[-1]),
+        "mapping_id": "5",  # B holds five mappings and runs; A one, and the walk adds two
+        "run_id": "5",
         "user_id": str(world.b.admin_id),
         "client_pk": str(world.b.client_pk),
         "agency_id": str(world.agency_b_id),

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 
+from recova.platform.auth.access import SCOPES
 from recova.platform.auth.models import OAuthClient, OAuthToken
 from recova.platform.auth.principal import token_digest
 from recova.platform.db import utcnow
@@ -63,7 +64,7 @@ def test_basic_auth_issues_bearer_token_with_configured_lifetime(world, settings
     body = response.json
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == settings.access_token_ttl
-    assert sorted(body["scope"].split()) == ["cases:read", "tenant:read"]
+    assert sorted(body["scope"].split()) == sorted(SCOPES)
     assert response.headers["Cache-Control"] == "no-store"
     me = _with_token(world.app, body["access_token"]).get("/api/v1/me")
     assert me.status_code == 200
@@ -85,7 +86,7 @@ def test_client_secret_post_issues_bearer_token(world, settings) -> None:
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.json["token_type"] == "Bearer"
     assert response.json["expires_in"] == settings.access_token_ttl
-    assert sorted(response.json["scope"].split()) == ["cases:read", "tenant:read"]
+    assert sorted(response.json["scope"].split()) == sorted(SCOPES)
     cases = _with_token(world.app, response.json["access_token"]).get("/api/v1/cases")
     assert cases.status_code == 200
     assert len(cases.json) == len(world.a.case_ids)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,18 +19,25 @@ from recova.platform.config import Settings
 from recova.platform.db import Database
 from recova.platform.embedded import with_embedded_services
 from recova.platform.extension import Platform
+from recova.platform.logs import (
+    configure_logging,
+    init_request_logging,
+    remember_request_tenant,
+)
+from recova.platform.metrics import init_metrics
 from recova.platform.request_scope import SESSION_USER_KEY, bearer_token, init_request_scope
 
 
 def _api_blueprints() -> list[Any]:
     """Every API blueprint, registered in this order under ``/api/v1``."""
     from recova.billing.api import blp as contracts
+    from recova.connectors.api import blp as ingestion
     from recova.platform.agencies.api import blp as agencies
     from recova.platform.auth.api import blp as auth
     from recova.platform.cases.api import blp as cases
     from recova.tenants.api import blp as tenants
 
-    return [auth, tenants, agencies, contracts, cases]
+    return [auth, tenants, agencies, contracts, cases, ingestion]
 
 
 def _web_blueprints() -> list[Any]:
@@ -54,7 +60,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     assert settings.database_url is not None
     assert settings.redis_url is not None
 
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__, template_folder="templates")
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -63,6 +69,9 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.production,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        # Uploads: the file itself is checked against the limit as it is stored; this
+        # refuses anything bigger (413) before it is read, with room for the multipart form.
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes + 64 * 1024,
         WTF_CSRF_CHECK_DEFAULT=False,  # checked in _csrf_guard, which skips bearer calls
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         API_TITLE="Recova",
@@ -87,7 +96,12 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     )
     Platform(settings=settings, db=database, redis=redis).init_app(app)
 
+    # Before the request scope: after_request hooks run in reverse order of registration,
+    # so the request's log line and latency include its commit.
+    init_request_logging(app)
+    init_metrics(app)
     init_request_scope(app)
+    remember_request_tenant(app)
     csrf = CSRFProtect(app)
 
     @app.before_request
@@ -121,13 +135,6 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     _register_docs_assets(app)
     _register_error_pages(app, api)
     return app
-
-
-def _configure_logging(level: str) -> None:
-    """Recova's loggers at the configured level; Authlib never below INFO, because at DEBUG
-    it logs issued access tokens in clear."""
-    logging.getLogger("recova").setLevel(level)
-    logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLevelName(level)))
 
 
 def _register_docs_assets(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""The ``recova`` command: demo, serve, worker, migrate, tenants, keys."""
+"""The ``recova`` command: demo, serve, worker, scheduler, migrate, tenants, keys, ingest."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -46,7 +47,7 @@ def main() -> None:
 @click.option("--serve/--no-serve", default=True, help="Seed and print logins, then exit.")
 def demo(host: str, port: int, serve: bool) -> None:
     """Start the services, migrate, seed demo data, print logins, serve app and worker."""
-    from recova.platform.demo import DEMO_PASSWORD, seed_demo
+    from recova.platform.demo import DEMO_PASSWORD, load_demo_portfolios, seed_demo
     from recova.platform.extension import platform
     from recova.tenants.migrate import migrate_all
 
@@ -58,7 +59,14 @@ def demo(host: str, port: int, serve: bool) -> None:
     report = migrate_all(objects.db.engine)
     if report.failed:
         raise click.ClickException(f"migration failed for {[r.slug for r in report.failed]}")
-    logins = seed_demo(objects.db, data_key=objects.settings.data_key)
+    logins = seed_demo(objects.db)
+    click.echo("Loading the demo lenders' portfolios and payments ...")
+    for load in load_demo_portfolios(objects, objects.settings.home / "demo"):
+        click.echo(
+            f"  {load.tenant:<10} {load.file:<26} {load.status}: {load.received} rows,"
+            f" {load.inserted} inserted, {load.updated} updated, {load.unchanged} unchanged,"
+            f" {load.rejected} rejected"
+        )
     base = f"http://{host}:{port}"
     click.echo("Recova demo is ready.\n")
     click.echo(f"  Portal login   {base}/login")
@@ -97,36 +105,36 @@ def serve(host: str, port: int) -> None:
 @main.command()
 @click.option("--queues", default=None, help="Comma-separated queues (default: all).")
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
-def worker(queues: str | None, burst: bool) -> None:
-    """Run an RQ worker for the named queues."""
-    from rq import Worker
-    from rq.serializers import JSONSerializer
-
-    import recova.platform.cases.jobs  # noqa: F401 - import job modules before forking
-    from recova.platform.extension import platform
-    from recova.platform.jobs import (
-        QUEUES,
-        dispose_connections_after_fork,
-        job_queue,
-        set_process_app,
-    )
+@click.option(
+    "--metrics-port",
+    default=0,
+    type=int,
+    envvar="RECOVA_WORKER_METRICS_PORT",
+    show_default=True,
+    help="Serve this worker's job metrics on this port (0: off).",
+)
+def worker(queues: str | None, burst: bool, metrics_port: int) -> None:
+    """Run an RQ worker for the named queues; SIGTERM lets the running job finish."""
+    from recova.platform.jobs import QUEUES
+    from recova.platform.worker import run_worker
 
     _exit_cleanly_on_sigterm()
-    app = _app()
-    set_process_app(app)
-    dispose_connections_after_fork()
     names = [q.strip() for q in queues.split(",")] if queues else list(QUEUES)
     unknown = sorted(set(names) - set(QUEUES))
     if unknown:
         raise click.ClickException(f"unknown queues {unknown}; known: {', '.join(QUEUES)}")
-    objects = platform(app)
-    prefix = objects.settings.queue_prefix
-    rq_worker = Worker(
-        [job_queue(objects.redis, name, prefix=prefix) for name in names],
-        connection=objects.redis,
-        serializer=JSONSerializer,
-    )
-    rq_worker.work(burst=burst, with_scheduler=True)
+    run_worker(_app(), names, burst=burst, metrics_port=metrics_port)
+
+
+@main.command()
+@click.option("--tick", default=5.0, show_default=True, type=float, help="Seconds between checks.")
+@click.option("--once", is_flag=True, help="Check once (enqueue what is due) and exit.")
+def scheduler(tick: float, once: bool) -> None:
+    """Enqueue the periodic jobs when due; one replica leads, the others stand by."""
+    from recova.platform.scheduler import run_scheduler
+
+    _exit_cleanly_on_sigterm()
+    run_scheduler(_app(), tick=tick, once=once)
 
 
 @main.command()
@@ -232,6 +240,79 @@ def keys() -> None:
 
     for name, value in new_secrets().items():
         click.echo(f"{name}={value}")
+
+
+@main.command()
+@click.argument("tenant")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--mapping", "mapping_name", required=True, help="The tenant's mapping name.")
+@click.option(
+    "--mode", type=click.Choice(["delta", "snapshot"]), default="delta", show_default=True
+)
+@click.option("--all-or-nothing", is_flag=True, help="Load nothing if any row is rejected.")
+@click.option("--connector", default=None, help="csv, xlsx or jsonl (default: by extension).")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option("--background", is_flag=True, help="Queue the run for a worker and return.")
+@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path))
+def ingest(  # noqa: PLR0917 - click passes each option positionally
+    tenant: str,
+    file: Path,
+    mapping_name: str,
+    mode: str,
+    all_or_nothing: bool,
+    connector: str | None,
+    as_of: Any,
+    background: bool,
+    errors_path: Path | None,
+) -> None:
+    """Load a portfolio or payment FILE into TENANT through a saved mapping.
+
+    Exit status: 0 loaded, 2 loaded with rejected rows (see --errors), 1 failed.
+    """
+    from recova.connectors.models import IngestionRun, RunMode, RunStatus
+    from recova.connectors.services import IngestionError, ingest_local_file, row_errors_csv
+    from recova.platform.extension import platform
+    from recova.tenants.scope import tenant_scope
+
+    objects = platform(_app())
+    try:
+        slug, run_id = ingest_local_file(
+            objects,
+            tenant_slug=tenant,
+            path=file,
+            mapping_name=mapping_name,
+            mode=RunMode(mode),
+            all_or_nothing=all_or_nothing,
+            connector=connector,
+            as_of=as_of.date() if as_of else None,
+            background=background,
+        )
+    except IngestionError as error:
+        raise click.ClickException(error.message) from error
+    except LookupError as error:
+        raise click.ClickException(str(error)) from error
+    with tenant_scope(slug, db=objects.db) as session:
+        run = session.get(IngestionRun, run_id)
+        assert run is not None
+        if background:
+            click.echo(f"run {run.id} queued as job {run.job_id}")
+            return
+        click.echo(
+            f"run {run.id} {run.status.value}: {run.received} rows read, {run.inserted} inserted,"
+            f" {run.updated} updated, {run.unchanged} unchanged, {run.rejected} rejected,"
+            f" {run.recalled} recalled"
+        )
+        if run.message:
+            click.echo(run.message)
+        if errors_path is not None and run.rejected:
+            with errors_path.open("w", encoding="utf-8", newline="") as out:
+                out.writelines(row_errors_csv(session, run))
+            click.echo(f"row errors written to {errors_path}")
+        status, rejected = run.status, run.rejected
+    if status is not RunStatus.COMPLETED:
+        sys.exit(1)
+    if rejected:
+        sys.exit(2)
 
 
 if __name__ == "__main__":

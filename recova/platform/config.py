@@ -40,7 +40,10 @@ class Settings:
     db_pool_size: int = 5
     db_max_overflow: int = 5
     log_level: str = "INFO"
+    log_format: str = "text"
     queue_prefix: str = ""
+    max_upload_bytes: int = 256 * 1024 * 1024
+    http_sources_allow_private: bool = False
 
     @property
     def production(self) -> bool:
@@ -67,7 +70,12 @@ class Settings:
             db_pool_size=_int(env, "RECOVA_DB_POOL_SIZE", 5, minimum=1),
             db_max_overflow=_int(env, "RECOVA_DB_MAX_OVERFLOW", 5, minimum=0),
             log_level=_log_level(env.get("RECOVA_LOG_LEVEL") or "INFO"),
+            log_format=_log_format(
+                env.get("RECOVA_LOG_FORMAT") or ("json" if environment == "production" else "text")
+            ),
             queue_prefix=env.get("RECOVA_QUEUE_PREFIX", ""),
+            max_upload_bytes=_int(env, "RECOVA_MAX_UPLOAD_BYTES", 256 * 1024 * 1024, minimum=1024),
+            http_sources_allow_private=_flag(env, "RECOVA_HTTP_SOURCES_ALLOW_PRIVATE"),
         )
         return settings.with_secrets()
 
@@ -152,6 +160,25 @@ def _log_level(raw: str) -> str:
     if level not in LOG_LEVELS:
         raise ConfigError(f"RECOVA_LOG_LEVEL={raw!r} is not one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+LOG_FORMATS = ("json", "text")
+
+
+def _log_format(raw: str) -> str:
+    value = raw.lower()
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"RECOVA_LOG_FORMAT={raw!r} is not one of {', '.join(LOG_FORMATS)}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,14 +16,13 @@ from sqlalchemy.orm import Session
 
 from recova.billing.contracts import AgencyContract
 from recova.billing.services import create_agency_contract
+from recova.connectors.models import IngestionRun
 from recova.platform.agencies.models import Agency
 from recova.platform.agencies.services import create_agency
 from recova.platform.auth.models import Role, User
 from recova.platform.auth.services import create_user
-from recova.platform.cases.models import Account
-from recova.platform.cases.services import open_case
-from recova.platform.crypto import PersonalDataCipher
 from recova.platform.db import Database
+from recova.platform.extension import Platform
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import get_tenant, provision_tenant
@@ -58,17 +57,14 @@ AGENCIES = [
     {"slug": "swift-recoveries", "name": "Swift Recoveries"},
     {"slug": "harbor-collections", "name": "Harbor Collections"},
 ]
-SAMPLE_DEBTORS = [
-    ("D-1001", "Zhang Wei", "110101199003074514", "5200.00", 12),
-    ("D-1002", "Li Na", "11010519491231002X", "18300.50", 45),
-    ("D-1003", "Wang Fang", "440524188001010014", "960.00", 75),
-    ("D-1004", "Chen Jie", "320311197007253411", "43000.00", 130),
-    ("D-1005", "Liu Yang", "510107199212123456", "2750.25", 210),
-]
 
 
-def seed_demo(db: Database, *, data_key: bytes, today: dt.date | None = None) -> list[DemoLogin]:
-    """Create the demo organisations, logins and sample cases if they are missing."""
+def seed_demo(db: Database, *, today: dt.date | None = None) -> list[DemoLogin]:
+    """Create the demo organisations and logins if they are missing.
+
+    Their borrowers arrive the way a real lender's do, by ingestion:
+    see ``load_demo_portfolios``.
+    """
     today = today or dt.date.today()  # noqa: DTZ011 - the operator's calendar
     logins: list[DemoLogin] = []
     session = db.session()
@@ -132,10 +128,6 @@ def seed_demo(db: Database, *, data_key: bytes, today: dt.date | None = None) ->
         raise
     finally:
         session.close()
-    cipher = PersonalDataCipher(data_key)
-    for spec in TENANTS:
-        with tenant_scope(spec["slug"], db=db) as scoped:
-            _sample_cases(scoped, cipher, spec["currency"], today)
     return logins
 
 
@@ -183,24 +175,74 @@ def _user(
     return DemoLogin(email, role.value, organisation)
 
 
-def _sample_cases(
-    session: Session, cipher: PersonalDataCipher, currency: str, today: dt.date
-) -> None:
-    existing = set(session.scalars(select(Account.external_id)))
-    for external_id, name, national_id, principal, dpd in SAMPLE_DEBTORS:
-        account_id = "L-" + external_id[2:]
-        if account_id in existing:
-            continue
-        case = open_case(
-            session,
-            cipher=cipher,
-            debtor_external_id=external_id,
-            full_name=name,
-            account_external_id=account_id,
-            currency=currency,
-            principal=Decimal(principal),
-            due_date=today - dt.timedelta(days=dpd),
-            national_id=national_id,
-            product="consumer-loan",
+DEMO_ACCOUNTS = 3000
+DEMO_PAYMENTS = 600
+
+
+@dataclass(frozen=True)
+class DemoLoad:
+    tenant: str
+    file: str
+    status: str
+    received: int
+    inserted: int
+    updated: int
+    unchanged: int
+    rejected: int
+
+
+def load_demo_portfolios(objects: Platform, folder: Path) -> list[DemoLoad]:
+    """Write each demo lender's portfolio and payment files and ingest them.
+
+    The files are generated from fixed seeds, so a second demo run re-sends identical
+    files and the runs report every row unchanged.
+    """
+    from recova.connectors.models import FeedKind, RunMode
+    from recova.connectors.services import ingest_local_file, mapping_by_name, save_mapping
+    from recova.platform import demo_data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cn = demo_data.write_cn_portfolio(folder / "lendco-cn-portfolio.csv", rows=DEMO_ACCOUNTS)
+    demo_data.write_cn_payments(folder / "lendco-cn-payments.csv", cn, count=DEMO_PAYMENTS)
+    us = demo_data.write_us_portfolio(folder / "lendco-us-portfolio.csv", rows=DEMO_ACCOUNTS)
+    demo_data.write_us_payments(folder / "lendco-us-payments.jsonl", us, count=DEMO_PAYMENTS)
+    plan = [
+        ("lendco-cn", "cn-portfolio", FeedKind.PORTFOLIO, demo_data.CN_PORTFOLIO_MAPPING),
+        ("lendco-cn", "cn-payments", FeedKind.PAYMENTS, demo_data.CN_PAYMENTS_MAPPING),
+        ("lendco-us", "us-portfolio", FeedKind.PORTFOLIO, demo_data.US_PORTFOLIO_MAPPING),
+        ("lendco-us", "us-payments", FeedKind.PAYMENTS, demo_data.US_PAYMENTS_MAPPING),
+    ]
+    files = {
+        "cn-portfolio": "lendco-cn-portfolio.csv",
+        "cn-payments": "lendco-cn-payments.csv",
+        "us-portfolio": "lendco-us-portfolio.csv",
+        "us-payments": "lendco-us-payments.jsonl",
+    }
+    loads = []
+    for slug, name, kind, mapping in plan:
+        with tenant_scope(slug, db=objects.db) as session:
+            if mapping_by_name(session, name) is None:
+                save_mapping(session, name=name, kind=kind, **mapping)
+        _, run_id = ingest_local_file(
+            objects,
+            tenant_slug=slug,
+            path=folder / files[name],
+            mapping_name=name,
+            mode=RunMode.DELTA,
         )
-        case.account.days_past_due = dpd
+        with tenant_scope(slug, db=objects.db) as session:
+            run = session.get(IngestionRun, run_id)
+            assert run is not None
+            loads.append(
+                DemoLoad(
+                    slug,
+                    files[name],
+                    run.status.value,
+                    run.received,
+                    run.inserted,
+                    run.updated,
+                    run.unchanged,
+                    run.rejected,
+                )
+            )
+    return loads

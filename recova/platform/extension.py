@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
 from recova.platform.config import Settings
+from recova.platform.crypto import PersonalDataCipher
 from recova.platform.db import Database
 
 if TYPE_CHECKING:
@@ -21,6 +23,11 @@ class Platform:
     settings: Settings
     db: Database
     redis: Redis
+
+    @cached_property
+    def cipher(self) -> PersonalDataCipher:
+        """Encrypts and indexes personal identifiers under the settings' data key."""
+        return PersonalDataCipher(self.settings.data_key)
 
     def init_app(self, app: Flask) -> None:
         app.extensions["recova"] = self

@@ -54,8 +54,16 @@ class JobSpec:
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
     def __call__(self, **kwargs: Any) -> Any:
+        from rq import get_current_job
+
+        from recova.platform.logs import job_log_context
+
         with _app_context():
-            return self.func(**kwargs)
+            current = get_current_job()
+            with job_log_context(
+                current.id if current is not None else None, kwargs.get("tenant_id")
+            ):
+                return self.func(**kwargs)
 
     def enqueue(self, objects: Platform, *, job_id: str | None = None, **kwargs: Any) -> Job:
         """Enqueue now; prefer ``enqueue_after_commit`` inside a transaction."""

@@ -1,9 +1,19 @@
 """Imports every model module so ``Base.metadata`` knows all tables (for Alembic and tests)."""
 
 from recova.billing.contracts import AgencyContract
+from recova.connectors.models import (
+    HttpSource,
+    IngestionFile,
+    IngestionFileChunk,
+    IngestionMapping,
+    IngestionRowError,
+    IngestionRun,
+    IngestionSeen,
+)
 from recova.platform.agencies.models import Agency
 from recova.platform.auth.models import Membership, OAuthClient, OAuthToken, User
 from recova.platform.cases.models import Account, Case, Contact, Debtor
+from recova.platform.payments.models import Payment
 from recova.tenants.models import Tenant
 
 __all__ = [
@@ -13,9 +23,17 @@ __all__ = [
     "Case",
     "Contact",
     "Debtor",
+    "HttpSource",
+    "IngestionFile",
+    "IngestionFileChunk",
+    "IngestionMapping",
+    "IngestionRowError",
+    "IngestionRun",
+    "IngestionSeen",
     "Membership",
     "OAuthClient",
     "OAuthToken",
+    "Payment",
     "Tenant",
     "User",
 ]

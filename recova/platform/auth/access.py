@@ -27,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 SCOPES: dict[str, str] = {
     "tenant:read": "Read the tenant's profile",
     "cases:read": "Read cases, accounts and debtors (masked)",
+    "ingest:write": "Send portfolios and payments: mappings, files, sources and runs",
 }
 
 

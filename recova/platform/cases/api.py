@@ -7,15 +7,22 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import joinedload, selectinload
 
 from recova.platform.api import SelectPage, StrictSchema, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.cases.jobs import refresh_days_past_due_job
-from recova.platform.cases.models import Account, Case
-from recova.platform.cases.schemas import CaseQuerySchema, CaseSchema
+from recova.platform.cases.models import Account, Case, Debtor
+from recova.platform.cases.schemas import (
+    AccountDetailSchema,
+    AccountQuerySchema,
+    CaseQuerySchema,
+    CaseSchema,
+    DebtorQuerySchema,
+    DebtorSchema,
+)
 from recova.platform.errors import abort
 from recova.platform.extension import platform
 from recova.platform.request_scope import db_session
@@ -42,11 +49,82 @@ class CaseCollection(MethodView):
         statement = _CASES.order_by(Case.id.desc())
         if "status" in query:
             statement = statement.where(Case.status == query["status"])
-        if "external_id" in query:
-            statement = statement.join(Case.account).where(
-                Account.external_id == query["external_id"]
-            )
+        if {"external_id", "dpd_min", "dpd_max"} & set(query):
+            statement = _filter_accounts(statement.join(Case.account), query)
         return statement
+
+
+def _filter_accounts(statement: Select[Any], query: dict[str, Any]) -> Select[Any]:
+    if "external_id" in query:
+        statement = statement.where(Account.external_id == query["external_id"])
+    if "dpd_min" in query:
+        statement = statement.where(Account.days_past_due >= query["dpd_min"])
+    if "dpd_max" in query:
+        statement = statement.where(Account.days_past_due <= query["dpd_max"])
+    return statement
+
+
+_ACCOUNTS = select(Account).options(joinedload(Account.debtor), joinedload(Account.case))
+
+
+@tenant_routes(blp, "/accounts")
+class AccountCollection(MethodView):
+    @access(*CASE_READERS, scope="cases:read", tenant=True)
+    @blp.arguments(AccountQuerySchema, location="query")
+    @blp.response(200, AccountDetailSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self, query: dict[str, Any]) -> Any:
+        """List the tenant's accounts, filtered by days past due, case status or external id."""
+        statement = _filter_accounts(_ACCOUNTS.order_by(Account.id.desc()), query)
+        if "status" in query:
+            statement = statement.where(
+                Account.id.in_(select(Case.account_id).where(Case.status == query["status"]))
+            )
+        if "withdrawn" in query:
+            withdrawn = Account.withdrawn_at.is_not(None)
+            statement = statement.where(withdrawn if query["withdrawn"] else ~withdrawn)
+        return statement
+
+
+@tenant_routes(blp, "/accounts/<int:account_id>")
+class AccountItem(MethodView):
+    @access(*CASE_READERS, scope="cases:read", tenant=True)
+    @blp.response(200, AccountDetailSchema)
+    def get(self, account_id: int) -> Account:
+        """One account with its (masked) debtor and its case."""
+        account = db_session().scalar(_ACCOUNTS.where(Account.id == account_id))
+        if account is None:
+            abort(404, message=f"no account {account_id}")
+        return account
+
+
+_DEBTORS = select(Debtor).options(selectinload(Debtor.contacts))
+
+
+@tenant_routes(blp, "/debtors")
+class DebtorCollection(MethodView):
+    @access(*CASE_READERS, scope="cases:read", tenant=True)
+    @blp.arguments(DebtorQuerySchema, location="query")
+    @blp.response(200, DebtorSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self, query: dict[str, Any]) -> Any:
+        """List the tenant's debtors with their contacts, masked."""
+        statement = _DEBTORS.order_by(Debtor.id.desc())
+        if "external_id" in query:
+            statement = statement.where(Debtor.external_id == query["external_id"])
+        return statement
+
+
+@tenant_routes(blp, "/debtors/<int:debtor_id>")
+class DebtorItem(MethodView):
+    @access(*CASE_READERS, scope="cases:read", tenant=True)
+    @blp.response(200, DebtorSchema)
+    def get(self, debtor_id: int) -> Debtor:
+        """One debtor with contacts (own and third-party), masked."""
+        debtor = db_session().scalar(_DEBTORS.where(Debtor.id == debtor_id))
+        if debtor is None:
+            abort(404, message=f"no debtor {debtor_id}")
+        return debtor
 
 
 @tenant_routes(blp, "/cases/<int:case_id>")

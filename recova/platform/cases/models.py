@@ -23,6 +23,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -81,10 +82,15 @@ class Contact(Timestamped, TenantModel):
     """A way to reach a debtor, or a third party the tenant registered (``relation`` set)."""
 
     __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("debtor_id", "kind", "value_index", name="uq_contacts_debtor_value"),
+        {"schema": TENANT_PLACEHOLDER},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Indexed by the unique (debtor_id, kind, value_index) constraint's leading column.
     debtor_id: Mapped[int] = mapped_column(
-        ForeignKey(f"{TENANT_PLACEHOLDER}.debtors.id", ondelete="CASCADE"), index=True
+        ForeignKey(f"{TENANT_PLACEHOLDER}.debtors.id", ondelete="CASCADE")
     )
     kind: Mapped[ContactKind] = mapped_column(_enum(ContactKind, "contact_kind"))
     relation: Mapped[str] = mapped_column(String(32), default="self")
@@ -120,7 +126,18 @@ class Account(Timestamped, TenantModel):
     outstanding_penalties: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     due_date: Mapped[dt.date] = mapped_column(Date)
     days_past_due: Mapped[int] = mapped_column(Integer, default=0)
+    overdue_amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    #: Annual contractual rate as a fraction (0.24 for 24%).
+    interest_rate: Mapped[Decimal | None] = mapped_column(Numeric(9, 6))
+    #: The tenant's row minus personal data (see ``recova.connectors.fields``).
     source_row: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    #: Digest of the raw source values: an unchanged re-sent row is skipped unparsed.
+    row_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Keyed digest of the row's personal fields, so a changed phone counts as an update.
+    profile_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Set when a snapshot no longer lists the account: the tenant took it back.
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    withdrawn_by_run_id: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
@@ -154,6 +171,8 @@ class Case(Timestamped, TenantModel):
         _enum(CaseStatus, "case_status"), default=CaseStatus.NEW, index=True
     )
     notes: Mapped[str | None] = mapped_column(Text)
+    #: Why a closed case left collection, e.g. ``tenant_recall``.
+    close_reason: Mapped[str | None] = mapped_column(String(32))
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     account: Mapped[Account] = relationship(back_populates="case")

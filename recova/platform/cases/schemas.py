@@ -1,10 +1,13 @@
-"""How cases travel over the API. Personal identifiers are only ever shown masked here."""
+"""How cases, accounts and debtors travel over the API.
+
+Personal identifiers are only ever shown masked here (``138****5678``), to every caller.
+"""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
-from recova.platform.cases.models import CaseStatus
+from recova.platform.cases.models import CaseStatus, ContactKind
 
 
 class AccountSchema(Schema):
@@ -18,8 +21,11 @@ class AccountSchema(Schema):
     outstanding_fees = fields.Decimal(as_string=True)
     outstanding_penalties = fields.Decimal(as_string=True)
     outstanding_total = fields.Decimal(as_string=True)
+    overdue_amount = fields.Decimal(as_string=True, allow_none=True)
+    interest_rate = fields.Decimal(as_string=True, allow_none=True)
     due_date = fields.Date()
     days_past_due = fields.Int()
+    withdrawn_at = fields.DateTime(allow_none=True)
 
 
 class DebtorSummarySchema(Schema):
@@ -28,6 +34,26 @@ class DebtorSummarySchema(Schema):
     full_name = fields.Str()
     national_id = fields.Str(attribute="national_id_masked", allow_none=True)
     region = fields.Str(allow_none=True)
+
+
+class ContactSchema(Schema):
+    id = fields.Int()
+    kind = fields.Enum(ContactKind, by_value=True)
+    relation = fields.Str()
+    name = fields.Str(allow_none=True)
+    value = fields.Str(attribute="value_masked")
+
+
+class DebtorSchema(DebtorSummarySchema):
+    language = fields.Str(allow_none=True)
+    created_at = fields.DateTime()
+    contacts = fields.List(fields.Nested(ContactSchema))
+
+
+class AccountDetailSchema(AccountSchema):
+    debtor = fields.Nested(DebtorSummarySchema)
+    case_id = fields.Int(attribute="case.id", allow_none=True)
+    case_status = fields.Enum(CaseStatus, by_value=True, attribute="case.status", allow_none=True)
 
 
 class CaseSchema(Schema):
@@ -39,6 +65,19 @@ class CaseSchema(Schema):
     debtor = fields.Nested(DebtorSummarySchema)
 
 
-class CaseQuerySchema(Schema):
+class DaysPastDueFilter(Schema):
+    dpd_min = fields.Int(validate=validate.Range(min=0))
+    dpd_max = fields.Int(validate=validate.Range(min=0))
+
+
+class CaseQuerySchema(DaysPastDueFilter):
     status = fields.Enum(CaseStatus, by_value=True)
     external_id = fields.Str(metadata={"description": "the account's external id"})
+
+
+class AccountQuerySchema(CaseQuerySchema):
+    withdrawn = fields.Bool(metadata={"description": "recalled by the tenant's snapshot"})
+
+
+class DebtorQuerySchema(Schema):
+    external_id = fields.Str(metadata={"description": "the debtor's external id"})

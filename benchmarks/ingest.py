@@ -1,0 +1,180 @@
+"""End-to-end ingestion of a realistic portfolio CSV, against a plain ``COPY`` of the same rows.
+
+(a) Recova: a GB18030 CSV with Chinese headers (``recova.platform.demo_data``: resident
+    IDs with check characters, mobile numbers, an emergency contact, amounts with ``元``
+    and thousands separators, percentages, ``2026/3/5`` dates) goes through
+    ``ingest_local_file`` into a fresh tenant: stored encrypted, spooled, parsed,
+    validated, normalised, encrypted and upserted (debtors, contacts, accounts, cases).
+    Then the unchanged file is ingested again.
+(b) The baseline, in the same run: the rows Recova stored, already normalised and
+    encrypted (account, debtor and phone columns), exported to a file, then loaded with
+    one ``COPY`` into a plain table without indexes.
+
+Peak RSS is the process's high-water mark during (a), read with ``getrusage``; the file
+is generated in a child process so its generator's memory does not count.
+
+    .venv/bin/python benchmarks/ingest.py [--small] [--rows N]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from _common import bench_environment, describe_machine, heading, parser, verdict
+from sqlalchemy import text
+
+from recova.connectors.models import FeedKind, RunMode
+from recova.connectors.services import save_mapping
+from recova.platform import demo_data
+from recova.platform.app import create_app
+from recova.platform.extension import platform
+from recova.tenants.migrate import migrate_shared
+from recova.tenants.scope import tenant_scope
+from recova.tenants.services import provision_tenant
+
+GOAL_ROWS_PER_SECOND = 50_000
+GOAL_PEAK_RSS_MB = 300
+GOAL_REINGEST_SPEEDUP = 2.0
+
+
+def _generate(path: str, rows: int) -> None:
+    demo_data.write_cn_portfolio(Path(path), rows=rows)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def copy_baseline(engine, schema: str, folder: Path) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    """Export what Recova stored, then time one COPY of it into a plain table."""
+    export = folder / "normalised.copy"
+    query = f"""
+        SELECT a.external_id, d.external_id, d.full_name, d.national_id_ciphertext,
+            d.national_id_index, d.national_id_masked, c.value_ciphertext, c.value_index,
+            c.value_masked, a.product, a.currency, a.original_principal,
+            a.outstanding_principal, a.outstanding_interest, a.outstanding_penalties,
+            a.overdue_amount, a.interest_rate, a.due_date, a.days_past_due, a.source_row
+        FROM "{schema}".accounts a JOIN "{schema}".debtors d ON d.id = a.debtor_id
+        LEFT JOIN LATERAL (SELECT * FROM "{schema}".contacts c WHERE c.debtor_id = d.id
+                           AND c.relation = 'self' LIMIT 1) c ON true"""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        with export.open("wb") as out, cur.copy(f"COPY ({query}) TO STDOUT") as copy:
+            for block in copy:
+                out.write(block)
+        cur.execute(
+            """CREATE TABLE public.bench_plain (
+                external_id text, debtor_external_id text, full_name text, nid_ct bytea,
+                nid_idx bytea, nid_masked text, phone_ct bytea, phone_idx bytea,
+                phone_masked text, product text, currency text, original_principal numeric,
+                outstanding_principal numeric, outstanding_interest numeric,
+                outstanding_penalties numeric, overdue_amount numeric, interest_rate numeric,
+                due_date date, days_past_due int, source_row jsonb)"""
+        )
+        raw.commit()
+        started = time.perf_counter()
+        with export.open("rb") as source, cur.copy("COPY public.bench_plain FROM STDIN") as copy:
+            while block := source.read(1024 * 1024):
+                copy.write(block)
+        raw.commit()
+        elapsed = time.perf_counter() - started
+        cur.execute("SELECT count(*) FROM public.bench_plain")
+        (count,) = cur.fetchone()
+        return int(count), elapsed
+    finally:
+        raw.close()
+
+
+def main() -> None:
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("--rows", type=int, default=None)
+    options = arguments.parse_args()
+    rows = options.rows or (50_000 if options.small else 1_000_000)
+    with bench_environment("ingest") as base, tempfile.TemporaryDirectory() as folder:
+        settings = dataclasses.replace(base, max_upload_bytes=2 * 1024 * 1024 * 1024)
+        app = create_app(settings)
+        objects = platform(app)
+        migrate_shared(objects.db.engine)
+        with objects.db.session() as session:
+            provision_tenant(
+                session,
+                slug="bench",
+                name="Bench",
+                jurisdiction="CN",
+                timezone="Asia/Shanghai",
+                currency="CNY",
+            )
+            session.commit()
+        with tenant_scope("bench", db=objects.db) as session:
+            save_mapping(
+                session, name="portfolio", kind=FeedKind.PORTFOLIO, **demo_data.CN_PORTFOLIO_MAPPING
+            )
+        path = Path(folder) / "portfolio.csv"
+        child = multiprocessing.get_context("spawn").Process(
+            target=_generate, args=(str(path), rows)
+        )
+        child.start()
+        child.join()
+        heading(
+            "Ingestion: realistic CSV end to end vs plain COPY",
+            machine=describe_machine(objects.db.engine),
+            rows=f"{rows:,}",
+            file=f"{path.stat().st_size / 1024 / 1024:.1f} MiB (GB18030, Chinese headers)",
+        )
+        from recova.connectors.services import ingest_local_file
+
+        rss_before = peak_rss_mb()
+        started = time.perf_counter()
+        _, run_id = ingest_local_file(
+            objects, tenant_slug="bench", path=path, mapping_name="portfolio", mode=RunMode.SNAPSHOT
+        )
+        first = time.perf_counter() - started
+        rss_peak = peak_rss_mb()
+        started = time.perf_counter()
+        _, second_id = ingest_local_file(
+            objects, tenant_slug="bench", path=path, mapping_name="portfolio", mode=RunMode.SNAPSHOT
+        )
+        second = time.perf_counter() - started
+        with tenant_scope("bench", db=objects.db) as session:
+            schema = session.info["tenant"].schema_name
+            counts = {
+                run: session.execute(
+                    text(
+                        f"SELECT status, received, inserted, updated, unchanged, rejected"
+                        f' FROM "{schema}".ingestion_runs WHERE id = :id'
+                    ),
+                    {"id": run},
+                ).one()
+                for run in (run_id, second_id)
+            }
+        copied, copy_seconds = copy_baseline(objects.db.engine, schema, Path(folder))
+
+        rate = rows / first
+        copy_rate = copied / copy_seconds
+        print(f"first run:   {counts[run_id]}")
+        print(f"second run:  {counts[second_id]}")
+        print(f"end to end:  {first:.1f} s, {rate:,.0f} rows/s")
+        print(f"plain COPY:  {copy_seconds:.1f} s, {copy_rate:,.0f} rows/s (same rows, normalised)")
+        print(f"ratio to COPY: {rate / copy_rate:.2f} (Recova rows/s / COPY rows/s)")
+        print(f"re-ingest unchanged: {second:.1f} s ({first / second:.1f}x faster than first)")
+        print(f"peak RSS:    {rss_peak:.0f} MB (before the run: {rss_before:.0f} MB)")
+        print(
+            f"goal >= {GOAL_ROWS_PER_SECOND:,} rows/s end to end:"
+            f" {verdict(rate >= GOAL_ROWS_PER_SECOND)}"
+        )
+        print(f"goal peak RSS < {GOAL_PEAK_RSS_MB} MB: {verdict(rss_peak < GOAL_PEAK_RSS_MB)}")
+        print(
+            f"goal re-ingest >= {GOAL_REINGEST_SPEEDUP:.0f}x faster:"
+            f" {verdict(first / second >= GOAL_REINGEST_SPEEDUP)}"
+        )
+        objects.db.dispose()
+
+
+if __name__ == "__main__":
+    main()

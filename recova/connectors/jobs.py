@@ -1,0 +1,13 @@
+"""The ingest job: one ingestion run, resumable, on the ``ingest`` queue."""
+
+from __future__ import annotations
+
+from recova.connectors.services import execute_ingestion
+from recova.platform.extension import platform
+from recova.platform.jobs import job
+
+
+@job(queue="ingest", timeout=4 * 3600, retries=3, backoff=[10, 60, 300])
+def ingest_run_job(*, tenant_id: int, run_id: int) -> str:
+    """Run or resume one ingestion run (idempotent: a finished run is left alone)."""
+    return execute_ingestion(platform(), tenant_id=tenant_id, run_id=run_id)

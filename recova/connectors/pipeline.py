@@ -1,0 +1,882 @@
+"""The ingestion pipeline: read, validate, normalise, encrypt and upsert a run's rows.
+
+How a run moves (``execute_run``):
+
+1. The connector yields raw records; they are cut into chunks of ``CHUNK_ROWS``.
+2. For each chunk, in the calling thread: each row's key (account or payment external id)
+   and a digest of its raw mapped values are taken, and the stored digests of those keys
+   are looked up in one query. A row whose digest is unchanged is counted and skipped
+   without being parsed, normalised or encrypted; that is what makes re-sending a file
+   cheap. Every other row is validated, normalised and encrypted (``fields``).
+3. A writer thread applies the chunk in one transaction: ``COPY`` into temporary staging
+   tables, then set-based ``INSERT … ON CONFLICT`` statements, the chunk's row errors, the
+   run's counters and its checkpoint. Nothing is ever inserted or committed row by row.
+   Parsing the next chunk overlaps with PostgreSQL applying this one (psycopg releases
+   the GIL while it waits), so the two cores are both busy.
+4. After the last chunk, one transaction finishes the run: a snapshot recalls the
+   accounts it did not mention, the run's scratch rows go, and the status becomes
+   ``completed``. A run therefore never shows as complete unless all of it is applied.
+
+Crash safety. A chunk's data, errors, counters and checkpoint commit together, so a
+worker killed at any point leaves the run at its last committed chunk; running the job
+again continues from the checkpoint and ends in the same state as an uninterrupted run.
+Chunk transactions of one tenant take a transaction-level advisory lock, so two runs of
+the same file at the same moment interleave chunk by chunk and cannot insert a row twice
+(the unique external ids would refuse it anyway). Every key a run reads is recorded in
+``ingestion_seen`` inside the chunk's transaction: that catches a duplicate external id
+anywhere in the file, even across a crash, and tells a snapshot what it mentioned.
+
+All-or-nothing runs apply every chunk inside one transaction and keep their row errors in
+a spool file; if any row was rejected the transaction is rolled back and only the errors
+are stored, so the tenant sees exactly why nothing was loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import queue
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from sqlalchemy import Engine
+
+from recova.connectors.base import Record, Source, SourceError
+from recova.connectors.fields import (
+    PaymentReader,
+    PortfolioReader,
+    Rejected,
+    RowReader,
+    TenantDefaults,
+)
+from recova.connectors.models import FeedKind, RunMode
+from recova.platform.crypto import PersonalDataCipher
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 5000
+#: Advisory-lock namespace (first key) for ingestion writes; the second key is the tenant.
+INGEST_LOCK = 0x5245_4356  # "RECV"
+ROW_ERROR_LIMIT = 1000  # reasons longer than this are cut; no reason is that long in practice
+
+ErrorRow = tuple[int, str | None, str | None, str]
+
+
+@dataclass
+class Counts:
+    received: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.received += other.received
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected += other.rejected
+
+
+@dataclass
+class Chunk:
+    """One chunk's parsed rows, ready for the writer."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    contacts: list[tuple[Any, ...]] = field(default_factory=list)
+    #: (external id, row number) of every row whose key could be read, parsed or not.
+    keys: list[tuple[str, int]] = field(default_factory=list)
+    #: key -> what happened to the row in the reader: "row", "unchanged" or "rejected".
+    outcome: dict[str, str] = field(default_factory=dict)
+    errors: list[ErrorRow] = field(default_factory=list)
+    received: int = 0
+    unchanged: int = 0
+    last_number: int = 0
+    checkpoint: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything ``execute_run`` needs to know about a run, read from its record."""
+
+    tenant_id: int
+    schema: str
+    run_id: int
+    kind: FeedKind
+    mode: RunMode
+    all_or_nothing: bool
+    as_of: dt.date
+    columns: dict[str, str]
+    options: dict[str, Any]
+    defaults: TenantDefaults
+    checkpoint: dict[str, Any] | None
+
+
+@dataclass
+class RunOutcome:
+    counts: Counts
+    recalled: int = 0
+    failed: str | None = None
+
+
+class Progress:
+    """Rows done of the estimated total, in Redis, readable while the run works."""
+
+    def __init__(self, redis: Redis, key: str, total: int | None, *, base: int = 0) -> None:
+        self.redis = redis
+        self.key = key
+        self.total = total
+        self.base = base  # rows an earlier attempt of a resumed run already committed
+
+    def report(self, done: int) -> None:
+        done += self.base
+        mapping: dict[str, int] = {"done": done}
+        if self.total is not None:
+            mapping["total"] = max(self.total, done)
+        self.redis.hset(self.key, mapping=mapping)  # type: ignore[arg-type]
+        self.redis.expire(self.key, 7 * 24 * 3600)
+
+
+def progress_key(prefix: str, tenant_id: int, run_id: int) -> str:
+    return f"{prefix}recova:ingest-progress:{tenant_id}:{run_id}"
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _reader(plan: RunPlan, cipher: PersonalDataCipher) -> RowReader:
+    if plan.kind is FeedKind.PORTFOLIO:
+        return PortfolioReader(
+            plan.columns, plan.options, plan.defaults, cipher=cipher, as_of=plan.as_of
+        )
+    return PaymentReader(plan.columns, plan.options, plan.defaults)
+
+
+def _records_in_chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    try:
+        for record in records:
+            batch.append(record)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    except SourceError:
+        # The source broke part-way (a malformed page): keep the good records read so far,
+        # so the run can resume after them.
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
+
+
+class ChunkParser:
+    """Turns a batch of records into a ``Chunk``, skipping rows whose digest is unchanged."""
+
+    def __init__(self, plan: RunPlan, reader: RowReader, lookup: Callable[[list[str]], dict]):
+        self.plan = plan
+        self.reader = reader
+        self.lookup = lookup
+
+    def parse(self, records: list[Record]) -> Chunk:
+        chunk = Chunk(received=len(records))
+        reader = self.reader
+        keyed: list[tuple[Record, str, bytes]] = []
+        first_row: dict[str, int] = {}
+        for record in records:
+            if record.problem is not None:
+                chunk.errors.append((record.number, None, None, record.problem))
+                continue
+            try:
+                key = reader.external_id(record.values)
+            except Rejected as rejected:
+                chunk.errors.append(
+                    (record.number, rejected.column, rejected.value, rejected.reason)
+                )
+                continue
+            if key in first_row:
+                chunk.errors.append(
+                    (
+                        record.number,
+                        reader.column(reader.key_field),
+                        key,
+                        f"duplicate external id; first seen at row {first_row[key]}",
+                    )
+                )
+                continue
+            first_row[key] = record.number
+            chunk.keys.append((key, record.number))
+            keyed.append((record, key, reader.row_hash(record.values)))
+        stored = self.lookup([key for _, key, _ in keyed]) if keyed else {}
+        for record, key, digest in keyed:
+            if stored.get(key) == digest:
+                chunk.outcome[key] = "unchanged"
+                chunk.unchanged += 1
+                continue
+            try:
+                parsed = reader.read(record.number, record.values, key, digest)  # type: ignore[attr-defined]
+            except Rejected as rejected:
+                chunk.outcome[key] = "rejected"
+                chunk.errors.append(
+                    (record.number, rejected.column, rejected.value, rejected.reason)
+                )
+                continue
+            chunk.outcome[key] = "row"
+            if self.plan.kind is FeedKind.PORTFOLIO:
+                account, contacts = parsed
+                chunk.rows.append(account)
+                chunk.contacts.extend(contacts)
+            else:
+                chunk.rows.append(parsed)
+        if records:
+            last = records[-1]
+            chunk.last_number = last.number
+            chunk.checkpoint = last.checkpoint or {"number": last.number}
+        return chunk
+
+
+# --- writing ------------------------------------------------------------------------------
+
+PORTFOLIO_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS recova_stage_accounts (
+    row_number int, external_id text, debtor_external_id text, full_name text,
+    nid_ct bytea, nid_idx bytea, nid_masked text, region text, language text, product text,
+    currency text, original_principal numeric, outstanding_principal numeric,
+    outstanding_interest numeric, outstanding_fees numeric, outstanding_penalties numeric,
+    overdue_amount numeric, interest_rate numeric, due_date date, days_past_due int,
+    source_row jsonb, row_hash bytea, profile_digest bytea
+) ON COMMIT DROP;
+CREATE TEMP TABLE IF NOT EXISTS recova_stage_contacts (
+    row_number int, debtor_external_id text, kind text, relation text, name text,
+    ct bytea, idx bytea, masked text
+) ON COMMIT DROP;
+CREATE TEMP TABLE IF NOT EXISTS recova_stage_keys (external_id text, row_number int)
+    ON COMMIT DROP;
+TRUNCATE recova_stage_accounts, recova_stage_contacts, recova_stage_keys;
+"""
+
+PAYMENT_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS recova_stage_payments (
+    row_number int, external_id text, account_external_id text, kind text, amount numeric,
+    currency text, paid_at timestamptz, channel text, paid_to text,
+    reverses_external_id text, row_hash bytea,
+    account_id int, reverses_id int, error_column text, error text
+) ON COMMIT DROP;
+CREATE TEMP TABLE IF NOT EXISTS recova_stage_keys (external_id text, row_number int)
+    ON COMMIT DROP;
+TRUNCATE recova_stage_payments, recova_stage_keys;
+"""
+
+ACCOUNT_COLUMNS = (
+    "row_number, external_id, debtor_external_id, full_name, nid_ct, nid_idx, nid_masked,"
+    " region, language, product, currency, original_principal, outstanding_principal,"
+    " outstanding_interest, outstanding_fees, outstanding_penalties, overdue_amount,"
+    " interest_rate, due_date, days_past_due, source_row, row_hash, profile_digest"
+)
+PAYMENT_COLUMNS = (
+    "row_number, external_id, account_external_id, kind, amount, currency, paid_at,"
+    " channel, paid_to, reverses_external_id, row_hash"
+)
+
+# Columns an account update compares: equal values mean "unchanged", whatever the digest.
+_ACCOUNT_VALUES = (
+    "debtor_id, product, currency, original_principal, outstanding_principal,"
+    " outstanding_interest, outstanding_fees, outstanding_penalties, overdue_amount,"
+    " interest_rate, due_date, days_past_due, source_row, profile_digest"
+)
+
+
+def _portfolio_sql(schema: str) -> dict[str, str]:
+    s = f'"{schema}"'
+    excluded = ", ".join(f"excluded.{c.strip()}" for c in _ACCOUNT_VALUES.split(","))
+    current = ", ".join(f"a.{c.strip()}" for c in _ACCOUNT_VALUES.split(","))
+    assignments = ", ".join(
+        f"{c.strip()} = excluded.{c.strip()}" for c in _ACCOUNT_VALUES.split(",")
+    )
+    return {
+        "debtors": f"""
+            INSERT INTO {s}.debtors AS d (external_id, full_name, national_id_ciphertext,
+                national_id_index, national_id_masked, region, language)
+            SELECT DISTINCT ON (debtor_external_id) debtor_external_id, full_name, nid_ct,
+                nid_idx, nid_masked, region, language
+            FROM recova_stage_accounts ORDER BY debtor_external_id, row_number DESC
+            ON CONFLICT (external_id) DO UPDATE SET
+                full_name = excluded.full_name,
+                national_id_ciphertext = CASE
+                    WHEN d.national_id_index IS DISTINCT FROM excluded.national_id_index
+                    THEN excluded.national_id_ciphertext ELSE d.national_id_ciphertext END,
+                national_id_index = excluded.national_id_index,
+                national_id_masked = excluded.national_id_masked,
+                region = excluded.region, language = excluded.language
+            WHERE (d.full_name, d.national_id_index, d.region, d.language)
+                IS DISTINCT FROM (excluded.full_name, excluded.national_id_index,
+                                  excluded.region, excluded.language)""",
+        "contacts": f"""
+            INSERT INTO {s}.contacts AS c (debtor_id, kind, relation, name,
+                value_ciphertext, value_index, value_masked)
+            SELECT d.id, sc.kind::{s}.contact_kind, sc.relation, sc.name, sc.ct, sc.idx,
+                sc.masked
+            FROM recova_stage_contacts sc
+            JOIN {s}.debtors d ON d.external_id = sc.debtor_external_id
+            ON CONFLICT (debtor_id, kind, value_index) DO UPDATE SET
+                relation = excluded.relation, name = excluded.name
+            WHERE (c.relation, c.name) IS DISTINCT FROM (excluded.relation, excluded.name)""",
+        # New accounts get their case in the same statement; an account the tenant sends
+        # again after a snapshot recalled it is back in collection, its case reopened.
+        "accounts": f"""
+            WITH upserted AS (
+                INSERT INTO {s}.accounts AS a (external_id, {_ACCOUNT_VALUES}, row_hash)
+                SELECT st.external_id, d.id, st.product, st.currency, st.original_principal,
+                    st.outstanding_principal, st.outstanding_interest, st.outstanding_fees,
+                    st.outstanding_penalties, st.overdue_amount, st.interest_rate,
+                    st.due_date, st.days_past_due, st.source_row, st.profile_digest,
+                    st.row_hash
+                FROM recova_stage_accounts st
+                JOIN {s}.debtors d ON d.external_id = st.debtor_external_id
+                ON CONFLICT (external_id) DO UPDATE SET {assignments},
+                    row_hash = excluded.row_hash, withdrawn_at = NULL,
+                    withdrawn_by_run_id = NULL, updated_at = now()
+                WHERE ({current}) IS DISTINCT FROM ({excluded})
+                    OR a.withdrawn_at IS NOT NULL
+                RETURNING a.id, a.debtor_id, (xmax = 0) AS inserted),
+            opened AS (
+                INSERT INTO {s}.cases (account_id, debtor_id, status)
+                SELECT id, debtor_id, 'new' FROM upserted WHERE inserted
+                ON CONFLICT (account_id) DO NOTHING),
+            reopened AS (
+                UPDATE {s}.cases c SET debtor_id = u.debtor_id,
+                    status = CASE WHEN c.close_reason = 'tenant_recall'
+                             THEN 'new'::{s}.case_status ELSE c.status END,
+                    closed_at = CASE WHEN c.close_reason = 'tenant_recall'
+                                THEN NULL ELSE c.closed_at END,
+                    close_reason = CASE WHEN c.close_reason = 'tenant_recall'
+                                   THEN NULL ELSE c.close_reason END
+                FROM upserted u
+                WHERE NOT u.inserted AND c.account_id = u.id
+                  AND (c.debtor_id <> u.debtor_id OR c.close_reason = 'tenant_recall'))
+            SELECT inserted FROM upserted""",
+        # The digest changed but no value did (say "1,000" became "1000"): remember it.
+        "digests": f"""
+            UPDATE {s}.accounts a SET row_hash = st.row_hash
+            FROM recova_stage_accounts st
+            WHERE a.external_id = st.external_id AND a.row_hash IS DISTINCT FROM st.row_hash""",
+        "lookup": f"SELECT external_id, row_hash FROM {s}.accounts "
+        "WHERE external_id = ANY(%s) AND withdrawn_at IS NULL",
+    }
+
+
+def _payment_sql(schema: str) -> dict[str, str]:
+    s = f'"{schema}"'
+    return {
+        "accounts": f"""
+            UPDATE recova_stage_payments st SET account_id = a.id,
+                error_column = CASE WHEN a.currency <> st.currency THEN 'currency' END,
+                error = CASE WHEN a.currency <> st.currency THEN
+                    format('currency %s differs from the account''s %s', st.currency,
+                           a.currency) END
+            FROM {s}.accounts a WHERE a.external_id = st.account_external_id""",
+        "unknown_accounts": """
+            UPDATE recova_stage_payments SET error_column = 'account_external_id',
+                error = 'no account with this external id'
+            WHERE account_id IS NULL""",
+        # A payment id already stored: identical means unchanged, anything else an error.
+        "existing": f"""
+            UPDATE recova_stage_payments st SET
+                error_column = CASE WHEN same THEN NULL ELSE 'payment_external_id' END,
+                error = CASE WHEN same THEN '=unchanged' ELSE
+                    'payment already recorded with different values; '
+                    'send a reversal to correct it' END
+            FROM (SELECT p.external_id, (p.account_id, p.kind::text, p.amount, p.currency,
+                         p.paid_at, coalesce(r.external_id, ''))
+                    = (st2.account_id, st2.kind, st2.amount, st2.currency, st2.paid_at,
+                       coalesce(st2.reverses_external_id, '')) AS same
+                  FROM {s}.payments p
+                  LEFT JOIN {s}.payments r ON r.id = p.reverses_id
+                  JOIN recova_stage_payments st2 ON st2.external_id = p.external_id) found
+            WHERE found.external_id = st.external_id AND st.error IS NULL""",
+        "insert_payments": f"""
+            INSERT INTO {s}.payments (external_id, account_id, kind, amount, currency,
+                paid_at, channel, paid_to, run_id, row_hash)
+            SELECT external_id, account_id, 'payment', amount, currency, paid_at, channel,
+                paid_to::{s}.paid_to, %s, row_hash
+            FROM recova_stage_payments WHERE kind = 'payment' AND error IS NULL
+            ORDER BY row_number""",
+        "reversal_targets": f"""
+            SELECT st.row_number, st.amount, st.account_id, p.id, p.amount, p.account_id,
+                (SELECT coalesce(sum(r.amount), 0) FROM {s}.payments r
+                  WHERE r.reverses_id = p.id)
+            FROM recova_stage_payments st
+            LEFT JOIN {s}.payments p ON p.external_id = st.reverses_external_id
+                AND p.kind = 'payment'
+            WHERE st.kind = 'reversal' AND st.error IS NULL
+            ORDER BY st.row_number""",
+        "insert_reversals": f"""
+            INSERT INTO {s}.payments (external_id, account_id, kind, amount, currency,
+                paid_at, channel, paid_to, reverses_id, run_id, row_hash)
+            SELECT st.external_id, st.account_id, 'reversal', st.amount, st.currency,
+                st.paid_at, st.channel, st.paid_to::{s}.paid_to, st.reverses_id, %s,
+                st.row_hash
+            FROM recova_stage_payments st
+            WHERE st.kind = 'reversal' AND st.error IS NULL
+            ORDER BY st.row_number""",
+        "lookup": f"SELECT external_id, row_hash FROM {s}.payments WHERE external_id = ANY(%s)",
+    }
+
+
+class ChunkWriter:
+    """Applies chunks to one tenant schema through one pooled connection."""
+
+    def __init__(self, engine: Engine, plan: RunPlan) -> None:
+        self.plan = plan
+        self.schema = plan.schema
+        self.connection = engine.raw_connection()
+        self.sql = (
+            _portfolio_sql(plan.schema)
+            if plan.kind is FeedKind.PORTFOLIO
+            else _payment_sql(plan.schema)
+        )
+        self.spool: Any = None  # all-or-nothing: row errors wait here until the end
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.connection.rollback()
+        self.connection.close()
+
+    def write(self, chunk: Chunk, *, commit: bool) -> Counts:
+        """Apply one chunk (and commit it, unless the run is all-or-nothing)."""
+        cur = self.connection.cursor()
+        try:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (INGEST_LOCK, self.plan.tenant_id))
+            stage = PORTFOLIO_STAGE if self.plan.kind is FeedKind.PORTFOLIO else PAYMENT_STAGE
+            cur.execute(stage)
+            counts = Counts(received=chunk.received, unchanged=chunk.unchanged)
+            errors = list(chunk.errors)
+            rows = self._drop_duplicates_of_earlier_chunks(cur, chunk, counts, errors)
+            if self.plan.kind is FeedKind.PORTFOLIO:
+                self._write_portfolio(cur, rows, chunk.contacts, counts)
+            else:
+                self._write_payments(cur, rows, counts, errors)
+            counts.rejected = len(errors)
+            self._store_errors(cur, errors)
+            self._advance(cur, counts, chunk)
+            if commit:
+                self.connection.commit()
+            return counts
+        except BaseException:
+            if commit:
+                self.connection.rollback()
+            raise
+        finally:
+            cur.close()
+
+    def _copy(self, cur: Any, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        with cur.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _drop_duplicates_of_earlier_chunks(
+        self, cur: Any, chunk: Chunk, counts: Counts, errors: list[ErrorRow]
+    ) -> list[tuple[Any, ...]]:
+        s = f'"{self.schema}"'
+        self._copy(cur, "COPY recova_stage_keys (external_id, row_number) FROM STDIN", chunk.keys)
+        cur.execute(
+            f"INSERT INTO {s}.ingestion_seen (run_id, external_id, row_number) "
+            "SELECT %s, external_id, row_number FROM recova_stage_keys "
+            "ON CONFLICT DO NOTHING",
+            (self.plan.run_id,),
+        )
+        if cur.rowcount == len(chunk.keys):
+            return chunk.rows  # every key is new to this run: no duplicates
+        cur.execute(
+            f"SELECT k.external_id, k.row_number, seen.row_number FROM recova_stage_keys k "
+            f"JOIN {s}.ingestion_seen seen ON seen.run_id = %s "
+            "AND seen.external_id = k.external_id AND seen.row_number <> k.row_number",
+            (self.plan.run_id,),
+        )
+        duplicates = {key: (row, first) for key, row, first in cur.fetchall()}
+        key_column = self.plan.columns.get(
+            "account_external_id" if self.plan.kind is FeedKind.PORTFOLIO else "payment_external_id"
+        )
+        for key, (row, first) in duplicates.items():
+            outcome = chunk.outcome.get(key)
+            if outcome == "rejected":
+                continue  # already reported once for this row
+            if outcome == "unchanged":
+                counts.unchanged -= 1
+            errors.append(
+                (row, key_column, key, f"duplicate external id; first seen at row {first}")
+            )
+        dropped = {row for row, _ in duplicates.values()}
+        if self.plan.kind is FeedKind.PORTFOLIO:
+            chunk.contacts = [c for c in chunk.contacts if c[0] not in dropped]
+        return [r for r in chunk.rows if r[0] not in dropped]
+
+    def _write_portfolio(
+        self,
+        cur: Any,
+        rows: list[tuple[Any, ...]],
+        contacts: list[tuple[Any, ...]],
+        counts: Counts,
+    ) -> None:
+        if not rows:
+            return
+        self._copy(cur, f"COPY recova_stage_accounts ({ACCOUNT_COLUMNS}) FROM STDIN", rows)
+        # One row per (debtor, kind, value): ON CONFLICT may touch a row only once per
+        # statement. A later row of the file wins, as it does for the debtor.
+        contacts = list({(c[1], c[2], c[6]): c for c in contacts}.values())
+        self._copy(
+            cur,
+            "COPY recova_stage_contacts (row_number, debtor_external_id, kind, relation, name,"
+            " ct, idx, masked) FROM STDIN",
+            contacts,
+        )
+        sql = self.sql
+        cur.execute(sql["debtors"])
+        cur.execute(sql["contacts"])
+        cur.execute(sql["accounts"])
+        written = [inserted for (inserted,) in cur.fetchall()]
+        inserted = sum(1 for new in written if new)
+        counts.inserted += inserted
+        counts.updated += len(written) - inserted
+        counts.unchanged += len(rows) - len(written)
+        if inserted < len(rows):  # only rows that existed can have a stale digest
+            cur.execute(sql["digests"])
+
+    def _write_payments(
+        self, cur: Any, rows: list[tuple[Any, ...]], counts: Counts, errors: list[ErrorRow]
+    ) -> None:
+        if not rows:
+            return
+        sql = self.sql
+        self._copy(cur, f"COPY recova_stage_payments ({PAYMENT_COLUMNS}) FROM STDIN", rows)
+        cur.execute(sql["accounts"])
+        cur.execute(sql["unknown_accounts"])
+        cur.execute(sql["existing"])
+        cur.execute(sql["insert_payments"], (self.plan.run_id,))
+        counts.inserted += cur.rowcount
+        self._check_reversals(cur, errors)
+        cur.execute(sql["insert_reversals"], (self.plan.run_id,))
+        counts.inserted += cur.rowcount
+        cur.execute(
+            "SELECT row_number, error_column, account_external_id, external_id,"
+            " reverses_external_id, error FROM recova_stage_payments WHERE error IS NOT NULL"
+        )
+        for row_number, column, account, external_id, reverses, error in cur.fetchall():
+            if error == "=unchanged":
+                counts.unchanged += 1
+                continue
+            field_name = column or "payment_external_id"
+            value = {
+                "account_external_id": account,
+                "payment_external_id": external_id,
+                "reverses_payment_external_id": reverses,
+            }.get(field_name)
+            errors.append((row_number, self.plan.columns.get(field_name, field_name), value, error))
+
+    def _check_reversals(self, cur: Any, errors: list[ErrorRow]) -> None:
+        """Reversals in row order: a known payment, the same account, never over-reversed."""
+        cur.execute(self.sql["reversal_targets"])
+        reversed_so_far: dict[int, Any] = {}
+        verdicts: list[tuple[int, int | None, str | None, str | None]] = []
+        for (
+            row_number,
+            amount,
+            account_id,
+            original_id,
+            original,
+            original_account,
+            prior,
+        ) in cur.fetchall():
+            if original_id is None:
+                verdicts.append(
+                    (
+                        row_number,
+                        None,
+                        "reverses_payment_external_id",
+                        "reverses an unknown payment",
+                    )
+                )
+                continue
+            if original_account != account_id:
+                verdicts.append(
+                    (
+                        row_number,
+                        None,
+                        "account_external_id",
+                        "the reversed payment belongs to another account",
+                    )
+                )
+                continue
+            total = reversed_so_far.get(original_id, prior) + amount
+            if total > original:
+                verdicts.append(
+                    (
+                        row_number,
+                        None,
+                        "amount",
+                        "reversal exceeds what is left of the payment "
+                        f"({original - reversed_so_far.get(original_id, prior)})",
+                    )
+                )
+                continue
+            reversed_so_far[original_id] = total
+            verdicts.append((row_number, original_id, None, None))
+        if verdicts:
+            cur.executemany(
+                "UPDATE recova_stage_payments SET reverses_id = %s, error_column = %s,"
+                " error = %s WHERE row_number = %s",
+                [(original, column, error, row) for row, original, column, error in verdicts],
+            )
+
+    def _store_errors(self, cur: Any, errors: list[ErrorRow]) -> None:
+        if not errors:
+            return
+        rows = [
+            (self.plan.run_id, row, column, value, reason[:ROW_ERROR_LIMIT])
+            for row, column, value, reason in errors
+        ]
+        if self.plan.all_or_nothing:
+            if self.spool is None:
+                # Closed by execute_run once the run is decided.
+                self.spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+                    max_size=8 * 1024 * 1024, mode="w+"
+                )
+            for row in rows:
+                self.spool.write(json.dumps(row, ensure_ascii=False) + "\n")
+            return
+        self._copy(
+            cur,
+            f'COPY "{self.schema}".ingestion_row_errors (run_id, row_number, "column", value,'
+            " reason) FROM STDIN",
+            rows,
+        )
+
+    def _advance(self, cur: Any, counts: Counts, chunk: Chunk) -> None:
+        cur.execute(
+            f'UPDATE "{self.schema}".ingestion_runs SET received = received + %s,'
+            " inserted = inserted + %s, updated = updated + %s, unchanged = unchanged + %s,"
+            " rejected = rejected + %s, checkpoint = %s WHERE id = %s",
+            (
+                counts.received,
+                counts.inserted,
+                counts.updated,
+                counts.unchanged,
+                counts.rejected,
+                json.dumps(chunk.checkpoint),
+                self.plan.run_id,
+            ),
+        )
+
+    def finish(self, *, status: str, message: str | None, source_info: dict[str, Any]) -> int:
+        """Close the run in the current transaction; a snapshot recalls what it missed."""
+        s = f'"{self.schema}"'
+        cur = self.connection.cursor()
+        try:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (INGEST_LOCK, self.plan.tenant_id))
+            recalled = 0
+            if (
+                status == "completed"
+                and self.plan.kind is FeedKind.PORTFOLIO
+                and self.plan.mode is RunMode.SNAPSHOT
+            ):
+                recalled = self._recall_unmentioned(cur)
+            cur.execute(f"DELETE FROM {s}.ingestion_seen WHERE run_id = %s", (self.plan.run_id,))
+            cur.execute(
+                f"UPDATE {s}.ingestion_runs SET status = %s, message = %s, recalled = %s,"
+                " source_info = %s, finished_at = now() WHERE id = %s",
+                (status, message, recalled, json.dumps(source_info), self.plan.run_id),
+            )
+            self.connection.commit()
+            return recalled
+        except BaseException:
+            self.connection.rollback()
+            raise
+        finally:
+            cur.close()
+
+    def _recall_unmentioned(self, cur: Any) -> int:
+        s = f'"{self.schema}"'
+        cur.execute(
+            f"""
+            WITH gone AS (
+                UPDATE {s}.accounts a SET withdrawn_at = now(), withdrawn_by_run_id = %(run)s
+                WHERE a.withdrawn_at IS NULL AND NOT EXISTS (
+                    SELECT 1 FROM {s}.ingestion_seen seen
+                    WHERE seen.run_id = %(run)s AND seen.external_id = a.external_id)
+                RETURNING a.id),
+            closed AS (
+                UPDATE {s}.cases c SET status = 'closed', closed_at = now(),
+                    close_reason = 'tenant_recall'
+                FROM gone WHERE c.account_id = gone.id
+                  AND c.status NOT IN ('closed', 'paid', 'settled')
+                RETURNING c.id)
+            SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM closed)""",
+            {"run": self.plan.run_id},
+        )
+        recalled, _closed = cur.fetchone()
+        return int(recalled)
+
+    def fail_all_or_nothing(self, counts: Counts) -> None:
+        """Roll the whole run back and keep only its row errors and counts."""
+        self.connection.rollback()
+        s = f'"{self.schema}"'
+        cur = self.connection.cursor()
+        try:
+            cur.execute(
+                f"DELETE FROM {s}.ingestion_row_errors WHERE run_id = %s", (self.plan.run_id,)
+            )
+            if self.spool is not None:
+                self.spool.seek(0)
+                with cur.copy(
+                    f'COPY {s}.ingestion_row_errors (run_id, row_number, "column", value, reason)'
+                    " FROM STDIN"
+                ) as copy:
+                    for line in self.spool:
+                        copy.write_row(json.loads(line))
+            cur.execute(f"DELETE FROM {s}.ingestion_seen WHERE run_id = %s", (self.plan.run_id,))
+            cur.execute(
+                f"UPDATE {s}.ingestion_runs SET status = 'failed', message = %s,"
+                " received = %s, inserted = 0, updated = 0, unchanged = 0, rejected = %s,"
+                " checkpoint = NULL, finished_at = now() WHERE id = %s",
+                (
+                    f"{counts.rejected} of {counts.received} rows were rejected, so nothing"
+                    " was loaded (all-or-nothing); download the errors, fix them and send"
+                    " the file again",
+                    counts.received,
+                    counts.rejected,
+                    self.plan.run_id,
+                ),
+            )
+            self.connection.commit()
+        finally:
+            cur.close()
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+class _Lookup:
+    """Stored digests of a chunk's keys, read on the parser's own autocommit connection."""
+
+    def __init__(self, engine: Engine, statement: str) -> None:
+        self.connection = engine.raw_connection()
+        self.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+        self.statement = statement
+
+    def __call__(self, keys: list[str]) -> dict[str, bytes]:
+        cur = self.connection.cursor()
+        try:
+            cur.execute(self.statement, (keys,))
+            return {key: bytes(digest) for key, digest in cur.fetchall() if digest is not None}
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        self.connection.driver_connection.autocommit = False  # type: ignore[union-attr]
+        self.connection.close()
+
+
+def execute_run(
+    *,
+    engine: Engine,
+    plan: RunPlan,
+    connector: Any,
+    source: Source,
+    cipher: PersonalDataCipher,
+    progress: Progress | None = None,
+    on_chunk: Callable[[Counts], None] | None = None,
+) -> RunOutcome:
+    """Load the run's records from ``connector`` into the tenant schema; see the module doc.
+
+    Returns the counts of this execution; the run record holds the totals. A
+    ``SourceError`` after some chunks were applied keeps them (the run fails, resumable
+    from its checkpoint); before any, it leaves nothing behind.
+    """
+    reader = _reader(plan, cipher)
+    writer = ChunkWriter(engine, plan)
+    lookup = _Lookup(engine, writer.sql["lookup"])
+    parser = ChunkParser(plan, reader, lookup)
+    total = Counts()
+    if plan.all_or_nothing:
+        _reset_all_or_nothing(writer)
+    handoff: queue.Queue[Chunk | None] = queue.Queue(maxsize=2)
+    failure: list[BaseException] = []
+
+    def write_chunks() -> None:
+        try:
+            while (chunk := handoff.get()) is not None:
+                counts = writer.write(chunk, commit=not plan.all_or_nothing)
+                total.add(counts)
+                if progress is not None:
+                    progress.report(total.received)
+                if on_chunk is not None:
+                    on_chunk(counts)
+        except BaseException as error:  # handed to the reading thread, which re-raises
+            failure.append(error)
+            while handoff.get() is not None:  # drain so the reader never blocks
+                pass
+
+    thread = threading.Thread(target=write_chunks, name=f"ingest-writer-{plan.run_id}")
+    thread.start()
+    source_failure: SourceError | None = None
+    try:
+        records = connector.records(source, resume=plan.checkpoint)
+        try:
+            for batch in _records_in_chunks(records, CHUNK_ROWS):
+                if failure:
+                    break
+                handoff.put(parser.parse(batch))
+        except SourceError as error:
+            source_failure = error
+    finally:
+        handoff.put(None)
+        thread.join()
+        lookup.close()
+    try:
+        if failure:
+            raise failure[0]
+        return _conclude(writer, plan, total, source_failure, source)
+    finally:
+        if writer.spool is not None:
+            writer.spool.close()
+        writer.close()
+
+
+def _conclude(
+    writer: ChunkWriter,
+    plan: RunPlan,
+    total: Counts,
+    source_failure: SourceError | None,
+    source: Source,
+) -> RunOutcome:
+    """Decide the run once every chunk is written: completed, or failed and why."""
+    if source_failure is not None:
+        if plan.all_or_nothing:
+            writer.connection.rollback()
+        writer.finish(status="failed", message=str(source_failure), source_info=source.info)
+        return RunOutcome(total, failed=str(source_failure))
+    if plan.all_or_nothing and total.rejected:
+        writer.fail_all_or_nothing(total)
+        return RunOutcome(total, failed="rejected rows (all-or-nothing)")
+    recalled = writer.finish(status="completed", message=None, source_info=source.info)
+    return RunOutcome(total, recalled=recalled)
+
+
+def _reset_all_or_nothing(writer: ChunkWriter) -> None:
+    """A retried all-or-nothing run starts clean: nothing of an earlier attempt counts."""
+    s = f'"{writer.schema}"'
+    cur = writer.connection.cursor()
+    try:
+        cur.execute(
+            f"UPDATE {s}.ingestion_runs SET received = 0, inserted = 0, updated = 0,"
+            " unchanged = 0, rejected = 0, checkpoint = NULL WHERE id = %s",
+            (writer.plan.run_id,),
+        )
+    finally:
+        cur.close()

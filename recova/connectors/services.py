@@ -1,0 +1,555 @@
+"""Mappings, uploaded files, HTTP sources and ingestion runs: what the API and CLI call.
+
+Uploaded files hold personal data in clear, so their bytes are stored encrypted
+(AES-256-GCM per 1 MiB chunk, the chunk's place authenticated) and deleted once the run
+that read them has finished; the file's name, size and SHA-256 stay for the record.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import delete, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from recova.connectors import registry
+from recova.connectors.base import Source
+from recova.connectors.fields import FIELDS, MappingError, TenantDefaults, validate_mapping
+from recova.connectors.models import (
+    FeedKind,
+    HttpSource,
+    IngestionFile,
+    IngestionFileChunk,
+    IngestionMapping,
+    IngestionRowError,
+    IngestionRun,
+    RunMode,
+    RunStatus,
+)
+from recova.connectors.pipeline import (
+    Counts,
+    Progress,
+    RunOutcome,
+    RunPlan,
+    execute_run,
+    progress_key,
+)
+from recova.platform.db import utcnow
+from recova.platform.extension import Platform
+from recova.tenants.models import Tenant
+from recova.tenants.scope import tenant_scope
+
+log = logging.getLogger(__name__)
+
+FILE_CHUNK_BYTES = 1024 * 1024
+FILE_CONNECTORS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx"}
+FILE_CONNECTORS |= {".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+class RunBusy(RuntimeError):
+    """Another worker is executing this run right now."""
+
+
+class IngestionError(ValueError):
+    """A request the ingestion services refuse; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# --- mappings -----------------------------------------------------------------------------
+
+
+def save_mapping(
+    session: Session,
+    *,
+    name: str,
+    kind: FeedKind,
+    columns: dict[str, str],
+    options: dict[str, Any] | None = None,
+    mapping: IngestionMapping | None = None,
+) -> IngestionMapping:
+    """Create a mapping, or replace an existing one's columns and options."""
+    options = options or {}
+    try:
+        validate_mapping(kind, columns, options)
+    except MappingError as error:
+        raise IngestionError(f"columns.{error.field}", error.message) from None
+    if mapping is None:
+        mapping = IngestionMapping(name=name, kind=kind, columns=columns, options=options)
+        session.add(mapping)
+    else:
+        if mapping.kind is not kind:
+            raise IngestionError("kind", "a mapping's kind cannot change")
+        mapping.columns = columns
+        mapping.options = options
+    session.flush()  # the caller returns the id
+    return mapping
+
+
+def mapping_by_name(session: Session, name: str) -> IngestionMapping | None:
+    return session.scalar(select(IngestionMapping).where(IngestionMapping.name == name))
+
+
+# --- files and sources --------------------------------------------------------------------
+
+
+def connector_for_filename(filename: str) -> str:
+    """The file connector a file's extension calls for."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in FILE_CONNECTORS:
+        known = ", ".join(sorted(FILE_CONNECTORS))
+        raise IngestionError("file", f"cannot tell the format of {filename!r}; use {known}")
+    return FILE_CONNECTORS[suffix]
+
+
+def store_file(
+    session: Session,
+    objects: Platform,
+    *,
+    filename: str,
+    stream: IO[bytes],
+    connector: str | None = None,
+) -> IngestionFile:
+    """Store an upload, encrypted in chunks; refuses one over ``RECOVA_MAX_UPLOAD_BYTES``."""
+    connector = connector or connector_for_filename(filename)
+    if connector not in registry.available_connectors():
+        raise IngestionError("connector", f"no connector named {connector!r}")
+    limit = objects.settings.max_upload_bytes
+    record = IngestionFile(filename=filename[:255], connector=connector, size_bytes=0, sha256="")
+    session.add(record)
+    session.flush()  # chunks need the file id
+    digest = hashlib.sha256()
+    size = 0
+    seq = 0
+    while block := stream.read(FILE_CHUNK_BYTES):
+        size += len(block)
+        if size > limit:
+            raise IngestionError(
+                "file", f"the file is larger than the limit of {limit // (1024 * 1024)} MiB"
+            )
+        digest.update(block)
+        session.add(
+            IngestionFileChunk(
+                file_id=record.id,
+                seq=seq,
+                data=objects.cipher.encrypt_bytes(block, context=_chunk_context(record.id, seq)),
+            )
+        )
+        seq += 1
+        if seq % 16 == 0:
+            session.flush()  # keep at most 16 MiB of chunks in memory
+    record.size_bytes = size
+    record.sha256 = digest.hexdigest()
+    session.flush()
+    return record
+
+
+def _chunk_context(file_id: int, seq: int) -> str:
+    return f"ingestion_file:{file_id}:{seq}"
+
+
+def spool_file(session: Session, objects: Platform, record: IngestionFile, path: Path) -> None:
+    """Decrypt a stored file into ``path`` (a private temporary file) for a connector."""
+    statement = (
+        select(IngestionFileChunk.seq, IngestionFileChunk.data)
+        .where(IngestionFileChunk.file_id == record.id)
+        .order_by(IngestionFileChunk.seq)
+        .execution_options(yield_per=8)
+    )
+    with path.open("wb") as out:
+        for seq, data in session.execute(statement):
+            out.write(objects.cipher.decrypt_bytes(data, context=_chunk_context(record.id, seq)))
+
+
+def register_source(
+    session: Session,
+    objects: Platform,
+    *,
+    name: str,
+    options: dict[str, Any],
+    auth_header: str | None = None,
+    auth_value: str | None = None,
+) -> HttpSource:
+    """Register a tenant's paginated HTTP endpoint; the auth value is stored encrypted."""
+    url = str(options.get("url", ""))
+    if not url.startswith(("https://", "http://")):
+        raise IngestionError("options.url", "must be an http or https URL")
+    if (auth_header is None) != (auth_value is None):
+        raise IngestionError("auth_header", "give both the header name and its value, or neither")
+    forbidden = {"auth_header", "auth_value", "allow_private_hosts"} & set(options)
+    if forbidden:
+        raise IngestionError(f"options.{sorted(forbidden)[0]}", "not allowed in options")
+    source = HttpSource(name=name, connector="http", options=options, auth_header=auth_header)
+    if auth_value is not None:
+        source.auth_value_ciphertext = objects.cipher.encrypt(
+            auth_value, context="ingestion_source.auth"
+        )
+    session.add(source)
+    session.flush()  # the caller returns the id
+    return source
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+def start_run(
+    session: Session,
+    objects: Platform,
+    *,
+    tenant: Tenant,
+    mapping: IngestionMapping,
+    file: IngestionFile | None = None,
+    source: HttpSource | None = None,
+    mode: RunMode = RunMode.DELTA,
+    all_or_nothing: bool = False,
+    as_of: dt.date | None = None,
+    requested_by: int | None = None,
+    enqueue: bool = True,
+) -> IngestionRun:
+    """Record a run and (after commit) queue its job on the ``ingest`` queue."""
+    if (file is None) == (source is None):
+        raise IngestionError("file_id", "give exactly one of a file or a source")
+    if mode is RunMode.SNAPSHOT and mapping.kind is FeedKind.PAYMENTS:
+        raise IngestionError("mode", "payment feeds are always delta")
+    if file is not None and file.size_bytes and not _has_bytes(session, file.id):
+        raise IngestionError("file_id", "this file was already loaded and its bytes deleted")
+    run = IngestionRun(
+        kind=mapping.kind,
+        connector=file.connector if file is not None else source.connector,  # type: ignore[union-attr]
+        file_id=file.id if file is not None else None,
+        source_id=source.id if source is not None else None,
+        mapping_id=mapping.id,
+        mapping_snapshot={"columns": mapping.columns, "options": mapping.options},
+        mode=mode,
+        all_or_nothing=all_or_nothing,
+        status=RunStatus.QUEUED,
+        as_of=as_of or tenant_today(tenant),
+        requested_by=requested_by,
+        received=0,
+        inserted=0,
+        updated=0,
+        unchanged=0,
+        rejected=0,
+        recalled=0,
+        attempts=0,
+        source_info={},
+    )
+    session.add(run)
+    session.flush()  # the job and the caller need the id
+    if enqueue:
+        _enqueue(session, objects, tenant, run)
+    return run
+
+
+def resume_run(session: Session, objects: Platform, *, tenant: Tenant, run: IngestionRun) -> None:
+    """Queue a failed or interrupted run again; it continues from its checkpoint."""
+    if run.status is RunStatus.COMPLETED:
+        raise IngestionError("run", "the run is already complete")
+    if run.file_id is not None and not _has_bytes(session, run.file_id):
+        raise IngestionError("run", "the run's file is gone; upload it again and start a new run")
+    run.status = RunStatus.QUEUED
+    run.finished_at = None
+    _enqueue(session, objects, tenant, run)
+
+
+def _has_bytes(session: Session, file_id: int) -> bool:
+    """Whether a stored file still has its bytes (a run deletes them when it finishes)."""
+    return (
+        session.scalar(
+            select(IngestionFileChunk.seq).where(IngestionFileChunk.file_id == file_id).limit(1)
+        )
+        is not None
+    )
+
+
+def _enqueue(session: Session, objects: Platform, tenant: Tenant, run: IngestionRun) -> None:
+    from recova.connectors.jobs import ingest_run_job
+
+    run.job_id = ingest_run_job.enqueue_after_commit(
+        session,
+        objects,
+        job_id=f"ingest-{tenant.id}-{run.id}-{run.attempts}",
+        tenant_id=tenant.id,
+        run_id=run.id,
+    )
+
+
+def tenant_today(tenant: Tenant) -> dt.date:
+    """Today on the tenant's calendar."""
+    from zoneinfo import ZoneInfo
+
+    return utcnow().astimezone(ZoneInfo(tenant.timezone)).date()
+
+
+def run_progress(objects: Platform, tenant: Tenant, run: IngestionRun) -> dict[str, int | None]:
+    """Rows done of the estimated total: live from Redis while the run works."""
+    done: int = run.received
+    total = run.total_estimate
+    if run.status is RunStatus.RUNNING:
+        live = objects.redis.hgetall(progress_key(objects.settings.queue_prefix, tenant.id, run.id))
+        if live:
+            done = max(done, int(live.get(b"done", 0)))
+            total = int(live[b"total"]) if b"total" in live else total
+    if run.status is RunStatus.COMPLETED:
+        total = run.received
+    return {"done": done, "total": total}
+
+
+def row_errors_csv(session: Session, run: IngestionRun) -> Iterator[str]:
+    """The run's rejected rows as CSV: row, column, value (masked if personal), reason."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "column", "value", "reason"])
+    statement = (
+        select(
+            IngestionRowError.row_number,
+            IngestionRowError.column,
+            IngestionRowError.value,
+            IngestionRowError.reason,
+        )
+        .where(IngestionRowError.run_id == run.id)
+        .order_by(IngestionRowError.row_number, IngestionRowError.id)
+        .execution_options(yield_per=2000)
+    )
+    for row in session.execute(statement):
+        writer.writerow(_csv_safe(value) for value in row)
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _csv_safe(value: object) -> object:
+    """Keep spreadsheet programs from running a cell as a formula (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def execute_ingestion(objects: Platform, *, tenant_id: int, run_id: int) -> str:
+    """Run (or resume) one ingestion run to its end; the body of the ingest job.
+
+    Idempotent: a finished run is left alone, and two workers never execute one run at
+    once (a session-level advisory lock on its id).
+    """
+    engine = objects.db.engine
+    with engine.connect() as lock_connection:
+        key = (tenant_id << 32) | run_id
+        # Wait a little: a worker killed a moment ago holds the lock until PostgreSQL
+        # notices its connection is gone. Still busy after that, another worker really
+        # is running it; the job fails and RQ retries it later, when it finds the run done.
+        lock_connection.execute(text("SET LOCAL lock_timeout = '30s'"))
+        try:
+            lock_connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        except OperationalError as error:
+            raise RunBusy(f"ingestion run {run_id} is being executed by another worker") from error
+        lock_connection.commit()
+        try:
+            return _execute_locked(objects, tenant_id=tenant_id, run_id=run_id)
+        finally:
+            lock_connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            lock_connection.commit()
+
+
+def _execute_locked(objects: Platform, *, tenant_id: int, run_id: int) -> str:
+    spooled: Path | None = None
+    try:
+        with tenant_scope(tenant_id, db=objects.db) as session:
+            tenant = session.info["tenant"]
+            run = session.get(IngestionRun, run_id)
+            if run is None:
+                return "no such run"
+            if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
+                return run.status.value
+            run.status = RunStatus.RUNNING
+            run.attempts += 1
+            run.started_at = run.started_at or utcnow()
+            run.message = None
+            connector = registry.get_connector(run.connector)
+            source = Source()
+            if run.file_id is not None:
+                file = session.get(IngestionFile, run.file_id)
+                assert file is not None  # the FK only nulls when the file row is deleted
+                spooled = _private_temp_file()
+                spool_file(session, objects, file, spooled)
+                source.path = spooled
+                source.options = {"max_bytes": objects.settings.max_upload_bytes}
+            else:
+                source.options = _http_options(session, objects, run.source_id)
+            if run.total_estimate is None:
+                run.total_estimate = connector.estimate_total(source)
+            plan = RunPlan(
+                tenant_id=tenant.id,
+                schema=tenant.schema_name,
+                run_id=run.id,
+                kind=run.kind,
+                mode=run.mode,
+                all_or_nothing=run.all_or_nothing,
+                as_of=run.as_of,
+                columns=dict(run.mapping_snapshot["columns"]),
+                options=dict(run.mapping_snapshot["options"]),
+                defaults=TenantDefaults(
+                    jurisdiction=tenant.jurisdiction.value,
+                    currency=tenant.currency,
+                    timezone=tenant.timezone,
+                ),
+                checkpoint=None if run.all_or_nothing else run.checkpoint,
+            )
+            progress = Progress(
+                objects.redis,
+                progress_key(objects.settings.queue_prefix, tenant.id, run.id),
+                run.total_estimate,
+                base=0 if run.all_or_nothing else run.received,
+            )
+        outcome = _execute(objects, plan, connector, source, progress)
+        if run.file_id is not None:
+            with tenant_scope(tenant_id, db=objects.db) as session:
+                session.execute(
+                    delete(IngestionFileChunk).where(IngestionFileChunk.file_id == run.file_id)
+                )
+        return "failed" if outcome.failed else "completed"
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
+
+
+def _execute(
+    objects: Platform, plan: RunPlan, connector: Any, source: Source, progress: Progress
+) -> RunOutcome:
+    def count_committed(counts: Counts) -> None:
+        _record_metrics(objects, plan.kind, counts)
+
+    try:
+        outcome = execute_run(
+            engine=objects.db.engine,
+            plan=plan,
+            connector=connector,
+            source=source,
+            cipher=objects.cipher,
+            progress=progress,
+            # An all-or-nothing run commits once, at the end: count it then.
+            on_chunk=None if plan.all_or_nothing else count_committed,
+        )
+    except Exception as error:
+        # Leave the run resumable and say so; the job's retry (or a resume) continues it.
+        with tenant_scope(plan.tenant_id, db=objects.db) as session:
+            run = session.get(IngestionRun, plan.run_id)
+            if run is not None and run.status is RunStatus.RUNNING:
+                run.status = RunStatus.QUEUED
+                run.message = f"interrupted ({type(error).__name__}); it resumes on retry"
+        raise
+    if plan.all_or_nothing and not outcome.failed:
+        _record_metrics(objects, plan.kind, outcome.counts)
+    return outcome
+
+
+def _record_metrics(objects: Platform, kind: FeedKind, counts: Counts) -> None:
+    from recova.platform.metrics import record_ingested_rows
+
+    for name in ("inserted", "updated", "unchanged", "rejected"):
+        record_ingested_rows(kind.value, name, getattr(counts, name), objects=objects)
+
+
+def _http_options(session: Session, objects: Platform, source_id: int | None) -> dict[str, Any]:
+    source = session.get(HttpSource, source_id)
+    assert source is not None  # runs reference sources by foreign key
+    options = dict(source.options)
+    if source.auth_header and source.auth_value_ciphertext:
+        options["auth_header"] = source.auth_header
+        options["auth_value"] = objects.cipher.decrypt(
+            source.auth_value_ciphertext, context="ingestion_source.auth"
+        )
+    options["allow_private_hosts"] = objects.settings.http_sources_allow_private
+    return options
+
+
+def _private_temp_file() -> Path:
+    import tempfile
+
+    descriptor, name = tempfile.mkstemp(prefix="recova-ingest-")
+    os.close(descriptor)  # mkstemp makes it 0600: only this user reads the plaintext
+    return Path(name)
+
+
+def fields_for(kind: FeedKind) -> dict[str, dict[str, Any]]:
+    """Recova's fields of a feed, for the API's field list."""
+    return {
+        name: {"description": spec.description, "required": spec.required}
+        for name, spec in FIELDS[kind].items()
+    }
+
+
+__all__ = [
+    "IngestionError",
+    "execute_ingestion",
+    "mapping_by_name",
+    "register_source",
+    "resume_run",
+    "row_errors_csv",
+    "run_progress",
+    "save_mapping",
+    "start_run",
+    "store_file",
+]
+
+
+def ingest_local_file(
+    objects: Platform,
+    *,
+    tenant_slug: str,
+    path: Path,
+    mapping_name: str,
+    mode: RunMode = RunMode.DELTA,
+    all_or_nothing: bool = False,
+    connector: str | None = None,
+    as_of: dt.date | None = None,
+    background: bool = False,
+) -> tuple[str, int]:
+    """Store a local file and run it (here, or on a worker when ``background``).
+
+    Returns the tenant's slug and the run id; read the run for its outcome.
+    """
+    if not path.is_file():
+        raise IngestionError("file", f"no such file: {path}")
+    if path.stat().st_size > objects.settings.max_upload_bytes:
+        limit = objects.settings.max_upload_bytes // (1024 * 1024)
+        raise IngestionError("file", f"the file is larger than the limit of {limit} MiB")
+    with tenant_scope(tenant_slug, db=objects.db) as session:
+        tenant = session.info["tenant"]
+        mapping = mapping_by_name(session, mapping_name)
+        if mapping is None:
+            names = session.scalars(select(IngestionMapping.name).order_by(IngestionMapping.name))
+            known = ", ".join(names) or "none yet; create one through the API"
+            raise IngestionError("mapping", f"no mapping {mapping_name!r} (known: {known})")
+        with path.open("rb") as stream:
+            stored = store_file(
+                session, objects, filename=path.name, stream=stream, connector=connector
+            )
+        run = start_run(
+            session,
+            objects,
+            tenant=tenant,
+            mapping=mapping,
+            file=stored,
+            mode=mode,
+            all_or_nothing=all_or_nothing,
+            as_of=as_of,
+            enqueue=background,
+        )
+        tenant_id, run_id = tenant.id, run.id
+    if not background:
+        execute_ingestion(objects, tenant_id=tenant_id, run_id=run_id)
+    return tenant_slug, run_id

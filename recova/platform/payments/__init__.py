@@ -1,0 +1,1 @@
+"""Payments and reversals the tenant reports, as they arrive through ingestion runs."""
