@@ -276,6 +276,9 @@ def parse_amount(
     info = None if currency is None else _CURRENCY_INFO.get(currency) or _currency_info(currency)
     if type(raw) is str:
         match = _PLAIN_AMOUNT.fullmatch(raw)
+        if match is None and raw[-1:] == "元" and (info is None or info[0] == "CNY"):
+            # "12,345.00元", the most common decorated form in Chinese exports.
+            match = _PLAIN_AMOUNT.fullmatch(raw, 0, len(raw) - 1)
         if match is not None:
             whole, fraction = match.group(1, 2)
             return _amount_from_digits(
