@@ -190,6 +190,8 @@ class World:
     collector_email: str
     outsider_manager_email: str
     external_ids: list[str]
+    #: Path values of B's objects that other fixtures add (allocation, for one).
+    hostile_ids: dict[str, str] = field(default_factory=dict)
 
 
 def build_world(app: Flask) -> World:

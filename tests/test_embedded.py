@@ -117,6 +117,7 @@ DEMO_COUNTS = textwrap.dedent(
     from sqlalchemy import func, select
     from recova.billing.contracts import AgencyContract
     from recova.platform.agencies.models import Agency
+    from recova.platform.allocation.models import Assignment, Placement
     from recova.platform.app import create_app
     from recova.platform.auth.models import User
     from recova.platform.cases.models import Account, Case
@@ -137,6 +138,18 @@ DEMO_COUNTS = textwrap.dedent(
                     counts[f"{slug}.{model.__tablename__}"] = scoped.scalar(
                         select(func.count()).select_from(model)
                     )
+                # Allocation: both demo agencies hold active placements, all assigned.
+                counts[f"{slug}.agencies_with_cases"] = scoped.scalar(
+                    select(func.count(func.distinct(Placement.agency_id))).where(
+                        Placement.recalled_on.is_(None)
+                    )
+                )
+                counts[f"{slug}.unassigned"] = scoped.scalar(
+                    select(func.count()).select_from(Placement).where(
+                        Placement.recalled_on.is_(None),
+                        ~Placement.assignments.any(Assignment.ended_at.is_(None)),
+                    )
+                )
     db.dispose()
     print(json.dumps(counts))
     """
@@ -330,7 +343,11 @@ def test_demo_runs_twice_without_duplicating_anything(home: Path) -> None:
             for slug in DEMO_TENANTS
             for table in ("accounts", "cases")
         },
+        **{f"{slug}.agencies_with_cases": 2 for slug in DEMO_TENANTS},
+        **{f"{slug}.unassigned": 0 for slug in DEMO_TENANTS},
     }
+    allocations = [line for line in first.stdout.splitlines() if "assigned to collectors" in line]
+    assert len(allocations) == 2
     _assert_servers_stopped(home)
 
 

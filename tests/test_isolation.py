@@ -25,6 +25,7 @@ from recova.platform.auth.models import OAuthClient, User
 from recova.platform.extension import platform
 from recova.platform.jobs import QUEUES, job_queue
 from recova.tenants.models import Tenant
+from tests.allocation_support import seed_world_allocation
 from tests.support import (
     B_MARK,
     WALK_COLUMNS,
@@ -40,6 +41,17 @@ from tests.support import (
 
 PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "swagger_assets"}
 TENANT_TABLES = (
+    "allocation_settings",
+    "segment_rules",
+    "case_segments",
+    "bucket_transitions",
+    "case_scores",
+    "placement_strategies",
+    "strategy_versions",
+    "strategy_arms",
+    "placements",
+    "assignments",
+    "allocation_runs",
     "debtors",
     "contacts",
     "accounts",
@@ -53,9 +65,15 @@ TENANT_TABLES = (
 )
 
 
-def _write_body(rule: str, method: str) -> dict[str, Any] | None:
+def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
     """A valid body for each write route, so writes really run (None: no body)."""
     path = rule.removeprefix(API_PREFIX).replace("/tenants/<tenant_slug>", "")
+    policy = {
+        "segments": {
+            "*": {"mode": "split", "agencies": [{"agency_id": world.agency_a_id, "share": 100}]}
+        }
+    }
+    strategy = "/allocation/strategies/<int:strategy_id>"
     bodies: dict[tuple[str, str], dict[str, Any] | None] = {
         ("/users", "POST"): {
             "email": f"{unique('new')}@example.test",
@@ -101,6 +119,23 @@ def _write_body(rule: str, method: str) -> dict[str, Any] | None:
             "password": "long-enough-password",
         },
         ("/platform/users/<int:user_id>", "PATCH"): {"is_active": False},
+        ("/allocation/settings", "PUT"): {"buckets": [{"name": "M1", "min": 1, "max": None}]},
+        ("/allocation/segment-rules", "POST"): {
+            "name": unique("walk"),
+            "priority": 1,
+            "conditions": {"buckets": ["M1"]},
+        },
+        ("/allocation/segment-rules/<int:rule_id>", "DELETE"): None,
+        ("/allocation/strategies", "POST"): {"name": unique("walk"), "policy": policy},
+        ("/allocation/strategies/validate", "POST"): {"policy": policy},
+        (f"{strategy}/versions", "POST"): {"policy": policy},
+        (f"{strategy}/versions/<int:version>/activate", "POST"): None,
+        (f"{strategy}/dry-run", "POST"): {},
+        ("/allocation/runs", "POST"): {"as_of": "2031-01-01"},
+        ("/placements/<int:placement_id>/recall", "POST"): {},
+        ("/placements/<int:placement_id>/assignment", "PUT"): {"collector_id": 1},
+        ("/cases/<int:case_id>/flags", "PUT"): {"flags": ["dispute"]},
+        ("/agency/collectors/<int:collector_id>", "PATCH"): {"max_cases": 50},
     }
     if (path, method) not in bodies:
         pytest.fail(f"add a sample body for {method} {rule} to the isolation walk")
@@ -135,6 +170,7 @@ def hostile_path(rule: str, world: World) -> str:
         "client_pk": str(world.b.client_pk),
         "agency_id": str(world.agency_b_id),
         "contract_id": str(world.contract_a_id),
+        **world.hostile_ids,
     }
 
     def fill(match: re.Match[str]) -> str:
@@ -205,6 +241,12 @@ def run_all_jobs(app) -> None:  # type: ignore[no-untyped-def]
     assert all(not ids for ids in failed.values()), failed
 
 
+@pytest.fixture(autouse=True)
+def _allocation_objects(world: World) -> None:
+    """Strategies, rules, runs and placements in both tenants; B holds more of each."""
+    seed_world_allocation(world)
+
+
 def test_every_api_route_declares_who_may_call_it(app) -> None:
     missing = [f"{m} {r}" for r, m, rule in api_operations(app) if rule is None]
     assert missing == []
@@ -214,7 +256,7 @@ def test_every_api_route_declares_who_may_call_it(app) -> None:
 def test_anonymous_gets_401_everywhere(app, world: World) -> None:
     caller = anonymous(app)
     for rule, method, _ in api_operations(app):
-        body = _write_body(rule, method) if method != "GET" else None
+        body = _write_body(rule, method, world) if method != "GET" else None
         response = caller.request(method, hostile_path(rule, world), body)
         assert response.status_code == 401, (method, rule, response.json)
         assert response.json["code"] == 401
@@ -226,7 +268,7 @@ def test_tenant_a_side_never_sees_counts_or_changes_tenant_b(app, world: World) 
         me = principal_of(caller)
         for rule, method, access_rule in api_operations(app):
             assert access_rule is not None
-            body = _write_body(rule, method) if method != "GET" else None
+            body = _write_body(rule, method, world) if method != "GET" else None
             path = hostile_path(rule, world)
             response = caller.request(method, path, body)
             text_body = response.get_data(as_text=True)
@@ -239,8 +281,11 @@ def test_tenant_a_side_never_sees_counts_or_changes_tenant_b(app, world: World) 
             )
             if not allowed:
                 assert response.status_code == 403, where
-            elif access_rule.tenant and ("<" in rule or me["tenant"] is None):
-                # B's slug or B's ids in the path, or agency staff naming no tenant.
+            elif (access_rule.tenant and ("<" in rule or me["tenant"] is None)) or (
+                "<" in rule and rule.startswith(f"{API_PREFIX}/agency/")
+            ):
+                # B's slug or B's ids in the path, agency staff naming no tenant, or another
+                # agency's collector in an agency route.
                 assert response.status_code == 404, where
             else:
                 # The caller's own tenant (or no tenant at all): the call really ran.

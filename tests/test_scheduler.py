@@ -96,7 +96,7 @@ def test_every_is_aligned_so_replicas_agree() -> None:
 
 
 def test_the_days_past_due_refresh_uses_the_tenant_s_date_and_the_api_s_job_id() -> None:
-    (refresh,) = periodic_jobs()
+    refresh, allocate = periodic_jobs()
     slot = refresh.schedule.latest_slot(NOW)
     assert slot == dt.datetime(2026, 3, 10, 16, 5, tzinfo=dt.UTC)
     shanghai = TenantRun(tenant_id=4, slug="a", timezone="Asia/Shanghai", slot=slot)
@@ -110,6 +110,14 @@ def test_the_days_past_due_refresh_uses_the_tenant_s_date_and_the_api_s_job_id()
         {"tenant_id": 5, "as_of": "2026-03-10"},
     )
     assert refresh.job.queue == "allocate"
+    # The daily allocation runs after the refresh, on the same tenant date, under the id
+    # "run now" uses, so a manual and a scheduled run of one day are one job.
+    assert allocate.schedule.latest_slot(NOW) > slot
+    assert allocate.plan(shanghai) == (
+        "allocate-4-2026-03-11",
+        {"tenant_id": 4, "as_of": "2026-03-11"},
+    )
+    assert allocate.job.queue == "allocate"
 
 
 # --- leadership and claims ------------------------------------------------------------------
@@ -119,8 +127,9 @@ def test_only_the_leader_enqueues_and_a_new_leader_does_not_repeat(
     objects: Platform, world: Any
 ) -> None:
     tenants = active_tenant_ids(objects)
-    first = Scheduler(objects, periodic_jobs(), identity="first")
-    second = Scheduler(objects, periodic_jobs(), identity="second")
+    # The refresh alone: the mechanics are the same for every periodic job.
+    first = Scheduler(objects, periodic_jobs()[:1], identity="first")
+    second = Scheduler(objects, periodic_jobs()[:1], identity="second")
 
     enqueued = first.tick(NOW)
     assert second.tick(NOW) == []  # stands by
@@ -167,7 +176,7 @@ def test_two_schedulers_racing_past_the_lock_still_enqueue_each_run_once(
 ) -> None:
     """Both believe they lead (one stalled past the lock's TTL): the claims decide."""
     tenants = active_tenant_ids(objects)
-    racers = [Scheduler(objects, periodic_jobs(), identity=f"racer-{n}") for n in range(2)]
+    racers = [Scheduler(objects, periodic_jobs()[:1], identity=f"racer-{n}") for n in range(2)]
     results: list[list[str]] = [[], []]
     start = threading.Barrier(2)
 
@@ -247,7 +256,7 @@ def test_two_scheduler_processes_enqueue_each_periodic_job_once(cli_env: dict[st
         for _ in range(2):
             process = _scheduler_process(cli_env)
             processes[process.pid] = process
-        wait_until(lambda: queue.count == 2, "one refresh per tenant")
+        wait_until(lambda: queue.count == 4, "one refresh and one allocation per tenant")
         leader_pid = int(redis.get(lock_key).decode().split(":")[1])  # type: ignore[union-attr]
         assert leader_pid in processes
 
@@ -264,10 +273,11 @@ def test_two_scheduler_processes_enqueue_each_periodic_job_once(cli_env: dict[st
         processes[other_pid].send_signal(signal.SIGTERM)  # it finishes its tick first
         assert processes[other_pid].wait(timeout=WAIT) == 0
         assert redis.get(lock_key) is None  # released at shutdown
-        assert queue.count == 2
+        assert queue.count == 4
         ids = sorted(queue.get_job_ids())
-        assert all("refresh-dpd-" in job_id for job_id in ids)
-        assert len(set(ids)) == 2
+        assert sum("refresh-dpd-" in job_id for job_id in ids) == 2
+        assert sum("allocate-" in job_id for job_id in ids) == 2
+        assert len(set(ids)) == 4
     finally:
         for process in processes.values():
             if process.poll() is None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from recova.billing.contracts import AgencyContract
@@ -32,6 +32,8 @@ class ContractCreateSchema(StrictSchema):
     agency = fields.Str(required=True, metadata={"description": "agency slug"})
     starts_on = fields.Date(required=True)
     ends_on = fields.Date(load_default=None, allow_none=True)
+    placement_days = fields.Int(load_default=60, validate=validate.Range(min=1, max=3650))
+    grace_days = fields.Int(load_default=10, validate=validate.Range(min=0, max=365))
 
 
 class ContractUpdateSchema(StrictSchema):
@@ -44,6 +46,8 @@ class ContractSchema(Schema):
     agency = fields.Function(lambda c: c.agency.slug)
     starts_on = fields.Date()
     ends_on = fields.Date(allow_none=True)
+    placement_days = fields.Int()
+    grace_days = fields.Int()
     created_at = fields.DateTime()
 
 
@@ -77,6 +81,8 @@ class ContractCollection(MethodView):
                 agency=agency,
                 starts_on=data["starts_on"],
                 ends_on=data["ends_on"],
+                placement_days=data["placement_days"],
+                grace_days=data["grace_days"],
             )
         except ContractConflict as exc:
             abort(409, message=str(exc))

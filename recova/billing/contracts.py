@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, and_, or_, select
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, and_, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from recova.platform.agencies.models import Agency
@@ -18,6 +18,8 @@ class AgencyContract(Timestamped, SharedModel):
     __tablename__ = "agency_contracts"
     __table_args__ = (
         CheckConstraint("ends_on IS NULL OR ends_on > starts_on", name="period_ordered"),
+        CheckConstraint("placement_days > 0", name="placement_days_positive"),
+        CheckConstraint("grace_days >= 0", name="grace_days_not_negative"),
         Index("ix_agency_contracts_tenant_agency", "tenant_id", "agency_id"),
         {"schema": SHARED_SCHEMA},
     )
@@ -27,6 +29,10 @@ class AgencyContract(Timestamped, SharedModel):
     agency_id: Mapped[int] = mapped_column(ForeignKey(f"{SHARED_SCHEMA}.agencies.id"))
     starts_on: Mapped[dt.date] = mapped_column(Date)
     ends_on: Mapped[dt.date | None] = mapped_column(Date)
+    #: How long a case placed under this contract stays with the agency.
+    placement_days: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    #: Days after a recall during which the case's payments still credit the agency.
+    grace_days: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
 
     tenant: Mapped[Tenant] = relationship()
     agency: Mapped[Agency] = relationship()

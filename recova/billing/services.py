@@ -27,13 +27,22 @@ def create_agency_contract(
     agency: Agency,
     starts_on: dt.date,
     ends_on: dt.date | None = None,
+    placement_days: int = 60,
+    grace_days: int = 10,
 ) -> AgencyContract:
     """Contract ``agency`` to ``tenant`` for a period that overlaps no other of the pair's."""
     if ends_on is not None and ends_on <= starts_on:
         raise ContractError("ends_on must be after starts_on")
     _refuse_overlap(session, tenant.id, agency.id, starts_on, ends_on)
+    if placement_days < 1 or grace_days < 0:
+        raise ContractError("placement_days must be >= 1 and grace_days >= 0")
     contract = AgencyContract(
-        tenant_id=tenant.id, agency_id=agency.id, starts_on=starts_on, ends_on=ends_on
+        tenant_id=tenant.id,
+        agency_id=agency.id,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        placement_days=placement_days,
+        grace_days=grace_days,
     )
     contract.tenant = tenant
     contract.agency = agency

@@ -33,11 +33,12 @@ def _api_blueprints() -> list[Any]:
     from recova.billing.api import blp as contracts
     from recova.connectors.api import blp as ingestion
     from recova.platform.agencies.api import blp as agencies
+    from recova.platform.allocation.api import blp as allocation
     from recova.platform.auth.api import blp as auth
     from recova.platform.cases.api import blp as cases
     from recova.tenants.api import blp as tenants
 
-    return [auth, tenants, agencies, contracts, cases, ingestion]
+    return [auth, tenants, agencies, contracts, cases, ingestion, allocation]
 
 
 def _web_blueprints() -> list[Any]:

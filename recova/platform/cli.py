@@ -1,4 +1,5 @@
-"""The ``recova`` command: demo, serve, worker, scheduler, migrate, tenants, keys, ingest."""
+"""The ``recova`` command: demo, serve, worker, scheduler, migrate, tenants, keys, ingest,
+allocate."""
 
 from __future__ import annotations
 
@@ -47,7 +48,12 @@ def main() -> None:
 @click.option("--serve/--no-serve", default=True, help="Seed and print logins, then exit.")
 def demo(host: str, port: int, serve: bool) -> None:
     """Start the services, migrate, seed demo data, print logins, serve app and worker."""
-    from recova.platform.demo import DEMO_PASSWORD, load_demo_portfolios, seed_demo
+    from recova.platform.demo import (
+        DEMO_PASSWORD,
+        allocate_demo,
+        load_demo_portfolios,
+        seed_demo,
+    )
     from recova.platform.extension import platform
     from recova.tenants.migrate import migrate_all
 
@@ -67,6 +73,9 @@ def demo(host: str, port: int, serve: bool) -> None:
             f" {load.inserted} inserted, {load.updated} updated, {load.unchanged} unchanged,"
             f" {load.rejected} rejected"
         )
+    click.echo("Placing the demo lenders' cases with the agencies and their collectors ...")
+    for slug, summary in allocate_demo(objects):
+        click.echo(f"  {slug:<10} {summary}")
     base = f"http://{host}:{port}"
     click.echo("Recova demo is ready.\n")
     click.echo(f"  Portal login   {base}/login")
@@ -231,6 +240,52 @@ def tenants_disable(slug: str) -> None:
         set_tenant_status(session, tenant, TenantStatus.DISABLED)
         session.commit()
     click.echo(f"disabled tenant {slug}")
+
+
+@main.command()
+@click.argument("tenant")
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="The run date (default: today on the tenant's calendar).",
+)
+@click.option("--dry-run", is_flag=True, help="Show where cases would go; change nothing.")
+def allocate(tenant: str, as_of: Any, dry_run: bool) -> None:
+    """Segment, score, recall, place and assign TENANT's cases (the daily run, here)."""
+    from recova.platform.allocation.services import allocation_summary, run_allocation
+    from recova.platform.extension import platform
+    from recova.tenants.scope import tenant_scope
+
+    objects = platform(_app())
+    try:
+        result = run_allocation(
+            objects.db,
+            tenant=tenant,
+            as_of=as_of.date() if as_of else None,
+            dry_run=dry_run,
+            on_progress=lambda step, done, total: click.echo(f"  {step:<8} {done}/{total}"),
+        )
+    except LookupError as error:
+        raise click.ClickException(str(error)) from error
+    for step, counts in result.counts.items():
+        figures = ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, int))
+        click.echo(f"{step:<8} {figures}")
+    if dry_run:
+        click.echo(
+            f"dry run as of {result.as_of} (strategy version"
+            f" {result.strategy_version_id}); nothing was changed:"
+        )
+        for line in result.lines:
+            click.echo(
+                f"  {line['segment']:<12} {line['arm'] or '-':<12}"
+                f" {line['agency_id'] if line['agency_id'] is not None else '-':<8}"
+                f" {line['outcome']:<18} {line['cases']:>8} cases {line['balance']:>16}"
+            )
+        return
+    with tenant_scope(result.tenant, db=objects.db) as session:
+        summary = allocation_summary(session)
+    click.echo(f"run {result.run_id} as of {result.as_of}: {summary.line()}")
 
 
 @main.command()

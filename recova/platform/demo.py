@@ -246,3 +246,72 @@ def load_demo_portfolios(objects: Platform, folder: Path) -> list[DemoLoad]:
                 )
             )
     return loads
+
+
+DEMO_STRATEGY = "demo-even-split"
+DEMO_COLLECTOR_MAX_CASES = 2000
+
+
+def allocate_demo(objects: Platform) -> list[tuple[str, str]]:
+    """Give the demo collectors profiles, an even split strategy per lender, and run
+    allocation for each lender now; returns (tenant, summary) lines.
+
+    Everything is looked up before it is created and the run writes only what differs,
+    so a second demo changes nothing and prints the same lines.
+    """
+    from recova.platform.allocation.assignment import profile_for
+    from recova.platform.allocation.models import PlacementStrategy
+    from recova.platform.allocation.services import allocation_summary, run_allocation
+    from recova.platform.allocation.strategies import create_strategy
+    from recova.platform.auth.models import Membership
+
+    session = objects.db.session()
+    try:
+        agency_ids = list(
+            session.scalars(
+                select(Agency.id)
+                .where(Agency.slug.in_([spec["slug"] for spec in AGENCIES]))
+                .order_by(Agency.id)
+            )
+        )
+        collectors = session.scalars(
+            select(Membership.user_id).where(
+                Membership.agency_id.in_(agency_ids), Membership.role == Role.COLLECTOR
+            )
+        ).all()
+        for user_id in collectors:
+            # Two collectors per agency work both lenders' 3,000 cases each.
+            profile = profile_for(session, user_id)
+            profile.max_cases = max(profile.max_cases or 0, DEMO_COLLECTOR_MAX_CASES)
+        session.commit()
+    finally:
+        session.close()
+    split = {
+        "segments": {
+            "*": {
+                "mode": "split",
+                "agencies": [{"agency_id": a, "share": "50"} for a in agency_ids],
+            }
+        }
+    }
+    lines = []
+    for spec in TENANTS:
+        with tenant_scope(spec["slug"], db=objects.db) as scoped:
+            tenant = scoped.info["tenant"]
+            exists = scoped.scalar(
+                select(PlacementStrategy.id).where(PlacementStrategy.name == DEMO_STRATEGY)
+            )
+            if exists is None:
+                create_strategy(
+                    scoped,
+                    tenant_id=tenant.id,
+                    name=DEMO_STRATEGY,
+                    description="Demo: every case split evenly between the two agencies",
+                    policy=split,
+                    effective_from=dt.date(2000, 1, 1),
+                    activate=True,
+                )
+        run_allocation(objects.db, tenant=spec["slug"])
+        with tenant_scope(spec["slug"], db=objects.db) as scoped:
+            lines.append((spec["slug"], allocation_summary(scoped).line()))
+    return lines

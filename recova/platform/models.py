@@ -11,6 +11,21 @@ from recova.connectors.models import (
     IngestionSeen,
 )
 from recova.platform.agencies.models import Agency
+from recova.platform.allocation.models import (
+    AllocationRun,
+    AllocationSettings,
+    Assignment,
+    BucketTransition,
+    CaseScore,
+    CaseSegment,
+    CollectorProfile,
+    CollectorWorkload,
+    Placement,
+    PlacementStrategy,
+    SegmentRule,
+    StrategyArm,
+    StrategyVersion,
+)
 from recova.platform.auth.models import Membership, OAuthClient, OAuthToken, User
 from recova.platform.cases.models import Account, Case, Contact, Debtor
 from recova.platform.payments.models import Payment
@@ -20,7 +35,15 @@ __all__ = [
     "Account",
     "Agency",
     "AgencyContract",
+    "AllocationRun",
+    "AllocationSettings",
+    "Assignment",
+    "BucketTransition",
     "Case",
+    "CaseScore",
+    "CaseSegment",
+    "CollectorProfile",
+    "CollectorWorkload",
     "Contact",
     "Debtor",
     "HttpSource",
@@ -34,6 +57,11 @@ __all__ = [
     "OAuthClient",
     "OAuthToken",
     "Payment",
+    "Placement",
+    "PlacementStrategy",
+    "SegmentRule",
+    "StrategyArm",
+    "StrategyVersion",
     "Tenant",
     "User",
 ]

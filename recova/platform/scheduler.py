@@ -5,8 +5,8 @@ the ``JobSpec`` to enqueue and a *plan*: a function that, for one active tenant 
 due slot, returns the job's deterministic id and its keyword arguments. ``PERIODIC_JOBS``
 is the one list of them; adding a job is one line there.
 
-Registered today: the daily days-past-due refresh of every active tenant. The daily
-allocation, promise evaluation, month close, retention erasure and the audit head export
+Registered today: the daily days-past-due refresh and the daily allocation of every
+active tenant. Promise evaluation, month close, retention erasure and the audit head export
 are registered by the issues that build those jobs, each as one line in
 ``periodic_jobs()``.
 
@@ -133,14 +133,24 @@ def _refresh_dpd(run: TenantRun) -> tuple[str, dict[str, Any]]:
     return f"refresh-dpd-{run.tenant_id}-{as_of}", {"tenant_id": run.tenant_id, "as_of": as_of}
 
 
+def _allocate(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    from recova.platform.allocation.jobs import allocation_job_id
+
+    as_of = run.local_date.isoformat()
+    return allocation_job_id(run.tenant_id, as_of), {"tenant_id": run.tenant_id, "as_of": as_of}
+
+
 def periodic_jobs() -> list[PeriodicJob]:
     """Every periodic job, in the order they are enqueued when due together."""
+    from recova.platform.allocation.jobs import allocate_tenant_job
     from recova.platform.cases.jobs import refresh_days_past_due_job
 
     return [
         # 16:05 UTC is just past midnight in China, where most tenants are, and morning in
         # the Americas: every tenant's local date has turned over by then.
         PeriodicJob("refresh-dpd", daily("16:05"), refresh_days_past_due_job, _refresh_dpd),
+        # After the refresh, on the same tenant date; the same job id as "run now".
+        PeriodicJob("allocate", daily("16:20"), allocate_tenant_job, _allocate),
     ]
 
 

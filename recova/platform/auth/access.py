@@ -28,6 +28,8 @@ SCOPES: dict[str, str] = {
     "tenant:read": "Read the tenant's profile",
     "cases:read": "Read cases, accounts and debtors (masked)",
     "ingest:write": "Send portfolios and payments: mappings, files, sources and runs",
+    "allocation:read": "Read allocation settings, strategies, runs, placements and scores",
+    "allocation:write": "Change allocation settings and strategies, run allocation, recall",
 }
 
 

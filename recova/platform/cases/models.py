@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from recova.platform.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
@@ -155,10 +155,21 @@ class Account(Timestamped, TenantModel):
         )
 
 
+#: Flags that stop placement (and, with the compliance policy, all outreach).
+CASE_FLAGS = ("dispute", "bankruptcy", "deceased", "cease_contact")
+
+
 class Case(Timestamped, TenantModel):
     """One collection case per account in collection."""
 
     __tablename__ = "cases"
+    __table_args__ = (
+        CheckConstraint(
+            "flags <@ ARRAY['dispute', 'bankruptcy', 'deceased', 'cease_contact']::varchar[]",
+            name="flags_known",
+        ),
+        {"schema": TENANT_PLACEHOLDER},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(
@@ -174,6 +185,10 @@ class Case(Timestamped, TenantModel):
     #: Why a closed case left collection, e.g. ``tenant_recall``.
     close_reason: Mapped[str | None] = mapped_column(String(32))
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Any of ``CASE_FLAGS``; a flagged case is never placed, and is recalled if placed.
+    flags: Mapped[list[str]] = mapped_column(ARRAY(String(16)), default=list)
+    #: Promises to pay the debtor broke; an input of the priority score.
+    broken_promises: Mapped[int] = mapped_column(Integer, default=0)
 
     account: Mapped[Account] = relationship(back_populates="case")
     debtor: Mapped[Debtor] = relationship()

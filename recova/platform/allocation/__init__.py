@@ -1,0 +1,1 @@
+"""Segmentation, scoring, placement with agencies and assignment to collectors."""
