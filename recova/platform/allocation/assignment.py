@@ -83,6 +83,9 @@ def assign_cases(ctx: RunContext) -> dict[str, int]:
                 SELECT 1 FROM {s}.assignments x
                 WHERE x.placement_id = pl.id AND x.ended_at IS NULL)"""
     )
+    # Each class's statement picks its agency's cases and updates them by placement id.
+    ctx.execute("CREATE INDEX ON alloc_pending (placement_id)")
+    ctx.execute("CREATE INDEX ON alloc_pending (agency_id)")
     ctx.execute("ANALYZE alloc_pending")  # temp tables have no statistics until analysed
     pending = int(ctx.execute("SELECT count(*) FROM alloc_pending").fetchone()[0])
     assigned = 0

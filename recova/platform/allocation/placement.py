@@ -160,7 +160,11 @@ def place_cases(
             SELECT c.id AS case_id, cs.segment, ps.segment AS policy_segment, ps.seed,
                    ps.has_arms, {balance_expression()} AS balance, a.currency,
                    coalesce(sc.score, 0) AS score,
-                   coalesce(h.had, '{{}}'::int[]) AS had
+                   coalesce(h.had, '{{}}'::int[]) AS had,
+                   CASE WHEN ps.has_arms
+                        THEN ('x' || substr(md5(ps.seed || ':arm:' || c.id), 1, 8))
+                             ::bit(32)::bigint::numeric / 4294967296
+                   END AS arm_draw
             FROM {s}.cases c
             JOIN {s}.accounts a ON a.id = c.account_id
             JOIN {s}.case_segments cs ON cs.case_id = c.id
@@ -181,26 +185,25 @@ def place_cases(
     )
     ctx.execute("ANALYZE alloc_cand")  # temp tables have no statistics until analysed
     # 2. Arms: a recorded arm stands; otherwise the seeded draw picks one and is recorded.
+    # Each segment's distinct (arm, holdout) with the arm's interval; the draw is hashed
+    # once per case and the case joined to the arm whose interval holds it.
+    ctx.execute(
+        """CREATE TEMP TABLE alloc_arm_choice ON COMMIT DROP AS
+           SELECT DISTINCT segment, arm, holdout, arm_low, arm_high FROM alloc_policy"""
+    )
     ctx.execute(
         f"""CREATE TEMP TABLE alloc_armed ON COMMIT DROP AS
             SELECT c.*, arm.arm, arm.holdout,
                    md5(c.seed || ':order:' || c.case_id) AS order_draw
             FROM alloc_cand c
-            JOIN LATERAL (
-                SELECT DISTINCT p.arm, p.holdout FROM alloc_policy p
-                LEFT JOIN {s}.strategy_arms rec
-                  ON rec.strategy_version_id = %(version)s AND rec.case_id = c.case_id
-                WHERE p.segment = c.policy_segment
-                  AND CASE WHEN rec.arm IS NOT NULL THEN p.arm = rec.arm
-                           WHEN NOT c.has_arms THEN true
-                           ELSE (('x' || substr(md5(c.seed || ':arm:' || c.case_id), 1, 8))
-                                 ::bit(32)::bigint::numeric / 4294967296)
-                                >= p.arm_low
-                            AND (('x' || substr(md5(c.seed || ':arm:' || c.case_id), 1, 8))
-                                 ::bit(32)::bigint::numeric / 4294967296)
-                                < p.arm_high
-                      END
-            ) arm ON true""",
+            LEFT JOIN {s}.strategy_arms rec
+              ON rec.strategy_version_id = %(version)s AND rec.case_id = c.case_id
+            JOIN alloc_arm_choice arm
+              ON arm.segment = c.policy_segment
+             AND CASE WHEN rec.arm IS NOT NULL THEN arm.arm = rec.arm
+                      WHEN NOT c.has_arms THEN true
+                      ELSE c.arm_draw >= arm.arm_low AND c.arm_draw < arm.arm_high
+                 END""",
         version=version_id,
     )
     ctx.execute("ANALYZE alloc_armed")
@@ -215,17 +218,25 @@ def place_cases(
     # 3. Each class's agency intervals, then each case's agency by its rank in its class.
     ctx.execute(
         """CREATE TEMP TABLE alloc_share ON COMMIT DROP AS
-           SELECT k.segment, k.arm, k.had, p.agency_id,
+           SELECT k.segment, k.arm, k.had, p.agency_id, k.n,
                   sum(p.share) OVER w - p.share AS low, sum(p.share) OVER w AS high,
                   sum(p.share) OVER (PARTITION BY k.segment, k.arm, k.had) AS total
-           FROM (SELECT DISTINCT segment, policy_segment, arm, had FROM alloc_armed
-                 WHERE NOT holdout) k
+           FROM (SELECT segment, policy_segment, arm, had, count(*) AS n FROM alloc_armed
+                 WHERE NOT holdout GROUP BY segment, policy_segment, arm, had) k
            JOIN alloc_policy p ON p.segment = k.policy_segment
                 AND p.arm IS NOT DISTINCT FROM k.arm AND NOT p.holdout AND p.share > 0
            JOIN alloc_contracts ct ON ct.agency_id = p.agency_id
            WHERE NOT (p.agency_id = ANY(k.had))
            WINDOW w AS (PARTITION BY k.segment, k.arm, k.had ORDER BY p.agency_id
                         ROWS UNBOUNDED PRECEDING)"""
+    )
+    # The k-th of n cases goes to the agency with n*low/total < k <= n*high/total: as
+    # whole ranks, div(n*low, total) < k <= div(n*high, total) (exact integer division).
+    ctx.execute(
+        """CREATE TEMP TABLE alloc_share_ranks ON COMMIT DROP AS
+           SELECT segment, arm, had, agency_id,
+                  div(n * low, total)::bigint AS rn_after, div(n * high, total)::bigint AS rn_last
+           FROM alloc_share"""
     )
     ctx.execute(
         """CREATE TEMP TABLE alloc_target ON COMMIT DROP AS
@@ -234,15 +245,19 @@ def place_cases(
            FROM (
                SELECT a.*,
                       row_number() OVER (PARTITION BY segment, arm, had
-                                         ORDER BY order_draw, case_id) AS rn,
-                      count(*) OVER (PARTITION BY segment, arm, had) AS n
+                                         ORDER BY order_draw COLLATE "C", case_id) AS rn
                FROM alloc_armed a WHERE NOT a.holdout
            ) r
-           LEFT JOIN alloc_share sh
+           LEFT JOIN alloc_share_ranks sh
              ON sh.segment IS NOT DISTINCT FROM r.segment
             AND sh.arm IS NOT DISTINCT FROM r.arm
+            -- the same test as hashable equalities, so the class is found by hash
+            AND coalesce(sh.segment, '') = coalesce(r.segment, '')
+            AND (sh.segment IS NULL) = (r.segment IS NULL)
+            AND coalesce(sh.arm, '') = coalesce(r.arm, '')
+            AND (sh.arm IS NULL) = (r.arm IS NULL)
             AND sh.had = r.had
-            AND r.rn * sh.total > r.n * sh.low AND r.rn * sh.total <= r.n * sh.high"""
+            AND r.rn > sh.rn_after AND r.rn <= sh.rn_last"""
     )
     # 4. Capacity: the best-scored cases fill an agency's room first.
     limits = [
@@ -286,6 +301,7 @@ def place_cases(
             """CREATE TEMP TABLE alloc_final ON COMMIT DROP AS
                SELECT t.*, true AS fits FROM alloc_target t WHERE t.agency_id IS NOT NULL"""
         )
+    ctx.execute("ANALYZE alloc_final")
     lines = _outcome_lines(ctx)
     placed = 0
     if not ctx.dry_run:
@@ -307,6 +323,8 @@ def place_cases(
                 FROM alloc_final f
                 WHERE f.fits AND c.id = f.case_id AND c.status IN ('new', 'recalled')"""
         )
+        if placed:  # the recall and assign steps plan by these statistics
+            ctx.execute(f"ANALYZE {s}.placements")
     else:
         placed = sum(line["cases"] for line in lines if line["outcome"] == "placed")
     counts: dict[str, Any] = {"placed": placed, "lines": lines}

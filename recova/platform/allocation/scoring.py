@@ -209,6 +209,11 @@ def score_cases(ctx: RunContext, scorer: Scorer, options: dict[str, Any]) -> dic
         f"""INSERT INTO {s}.case_scores AS cs (case_id, score, components, scorer, computed_on)
             SELECT q.case_id, q.score, q.components, %(scorer)s, %(as_of)s::date
             FROM ({select_sql}) q
+            -- Unchanged scores are skipped before the insert: ON CONFLICT would still lock
+            -- (and so write) every existing row it then declines to update.
+            LEFT JOIN {s}.case_scores old ON old.case_id = q.case_id
+            WHERE (old.score, old.components, old.scorer)
+                  IS DISTINCT FROM (q.score, q.components, %(scorer)s::varchar)
             ON CONFLICT (case_id) DO UPDATE
             SET score = EXCLUDED.score, components = EXCLUDED.components,
                 scorer = EXCLUDED.scorer, computed_on = EXCLUDED.computed_on

@@ -130,7 +130,11 @@ def segment_cases(ctx: RunContext, buckets: list[dict[str, Any]]) -> dict[str, i
     )
     ctx.execute(
         f"""INSERT INTO {s}.case_segments AS cs (case_id, bucket, bucket_since)
-            SELECT case_id, bucket, %(as_of)s::date FROM alloc_buckets
+            SELECT n.case_id, n.bucket, %(as_of)s::date FROM alloc_buckets n
+            -- filtered first: ON CONFLICT would lock (write) every row it leaves unchanged
+            LEFT JOIN {s}.case_segments old ON old.case_id = n.case_id
+            WHERE old.case_id IS NULL OR (old.bucket IS DISTINCT FROM n.bucket
+                                          AND old.bucket_since <= %(as_of)s::date)
             ON CONFLICT (case_id) DO UPDATE
             SET bucket = EXCLUDED.bucket, bucket_since = EXCLUDED.bucket_since
             WHERE cs.bucket IS DISTINCT FROM EXCLUDED.bucket
