@@ -7,7 +7,7 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from recova.platform.allocation.placement import tenant_today
+from recova.tenants.models import tenant_today
 from tests.allocation_support import (
     activate_policy,
     make_agencies,

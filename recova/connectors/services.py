@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from recova.connectors import registry
 from recova.connectors.base import Source
-from recova.connectors.fields import FIELDS, MappingError, TenantDefaults, validate_mapping
+from recova.connectors.fields import MappingError, TenantDefaults, validate_mapping
 from recova.connectors.models import (
     FeedKind,
     HttpSource,
@@ -45,7 +45,7 @@ from recova.connectors.pipeline import (
 )
 from recova.platform.db import utcnow
 from recova.platform.extension import Platform
-from recova.tenants.models import Tenant
+from recova.tenants.models import Tenant, tenant_today
 from recova.tenants.scope import tenant_scope
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def start_run(
         mode=mode,
         all_or_nothing=all_or_nothing,
         status=RunStatus.QUEUED,
-        as_of=as_of or tenant_today(tenant),
+        as_of=as_of or tenant_today(tenant.timezone),
         requested_by=requested_by,
         received=0,
         inserted=0,
@@ -284,13 +284,6 @@ def _enqueue(session: Session, objects: Platform, tenant: Tenant, run: Ingestion
         tenant_id=tenant.id,
         run_id=run.id,
     )
-
-
-def tenant_today(tenant: Tenant) -> dt.date:
-    """Today on the tenant's calendar."""
-    from zoneinfo import ZoneInfo
-
-    return utcnow().astimezone(ZoneInfo(tenant.timezone)).date()
 
 
 def run_progress(objects: Platform, tenant: Tenant, run: IngestionRun) -> dict[str, int | None]:
@@ -482,14 +475,6 @@ def _private_temp_file() -> Path:
     descriptor, name = tempfile.mkstemp(prefix="recova-ingest-")
     os.close(descriptor)  # mkstemp makes it 0600: only this user reads the plaintext
     return Path(name)
-
-
-def fields_for(kind: FeedKind) -> dict[str, dict[str, Any]]:
-    """Recova's fields of a feed, for the API's field list."""
-    return {
-        name: {"description": spec.description, "required": spec.required}
-        for name, spec in FIELDS[kind].items()
-    }
 
 
 __all__ = [

@@ -203,30 +203,26 @@ def load_demo_portfolios(objects: Platform, folder: Path) -> list[DemoLoad]:
 
     folder.mkdir(parents=True, exist_ok=True)
     cn = demo_data.write_cn_portfolio(folder / "lendco-cn-portfolio.csv", rows=DEMO_ACCOUNTS)
-    demo_data.write_cn_payments(folder / "lendco-cn-payments.csv", cn, count=DEMO_PAYMENTS)
+    cn_paid = folder / "lendco-cn-payments.csv"
+    demo_data.write_cn_payments(cn_paid, cn, count=DEMO_PAYMENTS)
     us = demo_data.write_us_portfolio(folder / "lendco-us-portfolio.csv", rows=DEMO_ACCOUNTS)
-    demo_data.write_us_payments(folder / "lendco-us-payments.jsonl", us, count=DEMO_PAYMENTS)
+    us_paid = folder / "lendco-us-payments.jsonl"
+    demo_data.write_us_payments(us_paid, us, count=DEMO_PAYMENTS)
     plan = [
-        ("lendco-cn", "cn-portfolio", FeedKind.PORTFOLIO, demo_data.CN_PORTFOLIO_MAPPING),
-        ("lendco-cn", "cn-payments", FeedKind.PAYMENTS, demo_data.CN_PAYMENTS_MAPPING),
-        ("lendco-us", "us-portfolio", FeedKind.PORTFOLIO, demo_data.US_PORTFOLIO_MAPPING),
-        ("lendco-us", "us-payments", FeedKind.PAYMENTS, demo_data.US_PAYMENTS_MAPPING),
+        ("lendco-cn", "cn-portfolio", FeedKind.PORTFOLIO, demo_data.CN_PORTFOLIO_MAPPING, cn.path),
+        ("lendco-cn", "cn-payments", FeedKind.PAYMENTS, demo_data.CN_PAYMENTS_MAPPING, cn_paid),
+        ("lendco-us", "us-portfolio", FeedKind.PORTFOLIO, demo_data.US_PORTFOLIO_MAPPING, us.path),
+        ("lendco-us", "us-payments", FeedKind.PAYMENTS, demo_data.US_PAYMENTS_MAPPING, us_paid),
     ]
-    files = {
-        "cn-portfolio": "lendco-cn-portfolio.csv",
-        "cn-payments": "lendco-cn-payments.csv",
-        "us-portfolio": "lendco-us-portfolio.csv",
-        "us-payments": "lendco-us-payments.jsonl",
-    }
     loads = []
-    for slug, name, kind, mapping in plan:
+    for slug, name, kind, mapping, path in plan:
         with tenant_scope(slug, db=objects.db) as session:
             if mapping_by_name(session, name) is None:
                 save_mapping(session, name=name, kind=kind, **mapping)
         _, run_id = ingest_local_file(
             objects,
             tenant_slug=slug,
-            path=folder / files[name],
+            path=path,
             mapping_name=name,
             mode=RunMode.DELTA,
         )
@@ -236,7 +232,7 @@ def load_demo_portfolios(objects: Platform, folder: Path) -> list[DemoLoad]:
             loads.append(
                 DemoLoad(
                     slug,
-                    files[name],
+                    path.name,
                     run.status.value,
                     run.received,
                     run.inserted,

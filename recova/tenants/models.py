@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import zoneinfo
 from typing import Any
 
 from sqlalchemy import CheckConstraint, DateTime, Enum, Index, String, func, literal_column
@@ -11,6 +12,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from recova.platform.db import SHARED_SCHEMA, SharedModel, Timestamped
+
+
+def tenant_today(timezone: str) -> dt.date:
+    """Today on a tenant's calendar (contracts, runs and portfolios are dated by it)."""
+    return dt.datetime.now(zoneinfo.ZoneInfo(timezone)).date()
 
 
 class TenantStatus(enum.StrEnum):

@@ -10,8 +10,6 @@ tenant did not exist, so ids and slugs of other tenants leak nothing.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import zoneinfo
 from collections.abc import Iterator
 
 from flask import g
@@ -22,7 +20,7 @@ from recova.billing.contracts import agency_has_active_contract
 from recova.platform.auth.principal import Principal
 from recova.platform.db import Database, bind_session_to_schema
 from recova.platform.errors import abort
-from recova.tenants.models import Tenant, TenantStatus
+from recova.tenants.models import Tenant, TenantStatus, tenant_today
 
 NOT_FOUND = "no such tenant, or not one you may reach"
 
@@ -49,7 +47,7 @@ def resolve_request_tenant(
             if tenant.status != TenantStatus.ACTIVE or principal.agency_id is None:
                 abort(404, message=NOT_FOUND)
             # Contracts run by the tenant's calendar, so "today" is the tenant's today.
-            today = dt.datetime.now(zoneinfo.ZoneInfo(tenant.timezone)).date()
+            today = tenant_today(tenant.timezone)
             if not agency_has_active_contract(
                 session, agency_id=principal.agency_id, tenant_id=tenant.id, day=today
             ):

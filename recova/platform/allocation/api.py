@@ -42,7 +42,6 @@ from recova.platform.allocation.placement import (
     PlacementError,
     recall_placement,
     set_case_flags,
-    tenant_today,
 )
 from recova.platform.allocation.scoring import ScoringError
 from recova.platform.api import SelectPage, tenant_routes
@@ -53,6 +52,7 @@ from recova.platform.cases.models import Case
 from recova.platform.errors import abort
 from recova.platform.extension import platform
 from recova.platform.request_scope import current_principal, db_session
+from recova.tenants.models import tenant_today
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint(

@@ -366,11 +366,6 @@ def _outcome_lines(ctx: RunContext) -> list[dict[str, Any]]:
 # --- one placement at a time: the tenant's recall, flags, the credit rule ------------------
 
 
-def tenant_today(timezone: str) -> dt.date:
-    """Today on the tenant's calendar."""
-    return dt.datetime.now(zoneinfo.ZoneInfo(timezone)).date()
-
-
 def recall_placement(
     session: Session, placement: Placement, *, reason: str, on: dt.date
 ) -> Placement:

@@ -46,7 +46,7 @@ from recova.platform.allocation.models import (
 from recova.platform.allocation.strategies import resolve_policy
 from recova.platform.auth.models import Membership, Role, User
 from recova.platform.db import Database
-from recova.tenants.models import Tenant, TenantStatus
+from recova.tenants.models import Tenant, TenantStatus, tenant_today
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def run_allocation(
 ) -> AllocationResult:
     """Segment, score, recall, place and assign one tenant's cases as of a date."""
     found = _tenant(db, tenant)
-    as_of = as_of or placement.tenant_today(found.timezone)
+    as_of = as_of or tenant_today(found.timezone)
     config = _read_config(db, found, as_of, strategy_version_id)
     result = AllocationResult(
         tenant=found.slug,
@@ -309,7 +309,7 @@ def run_assignment(db: Database, *, tenant: Tenant | int | str) -> dict[str, int
             tenant_id=found.id,
             timezone=found.timezone,
             currency=found.currency,
-            as_of=placement.tenant_today(found.timezone),
+            as_of=tenant_today(found.timezone),
         )
         counts = assignment.assign_cases(ctx)
         raw.commit()
@@ -478,7 +478,7 @@ def tenants_served(session: Session, agency_id: int) -> list[Tenant]:
     ).all()
     served = []
     for tenant in candidates:
-        today = placement.tenant_today(tenant.timezone)
+        today = tenant_today(tenant.timezone)
         active = session.scalar(
             select(AgencyContract.id).where(
                 AgencyContract.agency_id == agency_id,
