@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, and_, or_, select
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    and_,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from recova.platform.agencies.models import Agency
@@ -20,6 +31,9 @@ class AgencyContract(Timestamped, SharedModel):
         CheckConstraint("ends_on IS NULL OR ends_on > starts_on", name="period_ordered"),
         CheckConstraint("placement_days > 0", name="placement_days_positive"),
         CheckConstraint("grace_days >= 0", name="grace_days_not_negative"),
+        CheckConstraint(
+            "settlement_discount_limit BETWEEN 0 AND 100", name="settlement_limit_percent"
+        ),
         Index("ix_agency_contracts_tenant_agency", "tenant_id", "agency_id"),
         {"schema": SHARED_SCHEMA},
     )
@@ -33,6 +47,11 @@ class AgencyContract(Timestamped, SharedModel):
     placement_days: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     #: Days after a recall during which the case's payments still credit the agency.
     grace_days: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    #: The largest settlement discount (percent of the balance) the agency's managers may
+    #: approve for this tenant; anything above needs the tenant. Set by the tenant.
+    settlement_discount_limit: Mapped[Decimal] = mapped_column(
+        Numeric(5, 2), default=Decimal(0), server_default="0"
+    )
 
     tenant: Mapped[Tenant] = relationship()
     agency: Mapped[Agency] = relationship()

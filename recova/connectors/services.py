@@ -408,6 +408,8 @@ def _execute_locked(objects: Platform, *, tenant_id: int, run_id: int) -> str:
                 base=0 if run.all_or_nothing else run.received,
             )
         outcome = _execute(objects, plan, connector, source, progress)
+        if plan.kind is FeedKind.PAYMENTS:
+            _evaluate_payments_after(objects, tenant_id=plan.tenant_id, run_id=plan.run_id)
         if run.file_id is not None:
             with tenant_scope(tenant_id, db=objects.db) as session:
                 session.execute(
@@ -417,6 +419,17 @@ def _execute_locked(objects: Platform, *, tenant_id: int, run_id: int) -> str:
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
+
+
+def _evaluate_payments_after(objects: Platform, *, tenant_id: int, run_id: int) -> None:
+    """Hand the run's accounts to case work: promises, plans and settlements are judged
+    by the payments the run recorded. The run has committed by now (its chunks and its
+    finish); the job has its own retries, so a failure there never fails the run."""
+    from recova.platform.work.jobs import evaluate_payments_job, payments_job_id
+
+    evaluate_payments_job.enqueue(
+        objects, job_id=payments_job_id(tenant_id, run_id), tenant_id=tenant_id, run_id=run_id
+    )
 
 
 def _execute(

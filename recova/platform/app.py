@@ -36,9 +36,10 @@ def _api_blueprints() -> list[Any]:
     from recova.platform.allocation.api import blp as allocation
     from recova.platform.auth.api import blp as auth
     from recova.platform.cases.api import blp as cases
+    from recova.platform.work.api import blp as work
     from recova.tenants.api import blp as tenants
 
-    return [auth, tenants, agencies, contracts, cases, ingestion, allocation]
+    return [auth, tenants, agencies, contracts, cases, ingestion, allocation, work]
 
 
 def _web_blueprints() -> list[Any]:

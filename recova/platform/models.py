@@ -29,6 +29,16 @@ from recova.platform.allocation.models import (
 from recova.platform.auth.models import Membership, OAuthClient, OAuthToken, User
 from recova.platform.cases.models import Account, Case, Contact, Debtor
 from recova.platform.payments.models import Payment
+from recova.platform.work.models import (
+    CaseHold,
+    CaseTransition,
+    Dispute,
+    Instalment,
+    PaymentPlan,
+    Promise,
+    Settlement,
+    WorkSettings,
+)
 from recova.tenants.models import Tenant
 
 __all__ = [
@@ -40,12 +50,15 @@ __all__ = [
     "Assignment",
     "BucketTransition",
     "Case",
+    "CaseHold",
     "CaseScore",
     "CaseSegment",
+    "CaseTransition",
     "CollectorProfile",
     "CollectorWorkload",
     "Contact",
     "Debtor",
+    "Dispute",
     "HttpSource",
     "IngestionFile",
     "IngestionFileChunk",
@@ -53,15 +66,20 @@ __all__ = [
     "IngestionRowError",
     "IngestionRun",
     "IngestionSeen",
+    "Instalment",
     "Membership",
     "OAuthClient",
     "OAuthToken",
     "Payment",
+    "PaymentPlan",
     "Placement",
     "PlacementStrategy",
+    "Promise",
     "SegmentRule",
+    "Settlement",
     "StrategyArm",
     "StrategyVersion",
     "Tenant",
     "User",
+    "WorkSettings",
 ]

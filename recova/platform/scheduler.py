@@ -5,10 +5,10 @@ the ``JobSpec`` to enqueue and a *plan*: a function that, for one active tenant 
 due slot, returns the job's deterministic id and its keyword arguments. ``PERIODIC_JOBS``
 is the one list of them; adding a job is one line there.
 
-Registered today: the daily days-past-due refresh and the daily allocation of every
-active tenant. Promise evaluation, month close, retention erasure and the audit head export
-are registered by the issues that build those jobs, each as one line in
-``periodic_jobs()``.
+Registered today: the daily days-past-due refresh, the daily promise and plan evaluation
+and settlement expiry, and the daily allocation of every active tenant. Month close,
+retention erasure and the audit head export are registered by the issues that build
+those jobs, each as one line in ``periodic_jobs()``.
 
 Never twice, three ways:
 
@@ -140,10 +140,25 @@ def _allocate(run: TenantRun) -> tuple[str, dict[str, Any]]:
     return allocation_job_id(run.tenant_id, as_of), {"tenant_id": run.tenant_id, "as_of": as_of}
 
 
+def _evaluate_promises(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    from recova.platform.work.jobs import promises_job_id
+
+    as_of = run.local_date.isoformat()
+    return promises_job_id(run.tenant_id, as_of), {"tenant_id": run.tenant_id, "as_of": as_of}
+
+
+def _expire_settlements(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    from recova.platform.work.jobs import expiry_job_id
+
+    as_of = run.local_date.isoformat()
+    return expiry_job_id(run.tenant_id, as_of), {"tenant_id": run.tenant_id, "as_of": as_of}
+
+
 def periodic_jobs() -> list[PeriodicJob]:
     """Every periodic job, in the order they are enqueued when due together."""
     from recova.platform.allocation.jobs import allocate_tenant_job
     from recova.platform.cases.jobs import refresh_days_past_due_job
+    from recova.platform.work.jobs import evaluate_promises_job, expire_settlements_job
 
     return [
         # 16:05 UTC is just past midnight in China, where most tenants are, and morning in
@@ -151,6 +166,12 @@ def periodic_jobs() -> list[PeriodicJob]:
         PeriodicJob("refresh-dpd", daily("16:05"), refresh_days_past_due_job, _refresh_dpd),
         # After the refresh, on the same tenant date; the same job id as "run now".
         PeriodicJob("allocate", daily("16:20"), allocate_tenant_job, _allocate),
+        # Between the refresh and the allocation run: broken promises count in the day's
+        # scores, and settled cases are recalled by that run.
+        PeriodicJob("evaluate-promises", daily("16:10"), evaluate_promises_job, _evaluate_promises),
+        PeriodicJob(
+            "expire-settlements", daily("16:10"), expire_settlements_job, _expire_settlements
+        ),
     ]
 
 

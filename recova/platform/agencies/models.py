@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from decimal import Decimal
 
-from sqlalchemy import Enum, String
+from sqlalchemy import Enum, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from recova.platform.db import SHARED_SCHEMA, SharedModel, Timestamped
@@ -31,4 +32,9 @@ class Agency(Timestamped, SharedModel):
             values_callable=lambda e: [m.value for m in e],
         ),
         default=AgencyStatus.ACTIVE,
+    )
+    #: The largest settlement discount (percent of the balance) the agency lets its
+    #: collectors approve; set by its manager, never above its contracts' limits.
+    collector_discount_limit: Mapped[Decimal] = mapped_column(
+        Numeric(5, 2), default=Decimal(0), server_default="0"
     )

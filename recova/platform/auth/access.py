@@ -30,6 +30,8 @@ SCOPES: dict[str, str] = {
     "ingest:write": "Send portfolios and payments: mappings, files, sources and runs",
     "allocation:read": "Read allocation settings, strategies, runs, placements and scores",
     "allocation:write": "Change allocation settings and strategies, run allocation, recall",
+    "work:read": "Read case work: lifecycle, promises, plans, settlements, disputes",
+    "work:write": "Do case work: transitions, promises, plans, settlements, disputes, settings",
 }
 
 

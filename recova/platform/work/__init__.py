@@ -1,0 +1,1 @@
+"""Case work: the case lifecycle, promises to pay, payment plans, settlements, disputes."""

@@ -1,0 +1,222 @@
+"""The case lifecycle: which status may follow which, and the one service that moves a case.
+
+Every status change made by case work goes through ``transition``: it locks the case row,
+checks the move against ``ALLOWED``, keeps the history (``case_transitions``) and the hold
+(``case_holds``), and stamps closing. A move the table does not admit raises
+``TransitionRefused``, which the API answers with 409 naming from, to and the allowed
+targets.
+
+Allocation and ingestion move cases too, set-based, without this service (a daily run
+touches a million cases); the table admits exactly what they do, so a case never reaches
+a status from which the lifecycle has no way on:
+
+- the place step: ``new`` or ``recalled`` → ``placed``;
+- the recall step and a tenant's recall: ``placed``, ``in_progress``, ``promised`` and
+  ``on_plan`` (``WORKED_STATUSES``) → ``recalled``;
+- a portfolio snapshot that no longer lists an account: every open status → ``closed``,
+  and a later file listing it again: ``closed`` → ``new``.
+
+Their history lives in their own rows (placements, ingestion runs); ``case_transitions``
+holds the moves made by people and by case-work jobs.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from recova.platform.auth.principal import Principal
+from recova.platform.cases.models import Case, CaseStatus
+from recova.platform.db import utcnow
+from recova.platform.work.models import CaseHold, CaseTransition, HoldReason
+
+S = CaseStatus
+
+#: Every status a case may move to from each status. Terminal: ``settled`` and ``paid``.
+ALLOWED: dict[CaseStatus, frozenset[CaseStatus]] = {
+    S.NEW: frozenset({S.PLACED, S.IN_PROGRESS, S.PROMISED, S.ON_PLAN, S.ON_HOLD, S.CLOSED}),
+    S.PLACED: frozenset(
+        {S.IN_PROGRESS, S.PROMISED, S.ON_PLAN, S.SETTLED, S.PAID, S.ON_HOLD, S.RECALLED, S.CLOSED}
+    ),
+    S.IN_PROGRESS: frozenset(
+        {S.PROMISED, S.ON_PLAN, S.SETTLED, S.PAID, S.ON_HOLD, S.RECALLED, S.CLOSED}
+    ),
+    S.PROMISED: frozenset(
+        {S.IN_PROGRESS, S.ON_PLAN, S.SETTLED, S.PAID, S.ON_HOLD, S.RECALLED, S.CLOSED}
+    ),
+    S.ON_PLAN: frozenset({S.IN_PROGRESS, S.SETTLED, S.PAID, S.ON_HOLD, S.RECALLED, S.CLOSED}),
+    # Leaving a hold returns to where the case was held from (or, if its placement was
+    # recalled meanwhile, to recalled), or closes it.
+    S.ON_HOLD: frozenset(
+        {S.NEW, S.PLACED, S.IN_PROGRESS, S.PROMISED, S.ON_PLAN, S.RECALLED, S.CLOSED}
+    ),
+    S.RECALLED: frozenset({S.PLACED, S.IN_PROGRESS, S.PROMISED, S.ON_PLAN, S.ON_HOLD, S.CLOSED}),
+    S.CLOSED: frozenset({S.NEW}),
+    S.SETTLED: frozenset(),
+    S.PAID: frozenset(),
+}
+
+#: Statuses of a case out of collection; closing stamps ``closed_at``.
+TERMINAL = frozenset({S.CLOSED, S.SETTLED, S.PAID})
+#: Statuses an agency works the case in (allocation's ``WORKED_STATUSES``).
+WORKED = frozenset({S.PLACED, S.IN_PROGRESS, S.PROMISED, S.ON_PLAN})
+
+Actor = Principal | str
+
+
+def actor_label(actor: Actor) -> str:
+    """How an actor is recorded: ``user:12``, ``client:3`` or a system label as given."""
+    if isinstance(actor, Principal):
+        return f"{actor.kind}:{actor.subject_id}"
+    return actor
+
+
+class TransitionRefused(Exception):
+    """A status change the lifecycle does not admit."""
+
+    def __init__(self, from_status: CaseStatus, to_status: CaseStatus) -> None:
+        self.from_status = from_status
+        self.to_status = to_status
+        self.allowed = sorted(ALLOWED[from_status])
+        targets = ", ".join(self.allowed) or "none (the case is final)"
+        super().__init__(
+            f"a case cannot move from {from_status.value} to {to_status.value};"
+            f" from {from_status.value} it may move to: {targets}"
+        )
+
+
+def can_transition(from_status: CaseStatus, to_status: CaseStatus) -> bool:
+    """Whether the lifecycle admits the move."""
+    return to_status in ALLOWED[from_status]
+
+
+def lock_case(session: Session, case_id: int) -> Case | None:
+    """The case with its row locked for this transaction, its attributes read afresh.
+
+    Two requests changing one case (a payment run settling it while a collector records a
+    promise) are serialised here, so each checks the status the other left.
+    """
+    return session.scalar(
+        select(Case)
+        .where(Case.id == case_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def open_hold(session: Session, case_id: int) -> CaseHold | None:
+    """The case's current hold, if it is on hold."""
+    return session.scalar(
+        select(CaseHold).where(CaseHold.case_id == case_id, CaseHold.released_at.is_(None))
+    )
+
+
+def transition(
+    session: Session,
+    *,
+    case: Case,
+    to: CaseStatus,
+    actor: Actor,
+    reason: str | None = None,
+    hold_reason: HoldReason | None = None,
+    close_reason: str | None = None,
+) -> CaseTransition:
+    """Move ``case`` to ``to`` if the lifecycle admits it, keeping history and holds.
+
+    ``hold_reason`` is required when ``to`` is on_hold; ``close_reason`` is kept on the
+    case when it leaves collection (default: the status itself, or ``reason``).
+    """
+    lock_case(session, case.id)  # refreshes ``case``: the status is read under the lock
+    current = case.status
+    if not can_transition(current, to):
+        raise TransitionRefused(current, to)
+    if to is S.ON_HOLD:
+        if hold_reason is None:
+            raise ValueError("putting a case on hold needs a hold reason")
+        session.add(CaseHold(case_id=case.id, reason=hold_reason, held_from=current))
+    elif current is S.ON_HOLD:
+        session.execute(
+            update(CaseHold)
+            .where(CaseHold.case_id == case.id, CaseHold.released_at.is_(None))
+            .values(released_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    if to in TERMINAL:
+        case.closed_at = utcnow()
+        case.close_reason = (close_reason or to.value)[:32]
+    elif current in TERMINAL:
+        case.closed_at = None
+        case.close_reason = None
+    case.status = to
+    record = CaseTransition(
+        case_id=case.id,
+        from_status=current,
+        to_status=to,
+        reason=reason[:200] if reason else None,
+        actor=actor_label(actor),
+    )
+    session.add(record)
+    session.flush()  # the caller answers with the transition's id and time
+    return record
+
+
+def mark_worked(session: Session, *, case: Case, actor: Actor, reason: str) -> bool:
+    """A placed case the agency has started to work moves to in_progress; else nothing.
+
+    Called when a contact attempt reaches the debtor; True if the case moved.
+    """
+    if case.status is not S.PLACED:
+        return False
+    transition(session, case=case, to=S.IN_PROGRESS, actor=actor, reason=reason)
+    return True
+
+
+def return_to_work(session: Session, *, case: Case, actor: Actor, reason: str) -> bool:
+    """After a promise or plan ends, the case goes back to in_progress (if it was on it)."""
+    if case.status not in (S.PROMISED, S.ON_PLAN):
+        return False
+    transition(session, case=case, to=S.IN_PROGRESS, actor=actor, reason=reason)
+    return True
+
+
+#: Statuses other parts of the system own: the transition endpoint names where to go.
+MANAGED: dict[CaseStatus, str] = {
+    S.PLACED: "cases are placed by the allocation run",
+    S.RECALLED: "recall the case's placement (POST /placements/<id>/recall)",
+    S.PROMISED: "record a promise (POST /cases/<id>/promises)",
+    S.ON_PLAN: "set up a payment plan (POST /cases/<id>/plans)",
+    S.SETTLED: "a case is settled when an approved settlement offer is paid",
+}
+#: What agency staff may move a case to by hand; the rest is the tenant's decision.
+AGENCY_TARGETS = frozenset({S.IN_PROGRESS})
+
+
+def request_transition(
+    session: Session,
+    *,
+    case: Case,
+    to: CaseStatus,
+    actor: Actor,
+    agency_staff: bool,
+    reason: str | None,
+    hold_reason: HoldReason | None,
+) -> CaseTransition:
+    """A person asks to move a case: the lifecycle first, then who may ask for what."""
+    from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
+
+    lock_case(session, case.id)
+    if not can_transition(case.status, to):
+        raise TransitionRefused(case.status, to)
+    if to in MANAGED:
+        raise WorkInvalid(f"{to.value} is not set by hand: {MANAGED[to]}")
+    if agency_staff and to not in AGENCY_TARGETS:
+        raise NotPermitted(f"agency staff may move a case only to {', '.join(AGENCY_TARGETS)}")
+    if to is S.ON_HOLD and hold_reason is not HoldReason.LEGAL:
+        raise WorkInvalid("a hold set by hand is a legal hold; a dispute is opened as a dispute")
+    if case.status is S.ON_HOLD:
+        hold = open_hold(session, case.id)
+        if hold is not None and hold.reason is HoldReason.DISPUTE:
+            raise WorkConflict(f"case {case.id} is on hold for a dispute; resolve the dispute")
+    return transition(
+        session, case=case, to=to, actor=actor, reason=reason, hold_reason=hold_reason
+    )

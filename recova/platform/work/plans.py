@@ -1,0 +1,221 @@
+"""Payment plans: an instalment schedule, payments applied oldest instalment first.
+
+Everything the debtor paid on the account since the plan was agreed (net of reversals,
+in its currency) is spread over the instalments in schedule order: each takes what it
+is owed before the next gets anything, so a late payment first catches up the oldest
+open instalment. An instalment not fully paid by its due date plus the tenant's grace
+days is **missed**; when the plan has as many missed instalments as the tenant allows
+(``plan_max_misses``) it **breaks**: the case returns to in_progress and its
+``broken_promises`` goes up, as a broken promise's would. When every instalment is paid
+the plan is **completed**, and the case is paid if the plan covered its whole balance.
+
+The spread is recomputed from the payments each time, so evaluating twice, or after a
+reversal, gives the same answer as evaluating once. A broken or completed plan is final.
+
+A due date may be deferred (moved later) within the tenant's limits: at most
+``max_deferral_days`` past the date first agreed, at most ``max_deferrals`` times per
+plan, and never past the next instalment's date, so schedule order stays due-date order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from recova.platform.cases.models import Account, Case, CaseStatus
+from recova.platform.db import utcnow
+from recova.platform.work.errors import WorkConflict, WorkInvalid
+from recova.platform.work.lifecycle import Actor, actor_label, transition
+from recova.platform.work.models import (
+    Instalment,
+    InstalmentStatus,
+    PaymentPlan,
+    PlanStatus,
+)
+from recova.platform.work.money import money, paid_between
+from recova.platform.work.settings import current_settings
+
+MAX_INSTALMENTS = 60
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    """What one evaluation changed: instalments newly paid or missed, and the plan's end."""
+
+    newly_paid: list[int]
+    newly_missed: list[int]
+    ended: PlanStatus | None
+
+
+def create_plan(
+    session: Session,
+    *,
+    case: Case,
+    instalments: list[tuple[dt.date, Decimal]],
+    actor: Actor,
+    today: dt.date,
+) -> PaymentPlan:
+    """Agree an instalment schedule and move the case to on_plan."""
+    if not 1 <= len(instalments) <= MAX_INSTALMENTS:
+        raise WorkInvalid(f"a plan has between 1 and {MAX_INSTALMENTS} instalments")
+    dates = [due for due, _ in instalments]
+    if dates[0] < today:
+        raise WorkInvalid("the first instalment cannot be due in the past")
+    if any(later <= earlier for earlier, later in itertools.pairwise(dates)):
+        raise WorkInvalid("instalment due dates must be strictly increasing")
+    account = session.get(Account, case.account_id)
+    assert account is not None
+    amounts = [money(amount, account.currency) for _, amount in instalments]
+    if any(amount <= 0 for amount in amounts):
+        raise WorkInvalid("every instalment amount must be positive")
+    existing = active_plan(session, case.id)
+    if existing is not None:
+        raise WorkConflict(f"case {case.id} already has an active plan ({existing.id})")
+    transition(session, case=case, to=CaseStatus.ON_PLAN, actor=actor, reason="payment plan")
+    plan = PaymentPlan(
+        case_id=case.id,
+        currency=account.currency,
+        total_amount=sum(amounts, Decimal(0)),
+        balance_at_creation=account.outstanding_total,
+        status=PlanStatus.ACTIVE,
+        paid_amount=Decimal(0),
+        misses=0,
+        deferrals=0,
+        created_by=actor_label(actor),
+        created_at=utcnow(),
+    )
+    plan.instalments = [
+        Instalment(
+            seq=n,
+            due_date=due,
+            original_due_date=due,
+            amount=amount,
+            paid_amount=Decimal(0),
+            status=InstalmentStatus.OPEN,
+        )
+        for n, (due, amount) in enumerate(zip(dates, amounts, strict=True), start=1)
+    ]
+    session.add(plan)
+    session.flush()  # the caller answers with the new ids
+    return plan
+
+
+def active_plan(session: Session, case_id: int) -> PaymentPlan | None:
+    """The case's active plan with its instalments, if any."""
+    return session.scalar(
+        select(PaymentPlan)
+        .options(selectinload(PaymentPlan.instalments))
+        .where(PaymentPlan.case_id == case_id, PaymentPlan.status == PlanStatus.ACTIVE)
+    )
+
+
+def evaluate_plan(
+    session: Session, plan: PaymentPlan, *, today: dt.date, actor: Actor
+) -> PlanChange:
+    """Spread the plan's payments over its instalments, mark misses, complete or break it."""
+    if plan.status is not PlanStatus.ACTIVE:
+        return PlanChange([], [], None)
+    settings = current_settings(session)
+    case = session.get(Case, plan.case_id)
+    assert case is not None
+    paid = paid_between(
+        session, account_id=case.account_id, currency=plan.currency, since=plan.created_at
+    )
+    plan.paid_amount = paid
+    remaining = paid
+    newly_paid: list[int] = []
+    newly_missed: list[int] = []
+    grace = dt.timedelta(days=settings.plan_grace_days)
+    for instalment in plan.instalments:
+        share = min(instalment.amount, remaining)
+        remaining -= share
+        instalment.paid_amount = share
+        before = instalment.status
+        if share >= instalment.amount:
+            instalment.status = InstalmentStatus.PAID
+        elif today > instalment.due_date + grace:
+            instalment.status = InstalmentStatus.MISSED
+        else:
+            instalment.status = InstalmentStatus.OPEN
+        if instalment.status is not before:
+            if instalment.status is InstalmentStatus.PAID:
+                newly_paid.append(instalment.seq)
+            elif instalment.status is InstalmentStatus.MISSED:
+                newly_missed.append(instalment.seq)
+    plan.misses = sum(1 for i in plan.instalments if i.status is InstalmentStatus.MISSED)
+    ended: PlanStatus | None = None
+    if all(i.status is InstalmentStatus.PAID for i in plan.instalments):
+        ended = PlanStatus.COMPLETED
+        covered = plan.total_amount >= plan.balance_at_creation
+        to = CaseStatus.PAID if covered else CaseStatus.IN_PROGRESS
+        reason = f"plan {plan.id} completed"
+    elif plan.misses >= settings.plan_max_misses:
+        ended = PlanStatus.BROKEN
+        case.broken_promises += 1
+        to = CaseStatus.IN_PROGRESS
+        reason = f"plan {plan.id} broken after {plan.misses} missed instalments"
+    if ended is not None:
+        plan.status = ended
+        plan.ended_at = utcnow()
+        if case.status is CaseStatus.ON_PLAN:
+            transition(session, case=case, to=to, actor=actor, reason=reason)
+    return PlanChange(newly_paid, newly_missed, ended)
+
+
+def evaluate_active_plans(session: Session, *, today: dt.date, actor: Actor) -> dict[str, int]:
+    """Evaluate every active plan (the daily job): counts of misses, completions, breaks."""
+    plans = session.scalars(
+        select(PaymentPlan)
+        .options(selectinload(PaymentPlan.instalments))
+        .where(PaymentPlan.status == PlanStatus.ACTIVE)
+        .order_by(PaymentPlan.id)
+    ).all()
+    counts = {"missed": 0, "completed": 0, "broken": 0}
+    for plan in plans:
+        change = evaluate_plan(session, plan, today=today, actor=actor)
+        counts["missed"] += len(change.newly_missed)
+        if change.ended is not None:
+            counts[change.ended.value] += 1
+    return counts
+
+
+def defer_instalment(
+    session: Session, *, plan: PaymentPlan, seq: int, due_date: dt.date, today: dt.date
+) -> Instalment:
+    """Move one open instalment's due date later, within the tenant's deferral limits."""
+    if plan.status is not PlanStatus.ACTIVE:
+        raise WorkConflict(f"plan {plan.id} is {plan.status.value}; only active plans defer")
+    settings = current_settings(session)
+    by_seq = {i.seq: i for i in plan.instalments}
+    instalment = by_seq.get(seq)
+    if instalment is None:
+        raise LookupError(f"plan {plan.id} has no instalment {seq}")
+    if instalment.status is not InstalmentStatus.OPEN:
+        raise WorkConflict(f"instalment {seq} is {instalment.status.value}; only open ones defer")
+    if due_date <= instalment.due_date or due_date < today:
+        raise WorkInvalid("a deferral moves the due date later, and not into the past")
+    if plan.deferrals >= settings.max_deferrals:
+        raise WorkConflict(
+            f"plan {plan.id} has used all {settings.max_deferrals} deferrals it is allowed"
+        )
+    limit = instalment.original_due_date + dt.timedelta(days=settings.max_deferral_days)
+    if due_date > limit:
+        raise WorkConflict(
+            f"an instalment may be deferred at most {settings.max_deferral_days} days past"
+            f" its original date ({instalment.original_due_date}), so no later than {limit}"
+        )
+    following = by_seq.get(seq + 1)
+    if following is not None and due_date >= following.due_date:
+        raise WorkConflict(
+            f"instalment {seq} cannot move onto or past instalment {seq + 1}"
+            f" (due {following.due_date})"
+        )
+    instalment.due_date = due_date
+    plan.deferrals += 1
+    session.flush()  # the answer shows the stored instalment
+    return instalment

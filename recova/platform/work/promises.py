@@ -1,0 +1,132 @@
+"""Promises to pay: recorded by a collector, judged by what the debtor then paid.
+
+A promise counts the account's payments (net of reversals, in its currency) from the
+moment it was made until the end of its date plus the tenant's grace days:
+
+- paid in full at any point: **kept**, at once (the payments run's evaluation finds it);
+- past its grace period with part of it paid: **partly kept**;
+- past its grace period with nothing paid: **broken**, and the case's
+  ``broken_promises`` (an input of the allocation score) goes up by one.
+
+When a promise is judged the case, if still promised, goes back to in_progress.
+Judging is idempotent: a promise is judged once, and later payments change nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from recova.platform.cases.models import Account, Case, CaseStatus
+from recova.platform.db import utcnow
+from recova.platform.work.errors import WorkConflict, WorkInvalid
+from recova.platform.work.lifecycle import Actor, actor_label, return_to_work, transition
+from recova.platform.work.models import Promise, PromiseStatus
+from recova.platform.work.money import money, paid_between, start_of_day
+from recova.platform.work.settings import current_settings
+
+#: The longest a promise may look ahead; further out it is a plan, not a promise.
+MAX_PROMISE_DAYS = 90
+
+
+def create_promise(
+    session: Session,
+    *,
+    case: Case,
+    amount: Decimal,
+    due_date: dt.date,
+    actor: Actor,
+    today: dt.date,
+) -> Promise:
+    """Record a promise to pay and move the case to promised."""
+    if due_date < today:
+        raise WorkInvalid("a promise's date cannot be in the past")
+    if due_date > today + dt.timedelta(days=MAX_PROMISE_DAYS):
+        raise WorkInvalid(f"a promise's date must be within {MAX_PROMISE_DAYS} days")
+    account = session.get(Account, case.account_id)
+    assert account is not None  # a case always has its account
+    amount = money(amount, account.currency)
+    if amount <= 0:
+        raise WorkInvalid("a promise's amount must be positive")
+    pending = pending_promise(session, case.id)
+    if pending is not None:
+        raise WorkConflict(f"case {case.id} already has a pending promise ({pending.id})")
+    transition(session, case=case, to=CaseStatus.PROMISED, actor=actor, reason="promise to pay")
+    promise = Promise(
+        case_id=case.id,
+        amount=amount,
+        currency=account.currency,
+        due_date=due_date,
+        status=PromiseStatus.PENDING,
+        paid_amount=Decimal(0),
+        created_by=actor_label(actor),
+        created_at=utcnow(),
+    )
+    session.add(promise)
+    session.flush()  # the caller answers with the new id
+    return promise
+
+
+def pending_promise(session: Session, case_id: int) -> Promise | None:
+    """The case's pending promise, if any."""
+    return session.scalar(
+        select(Promise).where(Promise.case_id == case_id, Promise.status == PromiseStatus.PENDING)
+    )
+
+
+def evaluate_promise(
+    session: Session, promise: Promise, *, today: dt.date, timezone: str, actor: Actor
+) -> PromiseStatus | None:
+    """Judge a pending promise by its payments; the new status, or None if still pending."""
+    if promise.status is not PromiseStatus.PENDING:
+        return None
+    grace = current_settings(session).promise_grace_days
+    last_day = promise.due_date + dt.timedelta(days=grace)
+    case = session.get(Case, promise.case_id)
+    assert case is not None
+    account = session.get(Account, case.account_id)
+    assert account is not None
+    promise.paid_amount = paid_between(
+        session,
+        account_id=account.id,
+        currency=promise.currency,
+        since=promise.created_at,
+        until=start_of_day(last_day + dt.timedelta(days=1), timezone),
+    )
+    if promise.paid_amount >= promise.amount:
+        outcome = PromiseStatus.KEPT
+    elif today <= last_day:
+        return None
+    elif promise.paid_amount > 0:
+        outcome = PromiseStatus.PARTLY_KEPT
+    else:
+        outcome = PromiseStatus.BROKEN
+        case.broken_promises += 1
+    promise.status = outcome
+    promise.evaluated_at = utcnow()
+    return_to_work(session, case=case, actor=actor, reason=f"promise {promise.id} {outcome.value}")
+    return outcome
+
+
+def evaluate_due_promises(
+    session: Session, *, today: dt.date, timezone: str, actor: Actor
+) -> dict[str, int]:
+    """Judge every pending promise whose date plus grace days is past; counts by outcome."""
+    grace = current_settings(session).promise_grace_days
+    due = session.scalars(
+        select(Promise)
+        .where(
+            Promise.status == PromiseStatus.PENDING,
+            Promise.due_date < today - dt.timedelta(days=grace),
+        )
+        .order_by(Promise.id)
+    ).all()
+    counts = {status.value: 0 for status in PromiseStatus if status is not PromiseStatus.PENDING}
+    for promise in due:
+        outcome = evaluate_promise(session, promise, today=today, timezone=timezone, actor=actor)
+        if outcome is not None:
+            counts[outcome.value] += 1
+    return counts

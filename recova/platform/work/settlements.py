@@ -1,0 +1,250 @@
+"""Settlements: a discounted full-and-final offer, approved by who may give that discount.
+
+The discount is the share of the balance the debtor would not pay, in percent. Who may
+approve it:
+
+- a **collector** up to the agency's limit (``Agency.collector_discount_limit``, set by
+  its manager), never above the contract's;
+- an **agency manager** up to the contract's limit
+  (``AgencyContract.settlement_discount_limit``, set by the tenant);
+- above that, the **tenant** (a tenant admin, or the tenant's systems).
+
+A case not placed with an agency has no agency limits: only the tenant approves its
+discounts. The level an offer needs is fixed when it is made (``required_level``); an
+offer its maker may approve is approved at once, any other waits for someone whose level
+covers it. Discounts are compared exactly (``(balance - amount) * 100 <= limit *
+balance``); the stored percentage is rounded up to the cent, for display only.
+
+An approved offer is **paid** when the account's payments since the offer (net of
+reversals) reach its amount by the end of its expiry date; the case is then settled
+and leaves collection. An offer still open after its expiry date **expires** (the daily
+job, after one last look at the payments).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from recova.billing.contracts import AgencyContract, active_contract_condition
+from recova.platform.agencies.models import Agency
+from recova.platform.allocation.models import Placement
+from recova.platform.auth.models import Role
+from recova.platform.auth.principal import Principal
+from recova.platform.cases.models import Account, Case, CaseStatus
+from recova.platform.db import utcnow
+from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
+from recova.platform.work.lifecycle import Actor, actor_label, can_transition, transition
+from recova.platform.work.models import ApprovalLevel, Settlement, SettlementStatus
+from recova.platform.work.money import money, paid_between, start_of_day
+from recova.platform.work.settings import current_settings
+
+OPEN = (SettlementStatus.PENDING_APPROVAL, SettlementStatus.APPROVED)
+_RANK = {ApprovalLevel.COLLECTOR: 1, ApprovalLevel.MANAGER: 2, ApprovalLevel.TENANT: 3}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The discount limits, in percent, that apply to one case's agency."""
+
+    agency_id: int | None
+    collector: Decimal
+    manager: Decimal
+
+
+def level_of(principal: Principal) -> ApprovalLevel:
+    """The approval level a caller acts at."""
+    if principal.role is Role.COLLECTOR:
+        return ApprovalLevel.COLLECTOR
+    if principal.role is Role.AGENCY_MANAGER:
+        return ApprovalLevel.MANAGER
+    return ApprovalLevel.TENANT  # tenant admins, platform admins, the tenant's API clients
+
+
+def covers(level: ApprovalLevel, required: ApprovalLevel) -> bool:
+    """Whether ``level`` may approve what ``required`` asks for."""
+    return _RANK[level] >= _RANK[required]
+
+
+def limits_for(session: Session, *, case_id: int, tenant_id: int, day: dt.date) -> Limits:
+    """The limits of the agency holding the case today (none: only the tenant approves)."""
+    agency_id = session.scalar(
+        select(Placement.agency_id).where(
+            Placement.case_id == case_id, Placement.recalled_on.is_(None)
+        )
+    )
+    if agency_id is None:
+        return Limits(None, Decimal(0), Decimal(0))
+    contract_limit = session.scalar(
+        select(AgencyContract.settlement_discount_limit)
+        .where(
+            AgencyContract.tenant_id == tenant_id,
+            AgencyContract.agency_id == agency_id,
+            active_contract_condition(day),
+        )
+        .order_by(AgencyContract.starts_on.desc())
+        .limit(1)
+    )
+    if contract_limit is None:
+        return Limits(agency_id, Decimal(0), Decimal(0))
+    agency_limit = session.scalar(
+        select(Agency.collector_discount_limit).where(Agency.id == agency_id)
+    )
+    return Limits(agency_id, min(agency_limit or Decimal(0), contract_limit), contract_limit)
+
+
+def _within(balance: Decimal, amount: Decimal, limit: Decimal) -> bool:
+    return (balance - amount) * 100 <= limit * balance
+
+
+def required_level(balance: Decimal, amount: Decimal, limits: Limits) -> ApprovalLevel:
+    """The lowest level whose limit covers the discount of ``amount`` on ``balance``."""
+    if limits.agency_id is not None:
+        if _within(balance, amount, limits.collector):
+            return ApprovalLevel.COLLECTOR
+        if _within(balance, amount, limits.manager):
+            return ApprovalLevel.MANAGER
+    return ApprovalLevel.TENANT
+
+
+def offer_settlement(
+    session: Session,
+    *,
+    case: Case,
+    amount: Decimal,
+    expires_on: dt.date,
+    actor: Actor,
+    level: ApprovalLevel,
+    tenant_id: int,
+    today: dt.date,
+) -> Settlement:
+    """Make a settlement offer; approved at once if ``level`` covers its discount."""
+    if not can_transition(case.status, CaseStatus.SETTLED):
+        raise WorkConflict(f"case {case.id} is {case.status.value}; it cannot be settled")
+    settings = current_settings(session)
+    if expires_on < today:
+        raise WorkInvalid("an offer cannot expire in the past")
+    if expires_on > today + dt.timedelta(days=settings.settlement_max_days):
+        raise WorkInvalid(f"an offer may stay open at most {settings.settlement_max_days} days")
+    account = session.get(Account, case.account_id)
+    assert account is not None
+    balance = account.outstanding_total
+    amount = money(amount, account.currency)
+    if amount <= 0 or amount > balance:
+        raise WorkInvalid(f"the settled amount must be above 0 and at most the balance {balance}")
+    existing = session.scalar(
+        select(Settlement.id).where(Settlement.case_id == case.id, Settlement.status.in_(OPEN))
+    )
+    if existing is not None:
+        raise WorkConflict(f"case {case.id} already has an open settlement offer ({existing})")
+    limits = limits_for(session, case_id=case.id, tenant_id=tenant_id, day=today)
+    needed = required_level(balance, amount, limits)
+    approved = covers(level, needed)
+    now = utcnow()
+    settlement = Settlement(
+        case_id=case.id,
+        currency=account.currency,
+        balance=balance,
+        amount=amount,
+        discount_percent=((balance - amount) * 100 / balance).quantize(
+            Decimal("0.01"), rounding=ROUND_CEILING
+        ),
+        required_level=needed,
+        agency_id=limits.agency_id,
+        status=SettlementStatus.APPROVED if approved else SettlementStatus.PENDING_APPROVAL,
+        expires_on=expires_on,
+        paid_amount=Decimal(0),
+        requested_by=actor_label(actor),
+        decided_by=actor_label(actor) if approved else None,
+        decided_at=now if approved else None,
+        created_at=now,
+    )
+    session.add(settlement)
+    session.flush()  # the caller answers with the new id
+    return settlement
+
+
+def decide_settlement(
+    session: Session,
+    *,
+    settlement: Settlement,
+    approve: bool,
+    actor: Actor,
+    level: ApprovalLevel,
+    note: str | None,
+    today: dt.date,
+) -> Settlement:
+    """Approve or reject an offer waiting for approval, at a level that covers it."""
+    if settlement.status is not SettlementStatus.PENDING_APPROVAL:
+        raise WorkConflict(
+            f"settlement {settlement.id} is {settlement.status.value}, not pending approval"
+        )
+    if settlement.expires_on < today:
+        raise WorkConflict(f"settlement {settlement.id} expired on {settlement.expires_on}")
+    if not covers(level, settlement.required_level):
+        raise NotPermitted(
+            f"a discount of {settlement.discount_percent}% needs {settlement.required_level.value}"
+            f" approval; you approve at {level.value} level"
+        )
+    settlement.status = SettlementStatus.APPROVED if approve else SettlementStatus.REJECTED
+    settlement.decided_by = actor_label(actor)
+    settlement.decided_at = utcnow()
+    settlement.decision_note = note
+    if not approve:
+        settlement.ended_at = settlement.decided_at
+    return settlement
+
+
+def evaluate_settlement(
+    session: Session, settlement: Settlement, *, timezone: str, actor: Actor
+) -> bool:
+    """Settle the case if the approved offer's amount was paid in time; True if it was."""
+    if settlement.status is not SettlementStatus.APPROVED:
+        return False
+    case = session.get(Case, settlement.case_id)
+    assert case is not None
+    settlement.paid_amount = paid_between(
+        session,
+        account_id=case.account_id,
+        currency=settlement.currency,
+        since=settlement.created_at,
+        until=start_of_day(settlement.expires_on + dt.timedelta(days=1), timezone),
+    )
+    if settlement.paid_amount < settlement.amount:
+        return False
+    settlement.status = SettlementStatus.PAID
+    settlement.ended_at = utcnow()
+    if can_transition(case.status, CaseStatus.SETTLED):
+        transition(
+            session,
+            case=case,
+            to=CaseStatus.SETTLED,
+            actor=actor,
+            reason=f"settlement {settlement.id} paid",
+            close_reason="settled",
+        )
+    return True
+
+
+def expire_settlements(
+    session: Session, *, today: dt.date, timezone: str, actor: Actor
+) -> dict[str, int]:
+    """Close every open offer past its expiry date (paid ones as paid); counts."""
+    open_offers = session.scalars(
+        select(Settlement)
+        .where(Settlement.status.in_(OPEN), Settlement.expires_on < today)
+        .order_by(Settlement.id)
+    ).all()
+    counts = {"paid": 0, "expired": 0}
+    for settlement in open_offers:
+        if evaluate_settlement(session, settlement, timezone=timezone, actor=actor):
+            counts["paid"] += 1
+            continue
+        settlement.status = SettlementStatus.EXPIRED
+        settlement.ended_at = utcnow()
+        counts["expired"] += 1
+    return counts
