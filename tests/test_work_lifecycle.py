@@ -1,0 +1,165 @@
+"""The case lifecycle and disputes through the API, and who reaches which case."""
+
+from __future__ import annotations
+
+from recova.platform.allocation.placement import WORKED_STATUSES
+from recova.platform.cases.models import CaseStatus
+from recova.platform.work.lifecycle import ALLOWED, TERMINAL, can_transition
+from tests.work_support import work_world
+
+
+def test_the_table_admits_every_move_allocation_and_ingestion_make() -> None:
+    # The place step, the recall step and the snapshot's close/reopen are set-based SQL
+    # outside the lifecycle service; each of their moves must be one the table admits.
+    for status in (CaseStatus.NEW, CaseStatus.RECALLED):
+        assert can_transition(status, CaseStatus.PLACED)
+    for name in WORKED_STATUSES:
+        assert can_transition(CaseStatus(name), CaseStatus.RECALLED)
+    for status in CaseStatus:
+        if status not in TERMINAL:
+            assert can_transition(status, CaseStatus.CLOSED), status
+    assert can_transition(CaseStatus.CLOSED, CaseStatus.NEW)
+    assert ALLOWED[CaseStatus.SETTLED] == ALLOWED[CaseStatus.PAID] == frozenset()
+
+
+def test_transitions_are_kept_and_an_illegal_one_is_409_naming_from_to_and_allowed(app) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    collector = world.collector_caller()
+    lifecycle = world.path(f"/cases/{case_id}/lifecycle")
+    assert collector.get(lifecycle).json["status"] == "placed"
+
+    worked = collector.post(world.path(f"/cases/{case_id}/transitions"), {"to": "in_progress"})
+    assert worked.status_code == 200, worked.json
+    assert worked.json["status"] == "in_progress"
+    # Agency staff may not close a case: that is the tenant's decision.
+    refused = collector.post(world.path(f"/cases/{case_id}/transitions"), {"to": "closed"})
+    assert refused.status_code == 403
+
+    admin = world.admin()
+    closed = admin.post(
+        f"/api/v1/cases/{case_id}/transitions", {"to": "closed", "reason": "written off"}
+    )
+    assert closed.status_code == 200, closed.json
+    assert closed.json["close_reason"] == "closed"
+    assert closed.json["allowed_transitions"] == ["new"]
+
+    illegal = admin.post(f"/api/v1/cases/{case_id}/transitions", {"to": "in_progress"})
+    assert illegal.status_code == 409
+    assert "from closed to in_progress" in illegal.json["message"]
+    assert illegal.json["errors"]["transition"] == {
+        "from": "closed",
+        "to": "in_progress",
+        "allowed": ["new"],
+    }
+    assert world.status(case_id) == "closed"
+
+    history = admin.get(f"/api/v1/cases/{case_id}/transitions").json
+    assert [(h["from_status"], h["to_status"]) for h in history] == [
+        ("placed", "in_progress"),
+        ("in_progress", "closed"),
+    ]
+    assert history[0]["actor"] == f"user:{world.collector}"
+    assert history[1]["reason"] == "written off"
+
+
+def test_statuses_owned_elsewhere_and_holds_set_by_hand(app) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    admin = world.admin()
+    url = f"/api/v1/cases/{case_id}/transitions"
+    promised = admin.post(url, {"to": "promised"})
+    assert promised.status_code == 422
+    assert "POST /cases/<id>/promises" in promised.json["message"]
+    assert admin.post(url, {"to": "on_hold"}).status_code == 422  # a hold needs a reason
+    held = admin.post(url, {"to": "on_hold", "hold_reason": "legal"})
+    assert held.status_code == 200
+    assert held.json["hold_reason"] == "legal"
+    released = admin.post(url, {"to": "in_progress"})
+    assert released.status_code == 200
+    assert released.json["hold_reason"] is None
+
+
+def test_a_dispute_holds_the_case_until_the_tenant_resolves_it(app) -> None:
+    world = work_world(app)
+    first, second = world.cases_of(world.collector)[:2]
+    collector = world.collector_caller()
+    opened = collector.post(
+        world.path(f"/cases/{first}/disputes"), {"grounds": "already_paid", "notes": "receipt"}
+    )
+    assert opened.status_code == 201, opened.json
+    state = world.admin().get(f"/api/v1/cases/{first}/lifecycle").json
+    assert state["status"] == "on_hold"
+    assert state["hold_reason"] == "dispute"
+    assert state["flags"] == ["dispute"]
+    # The flag recalled the case from the agency: the collector no longer reaches it.
+    assert world.tenant.sql(
+        "SELECT recall_reason FROM {s}.placements WHERE case_id = :c", c=first
+    ) == [("excluded_flag",)]
+    assert collector.get(world.path(f"/cases/{first}/lifecycle")).status_code == 404
+
+    admin = world.admin()
+    # Only resolving the dispute releases a dispute hold.
+    stuck = admin.post(f"/api/v1/cases/{first}/transitions", {"to": "in_progress"})
+    assert stuck.status_code == 409
+    assert "resolve the dispute" in stuck.json["message"]
+    manager = world.manager()
+    dispute_id = opened.json["id"]
+    assert (
+        manager.post(world.path(f"/disputes/{dispute_id}/resolution"), {"outcome": "rejected"})
+    ).status_code == 403
+    rejected = admin.post(f"/api/v1/disputes/{dispute_id}/resolution", {"outcome": "rejected"})
+    assert rejected.status_code == 200, rejected.json
+    assert rejected.json["status"] == "rejected"
+    state = admin.get(f"/api/v1/cases/{first}/lifecycle").json
+    # Its agency lost it meanwhile, so it waits to be placed again.
+    assert (state["status"], state["flags"], state["hold_reason"]) == ("recalled", [], None)
+    again = admin.post(f"/api/v1/disputes/{dispute_id}/resolution", {"outcome": "upheld"})
+    assert again.status_code == 409
+
+    other = collector.post(world.path(f"/cases/{second}/disputes"), {"grounds": "not_my_debt"})
+    assert other.status_code == 201
+    upheld = admin.post(f"/api/v1/disputes/{other.json['id']}/resolution", {"outcome": "upheld"})
+    assert upheld.status_code == 200
+    state = admin.get(f"/api/v1/cases/{second}/lifecycle").json
+    assert (state["status"], state["close_reason"]) == ("closed", "dispute_upheld")
+    history = admin.get(f"/api/v1/cases/{second}/transitions").json
+    assert [(h["from_status"], h["to_status"]) for h in history] == [
+        ("placed", "on_hold"),
+        ("on_hold", "closed"),
+    ]
+
+
+def test_agency_staff_reach_only_their_agency_s_cases_and_collectors_their_own(app) -> None:
+    world = work_world(app)
+    a, b = world.agencies.ids
+    other_agency_case = world.cases_of_agency(b)[0]
+    first, second = world.agencies.collectors[a]
+    colleague_case = world.cases_of(second)[0]
+    own_case = world.cases_of(first)[0]
+    manager_a = world.manager(a)
+    collector = world.collector_caller(first)
+    body = {"amount": "100.00", "due_date": world.today.isoformat()}
+    for caller, case_id in (
+        (manager_a, other_agency_case),
+        (collector, other_agency_case),
+        (collector, colleague_case),
+    ):
+        for method, rest, payload in (
+            ("GET", "lifecycle", None),
+            ("GET", "promises", None),
+            ("POST", "promises", body),
+            ("POST", "transitions", {"to": "in_progress"}),
+            ("POST", "settlements", {"amount": "1.00", "expires_on": world.today.isoformat()}),
+            ("POST", "disputes", {"grounds": "other"}),
+        ):
+            response = caller.request(method, world.path(f"/cases/{case_id}/{rest}"), payload)
+            assert response.status_code == 404, (caller.label, case_id, rest, response.json)
+    assert world.tenant.sql(
+        "SELECT count(*) FROM {s}.promises WHERE case_id IN (:x, :y)",
+        x=other_agency_case,
+        y=colleague_case,
+    ) == [(0,)]
+    # The manager reaches every case of the agency; the collector their own.
+    assert manager_a.get(world.path(f"/cases/{colleague_case}/lifecycle")).status_code == 200
+    assert collector.get(world.path(f"/cases/{own_case}/lifecycle")).status_code == 200

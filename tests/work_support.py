@@ -1,0 +1,130 @@
+"""A tenant with two agencies whose cases are placed and assigned today, for case work."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from flask import Flask
+
+from recova.platform.db import utcnow
+from recova.tenants.models import tenant_today
+from tests.allocation_support import (
+    Agencies,
+    AllocTenant,
+    activate_policy,
+    make_agencies,
+    make_tenant,
+    seed_cases,
+    split_policy,
+)
+from tests.support import Caller, login
+
+
+@dataclass
+class WorkWorld:
+    app: Flask
+    tenant: AllocTenant
+    agencies: Agencies
+    today: dt.date
+
+    @property
+    def agency(self) -> int:
+        return self.agencies.ids[0]
+
+    @property
+    def collector(self) -> int:
+        return self.agencies.collectors[self.agency][0]
+
+    def cases_of(self, collector_id: int) -> list[int]:
+        """The cases assigned to a collector now, by id."""
+        rows = self.tenant.sql(
+            "SELECT p.case_id FROM {s}.placements p JOIN {s}.assignments x"
+            " ON x.placement_id = p.id AND x.ended_at IS NULL"
+            " WHERE x.collector_id = :c AND p.recalled_on IS NULL ORDER BY p.case_id",
+            c=collector_id,
+        )
+        return [row[0] for row in rows]
+
+    def cases_of_agency(self, agency_id: int) -> list[int]:
+        rows = self.tenant.sql(
+            "SELECT case_id FROM {s}.placements WHERE agency_id = :a AND recalled_on IS NULL"
+            " ORDER BY case_id",
+            a=agency_id,
+        )
+        return [row[0] for row in rows]
+
+    def balance(self, case_id: int) -> Decimal:
+        [(value,)] = self.tenant.sql(
+            "SELECT a.outstanding_principal + a.outstanding_interest + a.outstanding_fees"
+            " + a.outstanding_penalties FROM {s}.cases c JOIN {s}.accounts a"
+            " ON a.id = c.account_id WHERE c.id = :c",
+            c=case_id,
+        )
+        return Decimal(value)
+
+    def pay(self, case_id: int, amount: str, *, at: dt.datetime | None = None) -> int:
+        """Record a payment on the case's account, as ingestion would; its id."""
+        [(payment_id,)] = self.tenant.sql(
+            "INSERT INTO {s}.payments (external_id, account_id, kind, amount, currency,"
+            " paid_at, paid_to) SELECT :ext, account_id, 'payment', :amount, 'CNY', :at,"
+            " 'tenant' FROM {s}.cases WHERE id = :c RETURNING id",
+            ext=f"P-{secrets.token_hex(6)}",
+            amount=Decimal(amount),
+            at=at or utcnow() + dt.timedelta(seconds=1),
+            c=case_id,
+        )
+        return int(payment_id)
+
+    def reverse(self, payment_id: int, amount: str) -> None:
+        self.tenant.sql(
+            "INSERT INTO {s}.payments (external_id, account_id, kind, amount, currency,"
+            " paid_at, paid_to, reverses_id) SELECT :ext, account_id, 'reversal', :amount,"
+            " currency, now(), 'tenant', id FROM {s}.payments WHERE id = :p",
+            ext=f"R-{secrets.token_hex(6)}",
+            amount=Decimal(amount),
+            p=payment_id,
+        )
+
+    def status(self, case_id: int) -> str:
+        [(value,)] = self.tenant.sql("SELECT status FROM {s}.cases WHERE id = :c", c=case_id)
+        return str(value)
+
+    def contract_id(self, agency_id: int) -> int:
+        [(value,)] = self.tenant.sql(
+            "SELECT id FROM platform.agency_contracts WHERE tenant_id = :t AND agency_id = :a",
+            t=self.tenant.id,
+            a=agency_id,
+        )
+        return int(value)
+
+    def admin(self) -> Caller:
+        return login(self.app, self.tenant.admin_email)
+
+    def collector_caller(self, collector_id: int | None = None) -> Caller:
+        return login(self.app, self.agencies.collector_emails[collector_id or self.collector])
+
+    def manager(self, agency_id: int | None = None) -> Caller:
+        return login(self.app, self.agencies.managers[agency_id or self.agency])
+
+    def path(self, rest: str) -> str:
+        """A tenant route named by slug (how agency staff reach it)."""
+        return f"/api/v1/tenants/{self.tenant.slug}{rest}"
+
+
+def work_world(app: Flask, cases: int = 24) -> WorkWorld:
+    """Two agencies splitting a tenant's cases 50/50, two collectors each, placed today."""
+    agencies = make_agencies(app, 2, collectors=2, max_cases=1000)
+    tenant = make_tenant(app, agencies)
+    today = tenant_today(tenant.timezone)
+    seed_cases(tenant, cases, as_of=today, dpd=(10, 90), balance=(1000, 9000))
+    activate_policy(tenant, split_policy({agencies.ids[0]: 50, agencies.ids[1]: 50}))
+    tenant.run(today)
+    return WorkWorld(app=app, tenant=tenant, agencies=agencies, today=today)
+
+
+def json_of(response: Any) -> Any:
+    return response.get_json()
