@@ -26,6 +26,12 @@ def _amount(**kwargs: object) -> fields.Decimal:
     )
 
 
+def _money_out() -> fields.Decimal:
+    # Stored amounts are already in the minor unit (cents for every currency a tenant
+    # uses today); two places make every answer read alike, fresh or reloaded.
+    return fields.Decimal(as_string=True, places=2)
+
+
 def _percent(**kwargs: object) -> fields.Decimal:
     return fields.Decimal(
         as_string=True,
@@ -76,11 +82,11 @@ class PromiseCreateSchema(StrictSchema):
 class PromiseSchema(Schema):
     id = fields.Int()
     case_id = fields.Int()
-    amount = fields.Decimal(as_string=True)
+    amount = _money_out()
     currency = fields.Str()
     due_date = fields.Date()
     status = fields.Enum(PromiseStatus, by_value=True)
-    paid_amount = fields.Decimal(as_string=True)
+    paid_amount = _money_out()
     created_by = fields.Str()
     created_at = fields.DateTime()
     evaluated_at = fields.DateTime(allow_none=True)
@@ -104,8 +110,8 @@ class InstalmentSchema(Schema):
     seq = fields.Int()
     due_date = fields.Date()
     original_due_date = fields.Date()
-    amount = fields.Decimal(as_string=True)
-    paid_amount = fields.Decimal(as_string=True)
+    amount = _money_out()
+    paid_amount = _money_out()
     status = fields.Enum(InstalmentStatus, by_value=True)
 
 
@@ -113,10 +119,10 @@ class PlanSchema(Schema):
     id = fields.Int()
     case_id = fields.Int()
     currency = fields.Str()
-    total_amount = fields.Decimal(as_string=True)
-    balance_at_creation = fields.Decimal(as_string=True)
+    total_amount = _money_out()
+    balance_at_creation = _money_out()
     status = fields.Enum(PlanStatus, by_value=True)
-    paid_amount = fields.Decimal(as_string=True)
+    paid_amount = _money_out()
     misses = fields.Int()
     deferrals = fields.Int()
     created_by = fields.Str()
@@ -146,14 +152,14 @@ class SettlementSchema(Schema):
     id = fields.Int()
     case_id = fields.Int()
     currency = fields.Str()
-    balance = fields.Decimal(as_string=True)
-    amount = fields.Decimal(as_string=True)
+    balance = _money_out()
+    amount = _money_out()
     discount_percent = fields.Decimal(as_string=True)
     required_level = fields.Enum(ApprovalLevel, by_value=True)
     agency_id = fields.Int(allow_none=True)
     status = fields.Enum(SettlementStatus, by_value=True)
     expires_on = fields.Date()
-    paid_amount = fields.Decimal(as_string=True)
+    paid_amount = _money_out()
     requested_by = fields.Str()
     decided_by = fields.Str(allow_none=True)
     decided_at = fields.DateTime(allow_none=True)

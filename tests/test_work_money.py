@@ -1,0 +1,377 @@
+"""Promises, payment plans and settlements: judged by payments, through the API, the
+jobs, the payments-run hook and the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from recova.connectors.models import FeedKind
+from recova.connectors.services import ingest_local_file, save_mapping
+from recova.platform.config import Settings, new_secrets
+from recova.platform.extension import platform
+from recova.platform.scheduler import TenantRun, periodic_jobs
+from recova.platform.work.evaluation import evaluate_accounts
+from recova.tenants.scope import tenant_scope
+from tests.ingest_support import PAYMENT_COLUMNS
+from tests.isolation_jobs import run_all_jobs
+from tests.support import recova
+from tests.work_support import WorkWorld, work_world
+
+
+def _evaluate(world: WorkWorld, as_of: dt.date) -> None:
+    """The daily evaluation for a date, requested through the API and run by a worker."""
+    accepted = world.admin().post("/api/v1/work/evaluations", {"as_of": as_of.isoformat()})
+    assert accepted.status_code == 202, accepted.json
+    assert len(accepted.json["job_ids"]) == 2
+    run_all_jobs(world.app)
+
+
+def _promise(world: WorkWorld, case_id: int, amount: str, due: dt.date) -> Any:
+    return world.collector_caller().post(
+        world.path(f"/cases/{case_id}/promises"), {"amount": amount, "due_date": due.isoformat()}
+    )
+
+
+def _promises(world: WorkWorld, case_id: int) -> list[dict[str, Any]]:
+    return world.admin().get(f"/api/v1/cases/{case_id}/promises").json
+
+
+def _state(world: WorkWorld, case_id: int) -> dict[str, Any]:
+    return world.admin().get(f"/api/v1/cases/{case_id}/lifecycle").json
+
+
+def _account_external_id(world: WorkWorld, case_id: int) -> str:
+    [(value,)] = world.tenant.sql(
+        "SELECT a.external_id FROM {s}.cases c JOIN {s}.accounts a ON a.id = c.account_id"
+        " WHERE c.id = :c",
+        c=case_id,
+    )
+    return str(value)
+
+
+def test_promises_are_kept_partly_kept_or_broken(app, tmp_path: Path) -> None:
+    world = work_world(app)
+    kept, partly, broken = world.cases_of(world.collector)[:3]
+    due = world.today + dt.timedelta(days=2)
+    for case_id in (kept, partly, broken):
+        created = _promise(world, case_id, "300.00", due)
+        assert created.status_code == 201, created.json
+        assert created.json["status"] == "pending"
+        assert created.json["currency"] == "CNY"
+        assert _state(world, case_id)["status"] == "promised"
+    assert _promise(world, kept, "10.00", due).status_code == 409  # one pending at a time
+    past = _promise(world, world.cases_of(world.collector)[3], "10", world.today - dt.timedelta(1))
+    assert past.status_code == 422
+
+    # Kept: the tenant's payments file arrives; the run hands its accounts to case work.
+    objects = platform(app)
+    with tenant_scope(world.tenant.slug, db=objects.db) as session:
+        save_mapping(session, name="payments", kind=FeedKind.PAYMENTS, columns=PAYMENT_COLUMNS)
+    paid_at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).isoformat()
+    file = tmp_path / "payments.csv"
+    file.write_text(
+        "payment_id,loan_id,amount,paid_at,channel,reverses\n"
+        f"PAY-1,{_account_external_id(world, kept)},200.00,{paid_at},bank,\n"
+        f"PAY-2,{_account_external_id(world, kept)},100.00,{paid_at},bank,\n"
+        f"PAY-3,{_account_external_id(world, partly)},120.00,{paid_at},bank,\n",
+        encoding="utf-8",
+    )
+    ingest_local_file(objects, tenant_slug=world.tenant.slug, path=file, mapping_name="payments")
+    run_all_jobs(app)
+    [promise] = _promises(world, kept)
+    assert (promise["status"], promise["paid_amount"]) == ("kept", "300.00")
+    assert _state(world, kept)["status"] == "in_progress"
+    assert _promises(world, partly)[0]["status"] == "pending"  # not all paid, still in time
+
+    # Within the grace days nothing is judged; after them, partly kept and broken.
+    _evaluate(world, due + dt.timedelta(days=3))
+    assert [_promises(world, c)[0]["status"] for c in (partly, broken)] == ["pending", "pending"]
+    _evaluate(world, due + dt.timedelta(days=4))
+    [promise] = _promises(world, partly)
+    assert (promise["status"], promise["paid_amount"]) == ("partly_kept", "120.00")
+    assert _promises(world, broken)[0]["status"] == "broken"
+    assert [_state(world, c)["broken_promises"] for c in (kept, partly, broken)] == [0, 0, 1]
+    assert [_state(world, c)["status"] for c in (partly, broken)] == ["in_progress"] * 2
+    _evaluate(world, due + dt.timedelta(days=5))  # judged once: nothing changes
+    assert _state(world, broken)["broken_promises"] == 1
+    # The broken promise feeds the allocation score.
+    world.tenant.run(world.today)
+    [(component,)] = world.tenant.sql(
+        "SELECT components->'broken_promises'->>'input' FROM {s}.case_scores WHERE case_id = :c",
+        c=broken,
+    )
+    assert component == "1"
+
+
+def test_a_reversed_payment_does_not_keep_a_promise(app) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    due = world.today + dt.timedelta(days=1)
+    assert _promise(world, case_id, "50", due).status_code == 201
+    payment = world.pay(case_id, "50")
+    world.reverse(payment, "50")
+    _evaluate(world, due + dt.timedelta(days=4))
+    assert _promises(world, case_id)[0]["status"] == "broken"
+
+
+def test_a_plan_takes_payments_oldest_instalment_first_and_breaks_after_misses(app) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    admin = world.admin()
+    saved = admin.request(
+        "PUT",
+        "/api/v1/work/settings",
+        {"plan_grace_days": 2, "plan_max_misses": 2, "max_deferrals": 1, "max_deferral_days": 10},
+    )
+    assert saved.status_code == 200, saved.json
+    assert saved.json["promise_grace_days"] == 3  # untouched default
+    days = [world.today + dt.timedelta(days=n) for n in (0, 30, 60)]
+    created = world.collector_caller().post(
+        world.path(f"/cases/{case_id}/plans"),
+        {"instalments": [{"due_date": d.isoformat(), "amount": "100"} for d in days]},
+    )
+    assert created.status_code == 201, created.json
+    plan_id = created.json["id"]
+    assert created.json["total_amount"] == "300.00"
+    assert _state(world, case_id)["status"] == "on_plan"
+
+    world.pay(case_id, "150")
+    _evaluate(world, world.today)
+    plan = admin.get(f"/api/v1/plans/{plan_id}").json
+    assert [(i["status"], i["paid_amount"]) for i in plan["instalments"]] == [
+        ("paid", "100.00"),
+        ("open", "50.00"),
+        ("open", "0.00"),
+    ]
+
+    defer = f"/api/v1/plans/{plan_id}/instalments/3/deferral"
+    too_far = admin.post(defer, {"due_date": (days[2] + dt.timedelta(days=11)).isoformat()})
+    assert too_far.status_code == 409
+    assert "at most 10 days" in too_far.json["message"]
+    onto_next = admin.post(
+        f"/api/v1/plans/{plan_id}/instalments/2/deferral", {"due_date": days[2].isoformat()}
+    )
+    assert onto_next.status_code == 409
+    moved = admin.post(defer, {"due_date": (days[2] + dt.timedelta(days=5)).isoformat()})
+    assert moved.status_code == 200, moved.json
+    assert moved.json["instalments"][2]["original_due_date"] == days[2].isoformat()
+    assert moved.json["deferrals"] == 1
+    again = admin.post(defer, {"due_date": (days[2] + dt.timedelta(days=6)).isoformat()})
+    assert again.status_code == 409  # one deferral per plan here
+
+    _evaluate(world, days[1] + dt.timedelta(days=3))  # instalment 2 past its grace
+    plan = admin.get(f"/api/v1/plans/{plan_id}").json
+    assert [i["status"] for i in plan["instalments"]] == ["paid", "missed", "open"]
+    assert (plan["status"], plan["misses"]) == ("active", 1)
+    # Instalment 3 was deferred: its old date plus grace no longer misses it.
+    _evaluate(world, days[2] + dt.timedelta(days=3))
+    assert admin.get(f"/api/v1/plans/{plan_id}").json["status"] == "active"
+    _evaluate(world, days[2] + dt.timedelta(days=8))
+    plan = admin.get(f"/api/v1/plans/{plan_id}").json
+    assert (plan["status"], plan["misses"]) == ("broken", 2)
+    state = _state(world, case_id)
+    assert (state["status"], state["broken_promises"]) == ("in_progress", 1)
+
+
+def test_a_plan_paid_in_full_leaves_the_case_paid(app) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    balance = world.balance(case_id)
+    half = (balance / 2).quantize(Decimal("0.01"))
+    rest = balance - half
+    admin = world.admin()
+    created = admin.post(
+        f"/api/v1/cases/{case_id}/plans",
+        {
+            "instalments": [
+                {"due_date": world.today.isoformat(), "amount": str(half)},
+                {"due_date": (world.today + dt.timedelta(days=7)).isoformat(), "amount": str(rest)},
+            ]
+        },
+    )
+    assert created.status_code == 201, created.json
+    assert admin.post(f"/api/v1/cases/{case_id}/plans", created.json).status_code == 422
+    world.pay(case_id, str(half))
+    world.pay(case_id, str(rest))
+    _evaluate(world, world.today)
+    plan = admin.get(f"/api/v1/plans/{created.json['id']}").json
+    assert plan["status"] == "completed"
+    state = _state(world, case_id)
+    assert (state["status"], state["close_reason"]) == ("paid", "paid")
+
+
+def _offer(world: WorkWorld, caller: Any, case_id: int, amount: Decimal, days: int = 10) -> Any:
+    expires = (world.today + dt.timedelta(days=days)).isoformat()
+    return caller.post(
+        world.path(f"/cases/{case_id}/settlements"), {"amount": str(amount), "expires_on": expires}
+    )
+
+
+def _decide(world: WorkWorld, caller: Any, settlement_id: int, approve: bool = True) -> Any:
+    return caller.post(world.path(f"/settlements/{settlement_id}/decision"), {"approve": approve})
+
+
+def test_settlement_discounts_need_the_approval_of_the_level_that_covers_them(app) -> None:
+    world = work_world(app)
+    admin, manager, collector = world.admin(), world.manager(), world.collector_caller()
+    contract = world.contract_id(world.agency)
+    limit = admin.request(
+        "PUT",
+        f"/api/v1/work/contracts/{contract}/settlement-limit",
+        {"settlement_discount_limit": "30"},
+    )
+    assert limit.status_code == 200, limit.json
+    agency_limit = manager.request(
+        "PUT", "/api/v1/agency/settlement-limit", {"collector_discount_limit": "10"}
+    )
+    assert agency_limit.status_code == 200, agency_limit.json
+    assert agency_limit.json["contract_limits"] == {world.tenant.slug: "30.00"}
+    cases = world.cases_of(world.collector)
+    cent = Decimal("0.01")
+
+    def at(case_id: int, discount: str) -> Decimal:
+        return world.balance(case_id) * (100 - Decimal(discount)) / 100
+
+    # Collector: at the agency's limit approves on their own; above it, the manager.
+    own = _offer(world, collector, cases[0], at(cases[0], "10"))
+    assert own.status_code == 201, own.json
+    assert (own.json["status"], own.json["required_level"]) == ("approved", "collector")
+    assert own.json["discount_percent"] == "10.00"
+    above = _offer(world, collector, cases[1], at(cases[1], "10") - cent)
+    assert (above.json["status"], above.json["required_level"]) == (
+        "pending_approval",
+        "manager",
+    )
+    refused = _decide(world, collector, above.json["id"])
+    assert refused.status_code == 403
+    assert "needs manager approval" in refused.json["message"]
+    assert _decide(world, manager, above.json["id"]).json["status"] == "approved"
+
+    # Manager: at the contract's limit; above it, the tenant.
+    at_contract = _offer(world, collector, cases[2], at(cases[2], "30"))
+    assert at_contract.json["required_level"] == "manager"
+    approved = _decide(world, manager, at_contract.json["id"])
+    assert (approved.status_code, approved.json["status"]) == (200, "approved")
+    assert approved.json["decided_by"].startswith("user:")
+    over = _offer(world, collector, cases[3], at(cases[3], "30") - cent)
+    assert over.json["required_level"] == "tenant"
+    assert _decide(world, manager, over.json["id"]).status_code == 403
+    tenant_ok = _decide(world, admin, over.json["id"])
+    assert (tenant_ok.status_code, tenant_ok.json["status"]) == (200, "approved")
+    assert _decide(world, admin, over.json["id"]).status_code == 409  # decided already
+
+    # An agency limit above its contract's is capped there.
+    manager.request("PUT", "/api/v1/agency/settlement-limit", {"collector_discount_limit": "50"})
+    capped = _offer(world, collector, cases[4], at(cases[4], "35"))
+    assert capped.json["required_level"] == "tenant"
+    rejected = _decide(world, admin, capped.json["id"], approve=False)
+    assert rejected.json["status"] == "rejected"
+    within = _offer(world, collector, cases[4], at(cases[4], "30"))
+    assert (within.json["status"], within.json["required_level"]) == ("approved", "collector")
+    assert _offer(world, collector, cases[4], at(cases[4], "1")).status_code == 409  # one open
+
+
+def test_a_paid_settlement_settles_the_case_and_unpaid_offers_expire(app, settings) -> None:
+    world = work_world(app)
+    admin = world.admin()
+    paid_case, lapsing_case = world.cases_of(world.collector)[:2]
+    amount = (world.balance(paid_case) * Decimal("0.8")).quantize(Decimal("0.01"))
+    offer = _offer(world, admin, paid_case, amount, days=5)
+    assert offer.json["status"] == "approved"  # the tenant approves its own offer
+    lapsing = _offer(world, admin, lapsing_case, world.balance(lapsing_case) - 1, days=5)
+    world.pay(paid_case, str(amount - 1))
+    objects = platform(app)
+    with tenant_scope(world.tenant.slug, db=objects.db) as session:
+        evaluate_accounts(
+            session,
+            account_ids=[a for (a,) in world.tenant.sql("SELECT id FROM {s}.accounts")],
+            today=world.today,
+            timezone=world.tenant.timezone,
+            actor="job:test",
+        )
+    assert _state(world, paid_case)["status"] == "placed"  # one short
+    world.pay(paid_case, "1")
+    with tenant_scope(world.tenant.slug, db=objects.db) as session:
+        counts = evaluate_accounts(
+            session,
+            account_ids=[a for (a,) in world.tenant.sql("SELECT id FROM {s}.accounts")],
+            today=world.today,
+            timezone=world.tenant.timezone,
+            actor="job:test",
+        )
+    assert counts["settled"] == 1
+    state = _state(world, paid_case)
+    assert (state["status"], state["close_reason"]) == ("settled", "settled")
+    assert state["closed_at"] is not None
+    [settled] = admin.get(f"/api/v1/cases/{paid_case}/settlements").json
+    assert (settled["status"], settled["paid_amount"]) == ("paid", str(amount))
+
+    env = _cli_env(settings)
+    expiry = (world.today + dt.timedelta(days=5)).isoformat()
+    early = recova(env, "work", "expire-settlements", world.tenant.slug, "--as-of", expiry)
+    assert early.exit_code == 0, early.output
+    assert "0 offers expired" in early.output
+    later = (world.today + dt.timedelta(days=6)).isoformat()
+    result = recova(env, "work", "expire-settlements", world.tenant.slug, "--as-of", later)
+    assert result.exit_code == 0, result.output
+    assert "1 offers expired, 0 paid" in result.output
+    [expired] = admin.get(f"/api/v1/cases/{lapsing_case}/settlements").json
+    assert (expired["id"], expired["status"]) == (lapsing.json["id"], "expired")
+    assert _state(world, lapsing_case)["status"] == "placed"
+
+
+def _cli_env(settings: Settings) -> dict[str, str]:
+    assert settings.database_url is not None
+    assert settings.redis_url is not None
+    return {
+        "RECOVA_ENV": "test",
+        "RECOVA_HOME": str(settings.home),
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "RECOVA_QUEUE_PREFIX": settings.queue_prefix,
+        **new_secrets(),
+    }
+
+
+def test_cli_evaluates_promises_and_changes_settings(app, settings) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    due = world.today + dt.timedelta(days=1)
+    assert _promise(world, case_id, "80", due).status_code == 201
+    env = _cli_env(settings)
+    shown = recova(env, "work", "settings", world.tenant.slug, "--set", "promise_grace_days=0")
+    assert shown.exit_code == 0, shown.output
+    assert "promise_grace_days     0" in shown.output
+    bad = recova(env, "work", "settings", world.tenant.slug, "--set", "plan_max_misses=0")
+    assert bad.exit_code == 1
+    as_of = (due + dt.timedelta(days=1)).isoformat()
+    result = recova(env, "work", "evaluate-promises", world.tenant.slug, "--as-of", as_of)
+    assert result.exit_code == 0, result.output
+    assert "promises 0 kept, 0 partly kept, 1 broken" in result.output
+    assert _promises(world, case_id)[0]["status"] == "broken"
+    missing = recova(env, "work", "evaluate-promises", "no-such-tenant")
+    assert missing.exit_code == 1
+    assert "no tenant" in missing.output
+
+
+def test_the_scheduler_runs_the_daily_evaluation_and_expiry_per_tenant_date() -> None:
+    jobs = {job.name: job for job in periodic_jobs()}
+    slot = dt.datetime(2026, 3, 10, 16, 10, tzinfo=dt.UTC)
+    run = TenantRun(tenant_id=4, slug="a", timezone="Asia/Shanghai", slot=slot)
+    assert jobs["evaluate-promises"].plan(run) == (
+        "evaluate-promises-4-2026-03-11",
+        {"tenant_id": 4, "as_of": "2026-03-11"},
+    )
+    assert jobs["expire-settlements"].plan(run) == (
+        "expire-settlements-4-2026-03-11",
+        {"tenant_id": 4, "as_of": "2026-03-11"},
+    )
+    assert jobs["evaluate-promises"].job.queue == "work"
+    # After the days-past-due refresh, before the allocation run that scores the cases.
+    refresh, allocate = jobs["refresh-dpd"].schedule, jobs["allocate"].schedule
+    evaluate = jobs["evaluate-promises"].schedule
+    assert refresh.latest_slot(slot) < evaluate.latest_slot(slot)
+    assert evaluate.at < allocate.at  # type: ignore[union-attr]
