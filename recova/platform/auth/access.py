@@ -30,6 +30,8 @@ SCOPES: dict[str, str] = {
     "ingest:write": "Send portfolios and payments: mappings, files, sources and runs",
     "allocation:read": "Read allocation settings, strategies, runs, placements and scores",
     "allocation:write": "Change allocation settings and strategies, run allocation, recall",
+    "audit:read": "Read and verify the tenant's audit chain and its exported heads",
+    "privacy:reveal": "Reveal a debtor's national id or phone number, with a stated reason",
 }
 
 
