@@ -20,11 +20,15 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import select, text
 
 from recova.platform.api import API_PREFIX
+from recova.platform.audit import record_event
+from recova.platform.audit.services import export_daily_head
 from recova.platform.auth.access import AccessRule
 from recova.platform.auth.models import OAuthClient, User
 from recova.platform.extension import platform
 from recova.platform.jobs import QUEUES, job_queue
+from recova.platform.privacy.settings import save_settings
 from recova.tenants.models import Tenant
+from recova.tenants.scope import tenant_scope
 from tests.allocation_support import seed_world_allocation
 from tests.support import (
     B_MARK,
@@ -62,6 +66,9 @@ TENANT_TABLES = (
     "ingestion_files",
     "ingestion_runs",
     "ingestion_row_errors",
+    "audit_events",
+    "audit_head_exports",
+    "privacy_settings",
 )
 
 
@@ -136,6 +143,11 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
         ("/placements/<int:placement_id>/assignment", "PUT"): {"collector_id": 1},
         ("/cases/<int:case_id>/flags", "PUT"): {"flags": ["dispute"]},
         ("/agency/collectors/<int:collector_id>", "PATCH"): {"max_cases": 50},
+        ("/privacy/settings", "PUT"): {"retention_days": 400, "reveals_per_hour": 10},
+        ("/debtors/<int:debtor_id>/reveal", "POST"): {
+            "field": "national_id",
+            "reason": "the walk checks who may reveal",
+        },
     }
     if (path, method) not in bodies:
         pytest.fail(f"add a sample body for {method} {rule} to the isolation walk")
@@ -243,8 +255,22 @@ def run_all_jobs(app) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _allocation_objects(world: World) -> None:
-    """Strategies, rules, runs and placements in both tenants; B holds more of each."""
+    """Strategies, rules, runs and placements in both tenants; B holds more of each.
+
+    Both chains hold audit events and B's more, and B has privacy settings and an
+    exported head, so a leak or a write across tenants would show.
+    """
     seed_world_allocation(world)
+    db = platform(world.app).db
+    for tenant, count in ((world.a, 2), (world.b, 6)):
+        with tenant_scope(tenant.slug, db=db) as session:
+            for n in range(count):
+                record_event(
+                    session, action="case.transition", actor="job:walk", subject=("case", n)
+                )
+    with tenant_scope(world.b.slug, db=db) as session:
+        save_settings(session, actor="job:walk", retention_days=500, reveals_per_hour=5)
+        export_daily_head(session, day=dt.date(2026, 1, 1), actor="job:walk")
 
 
 def test_every_api_route_declares_who_may_call_it(app) -> None:

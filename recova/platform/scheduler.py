@@ -6,9 +6,8 @@ due slot, returns the job's deterministic id and its keyword arguments. ``PERIOD
 is the one list of them; adding a job is one line there.
 
 Registered today: the daily days-past-due refresh, the daily promise and plan evaluation
-and settlement expiry, and the daily allocation of every active tenant. Month close,
-retention erasure and the audit head export are registered by the issues that build
-those jobs, each as one line in ``periodic_jobs()``.
+and settlement expiry, the daily allocation, the daily audit head export and the daily
+retention erasure of every active tenant; adding a job is one line in ``periodic_jobs()``.
 
 Never twice, three ways:
 
@@ -154,10 +153,22 @@ def _expire_settlements(run: TenantRun) -> tuple[str, dict[str, Any]]:
     return expiry_job_id(run.tenant_id, as_of), {"tenant_id": run.tenant_id, "as_of": as_of}
 
 
+def _audit_head(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    # The head as of the end of the tenant's previous day: exported just after midnight.
+    day = (run.local_date - dt.timedelta(days=1)).isoformat()
+    return f"audit-head-{run.tenant_id}-{day}", {"tenant_id": run.tenant_id, "day": day}
+
+
+def _retention(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    return f"retention-{run.tenant_id}-{run.local_date.isoformat()}", {"tenant_id": run.tenant_id}
+
+
 def periodic_jobs() -> list[PeriodicJob]:
     """Every periodic job, in the order they are enqueued when due together."""
     from recova.platform.allocation.jobs import allocate_tenant_job
+    from recova.platform.audit.jobs import export_audit_head_job
     from recova.platform.cases.jobs import refresh_days_past_due_job
+    from recova.platform.privacy.jobs import retention_erasure_job
     from recova.platform.work.jobs import evaluate_promises_job, expire_settlements_job
 
     return [
@@ -172,6 +183,8 @@ def periodic_jobs() -> list[PeriodicJob]:
         PeriodicJob(
             "expire-settlements", daily("16:10"), expire_settlements_job, _expire_settlements
         ),
+        PeriodicJob("audit-head", daily("16:10"), export_audit_head_job, _audit_head),
+        PeriodicJob("retention", daily("18:00"), retention_erasure_job, _retention),
     ]
 
 

@@ -32,6 +32,8 @@ SCOPES: dict[str, str] = {
     "allocation:write": "Change allocation settings and strategies, run allocation, recall",
     "work:read": "Read case work: lifecycle, promises, plans, settlements, disputes",
     "work:write": "Do case work: transitions, promises, plans, settlements, disputes, settings",
+    "audit:read": "Read and verify the tenant's audit chain and its exported heads",
+    "privacy:reveal": "Reveal a debtor's national id or phone number, with a stated reason",
 }
 
 

@@ -73,6 +73,8 @@ class Debtor(Timestamped, TenantModel):
     region: Mapped[str | None] = mapped_column(String(64))
     timezone: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str | None] = mapped_column(String(16))
+    #: Set when retention erased the debtor's personal data (see ``privacy.retention``).
+    erased_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="debtor", order_by="Contact.id")
     accounts: Mapped[list[Account]] = relationship(back_populates="debtor", order_by="Account.id")
