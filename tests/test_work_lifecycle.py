@@ -5,7 +5,7 @@ from __future__ import annotations
 from recova.platform.allocation.placement import WORKED_STATUSES
 from recova.platform.cases.models import CaseStatus
 from recova.platform.work.lifecycle import ALLOWED, TERMINAL, can_transition
-from tests.work_support import work_world
+from tests.work_support import actions, audit_trail, work_world
 
 
 def test_the_table_admits_every_move_allocation_and_ingestion_make() -> None:
@@ -61,6 +61,15 @@ def test_transitions_are_kept_and_an_illegal_one_is_409_naming_from_to_and_allow
     ]
     assert history[0]["actor"] == f"user:{world.collector}"
     assert history[1]["reason"] == "written off"
+    trail = audit_trail(world, ("case", case_id))
+    assert [(action, data["from"], data["to"]) for action, _, data in trail] == [
+        ("case.transition", "placed", "in_progress"),
+        ("case.transition", "in_progress", "closed"),
+    ]
+    assert trail[0][1] == f"user:{world.collector}"
+    assert trail[1][2]["transition_id"] == history[1]["id"]
+    # Neither the refused moves nor the free-text reason reach the chain.
+    assert "written off" not in str(trail)
 
 
 def test_statuses_owned_elsewhere_and_holds_set_by_hand(app) -> None:
@@ -128,6 +137,16 @@ def test_a_dispute_holds_the_case_until_the_tenant_resolves_it(app) -> None:
         ("placed", "on_hold"),
         ("on_hold", "closed"),
     ]
+    assert actions(world, first) == [
+        "case.transition",
+        "dispute.opened",
+        "case.transition",
+        "dispute.resolved",
+    ]
+    [(_, _, resolved)] = [
+        e for e in audit_trail(world, ("case", second)) if e[0] == "dispute.resolved"
+    ]
+    assert resolved == {"dispute_id": other.json["id"], "outcome": "upheld"}
 
 
 def test_agency_staff_reach_only_their_agency_s_cases_and_collectors_their_own(app) -> None:

@@ -18,7 +18,7 @@ from recova.tenants.scope import tenant_scope
 from tests.ingest_support import PAYMENT_COLUMNS
 from tests.isolation_jobs import run_all_jobs
 from tests.support import recova
-from tests.work_support import WorkWorld, work_world
+from tests.work_support import WorkWorld, actions, audit_trail, work_world
 
 
 def _evaluate(world: WorkWorld, as_of: dt.date) -> None:
@@ -97,6 +97,25 @@ def test_promises_are_kept_partly_kept_or_broken(app, tmp_path: Path) -> None:
     assert [_state(world, c)["status"] for c in (partly, broken)] == ["in_progress"] * 2
     _evaluate(world, due + dt.timedelta(days=5))  # judged once: nothing changes
     assert _state(world, broken)["broken_promises"] == 1
+    evaluated = {
+        case_id: [
+            (data["status"], actor)
+            for action, actor, data in audit_trail(world, ("case", case_id))
+            if action == "promise.evaluated"
+        ]
+        for case_id in (kept, partly, broken)
+    }
+    assert evaluated == {
+        kept: [("kept", "job:payment-evaluation")],
+        partly: [("partly_kept", "job:promise-evaluation")],
+        broken: [("broken", "job:promise-evaluation")],
+    }
+    assert actions(world, broken) == [
+        "case.transition",
+        "promise.created",
+        "promise.evaluated",
+        "case.transition",
+    ]
     # The broken promise feeds the allocation score.
     world.tenant.run(world.today)
     [(component,)] = world.tenant.sql(
@@ -174,6 +193,33 @@ def test_a_plan_takes_payments_oldest_instalment_first_and_breaks_after_misses(a
     assert (plan["status"], plan["misses"]) == ("broken", 2)
     state = _state(world, case_id)
     assert (state["status"], state["broken_promises"]) == ("in_progress", 1)
+    trail = audit_trail(world, ("case", case_id))
+    assert [action for action, _, _ in trail] == [
+        "case.transition",
+        "plan.created",
+        "plan.instalment",  # 1 paid
+        "plan.deferred",
+        "plan.instalment",  # 2 missed
+        "plan.instalment",  # 3 missed
+        "plan.broken",
+        "case.transition",
+    ]
+    assert [(d["seq"], d["status"]) for a, _, d in trail if a == "plan.instalment"] == [
+        (1, "paid"),
+        (2, "missed"),
+        (3, "missed"),
+    ]
+    [(_, _, deferred)] = [event for event in trail if event[0] == "plan.deferred"]
+    assert (deferred["from"], deferred["to"]) == (
+        days[2].isoformat(),
+        (days[2] + dt.timedelta(days=5)).isoformat(),
+    )
+    [(_, _, changed)] = audit_trail(world, ("work_settings", 1))
+    assert changed["changed"] == {  # what changed, not what was sent
+        "plan_grace_days": [5, 2],
+        "max_deferrals": [2, 1],
+        "max_deferral_days": [30, 10],
+    }
 
 
 def test_a_plan_paid_in_full_leaves_the_case_paid(app) -> None:
@@ -272,6 +318,17 @@ def test_settlement_discounts_need_the_approval_of_the_level_that_covers_them(ap
     within = _offer(world, collector, cases[4], at(cases[4], "30"))
     assert (within.json["status"], within.json["required_level"]) == ("approved", "collector")
     assert _offer(world, collector, cases[4], at(cases[4], "1")).status_code == 409  # one open
+    offered = audit_trail(world, ("case", cases[3]))
+    assert [action for action, _, _ in offered] == ["settlement.offered", "settlement.decided"]
+    assert offered[0][2]["required_level"] == "tenant"
+    assert offered[0][2]["manager_limit"] == "30.00"
+    assert (offered[1][1], offered[1][2]["approved"], offered[1][2]["level"]) == (
+        f"user:{world.tenant_admin_id}",
+        True,
+        "tenant",
+    )
+    [(_, _, limit_change)] = audit_trail(world, ("agency_contract", contract))
+    assert limit_change["changed"] == {"settlement_discount_limit": ["0.00", "30.00"]}
 
 
 def test_a_paid_settlement_settles_the_case_and_unpaid_offers_expire(app, settings) -> None:
@@ -321,6 +378,12 @@ def test_a_paid_settlement_settles_the_case_and_unpaid_offers_expire(app, settin
     [expired] = admin.get(f"/api/v1/cases/{lapsing_case}/settlements").json
     assert (expired["id"], expired["status"]) == (lapsing.json["id"], "expired")
     assert _state(world, lapsing_case)["status"] == "placed"
+    assert actions(world, paid_case) == [
+        "settlement.offered",
+        "settlement.paid",
+        "case.transition",
+    ]
+    assert actions(world, lapsing_case) == ["settlement.offered", "settlement.expired"]
 
 
 def _cli_env(settings: Settings) -> dict[str, str]:

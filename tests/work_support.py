@@ -101,6 +101,13 @@ class WorkWorld:
         )
         return int(value)
 
+    @property
+    def tenant_admin_id(self) -> int:
+        [(value,)] = self.tenant.sql(
+            "SELECT id FROM platform.users WHERE email = :e", e=self.tenant.admin_email
+        )
+        return int(value)
+
     def admin(self) -> Caller:
         return login(self.app, self.tenant.admin_email)
 
@@ -128,3 +135,26 @@ def work_world(app: Flask, cases: int = 24) -> WorkWorld:
 
 def json_of(response: Any) -> Any:
     return response.get_json()
+
+
+def audit_trail(
+    world: WorkWorld, subject: tuple[str, int]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The tenant's audit events about one subject, in chain order, after checking that
+    the whole chain verifies: (action, actor, data)."""
+    import json
+
+    from recova.platform.audit import events, verify_chain
+    from recova.platform.extension import platform
+    from recova.tenants.scope import tenant_scope
+
+    with tenant_scope(world.tenant.slug, db=platform(world.app).db) as session:
+        assert verify_chain(session).ok
+        return [
+            (event.action, event.actor, json.loads(event.data))
+            for event in events(session, subject=subject)
+        ]
+
+
+def actions(world: WorkWorld, case_id: int) -> list[str]:
+    return [action for action, _, _ in audit_trail(world, ("case", case_id))]

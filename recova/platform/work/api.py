@@ -37,6 +37,7 @@ from recova.platform.work import (
     settlements,
 )
 from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
+from recova.platform.work.events import note_event
 from recova.platform.work.jobs import (
     evaluate_promises_job,
     expire_settlements_job,
@@ -309,7 +310,12 @@ class InstalmentDeferral(MethodView):
         lifecycle.lock_case(db_session(), plan.case_id)
         try:
             plans.defer_instalment(
-                db_session(), plan=plan, seq=seq, due_date=data["due_date"], today=_today()
+                db_session(),
+                plan=plan,
+                seq=seq,
+                due_date=data["due_date"],
+                today=_today(),
+                actor=_principal(),
             )
         except LookupError as exc:
             abort(404, message=str(exc))
@@ -478,7 +484,15 @@ class WorkSettingsItem(MethodView):
     @blp.response(200, schemas.WorkSettingsSchema)
     def put(self, data: dict[str, Any]) -> dict[str, Any]:
         """Change any of the settings; the next evaluation uses them."""
-        save_settings(db_session(), **data)
+        _, changed = save_settings(db_session(), **data)
+        if changed:
+            note_event(
+                db_session(),
+                action="config.changed",
+                actor=_principal(),
+                subject=("work_settings", 1),
+                data={"changed": changed},
+            )
         return _settings_view()
 
 
@@ -497,7 +511,20 @@ class ContractSettlementLimit(MethodView):
         )
         if contract is None:
             abort(404, message=f"no contract {agency_contract_id}")
-        contract.settlement_discount_limit = data["settlement_discount_limit"]
+        before, after = contract.settlement_discount_limit, data["settlement_discount_limit"]
+        contract.settlement_discount_limit = after
+        note_event(
+            db_session(),
+            action="config.changed",
+            actor=_principal(),
+            subject=("agency_contract", contract.id),
+            data={
+                "agency_id": contract.agency_id,
+                "changed": {
+                    "settlement_discount_limit": [before, contract.settlement_discount_limit]
+                },
+            },
+        )
         return {
             "contract_id": contract.id,
             "agency_id": contract.agency_id,

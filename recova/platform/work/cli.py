@@ -89,6 +89,7 @@ def work_settings(tenant: str, changes: tuple[str, ...]) -> None:
     """Show (or change with --set) TENANT's grace days, plan and deferral limits."""
     from marshmallow import ValidationError
 
+    from recova.platform.work.events import note_event
     from recova.platform.work.schemas import WorkSettingsSchema
     from recova.platform.work.settings import DEFAULTS, current_settings, save_settings
     from recova.tenants.scope import tenant_scope
@@ -108,7 +109,15 @@ def work_settings(tenant: str, changes: tuple[str, ...]) -> None:
     try:
         with tenant_scope(tenant, db=objects.db) as session:
             if parsed:
-                save_settings(session, **parsed)
+                _, changed = save_settings(session, **parsed)
+                if changed:
+                    note_event(
+                        session,
+                        action="config.changed",
+                        actor="cli:work-settings",
+                        subject=("work_settings", 1),
+                        data={"changed": changed},
+                    )
             found = current_settings(session)
             for name in DEFAULTS:
                 click.echo(f"{name:<22} {getattr(found, name)}")

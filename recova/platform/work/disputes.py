@@ -27,6 +27,7 @@ from recova.platform.allocation.placement import set_case_flags
 from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.db import utcnow
 from recova.platform.work.errors import WorkConflict
+from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import (
     WORKED,
     Actor,
@@ -74,6 +75,13 @@ def open_dispute(
     )
     session.add(dispute)
     session.flush()  # the caller answers with the new id
+    note_event(
+        session,
+        action="dispute.opened",
+        actor=actor,
+        subject=("case", case.id),
+        data={"dispute_id": dispute.id, "grounds": grounds},
+    )
     return dispute
 
 
@@ -120,6 +128,13 @@ def resolve_dispute(
     dispute.resolved_by = actor_label(actor)
     dispute.resolved_at = utcnow()
     dispute.resolution_note = note
+    note_event(
+        session,
+        action="dispute.resolved",
+        actor=actor,
+        subject=("case", case.id),
+        data={"dispute_id": dispute.id, "outcome": outcome.value},
+    )
     return dispute
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.db import utcnow
+from recova.platform.work.events import note_event
 from recova.platform.work.models import CaseHold, CaseTransition, HoldReason
 
 S = CaseStatus
@@ -157,6 +158,10 @@ def transition(
     )
     session.add(record)
     session.flush()  # the caller answers with the transition's id and time
+    data: dict[str, object] = {"from": current.value, "to": to.value, "transition_id": record.id}
+    if hold_reason is not None and to is S.ON_HOLD:
+        data["hold_reason"] = hold_reason.value
+    note_event(session, action="case.transition", actor=actor, subject=("case", case.id), data=data)
     return record
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, selectinload
 from recova.platform.cases.models import Account, Case, CaseStatus
 from recova.platform.db import utcnow
 from recova.platform.work.errors import WorkConflict, WorkInvalid
+from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import Actor, actor_label, transition
 from recova.platform.work.models import (
     Instalment,
@@ -102,6 +103,20 @@ def create_plan(
     ]
     session.add(plan)
     session.flush()  # the caller answers with the new ids
+    note_event(
+        session,
+        action="plan.created",
+        actor=actor,
+        subject=("case", case.id),
+        data={
+            "plan_id": plan.id,
+            "instalments": [
+                {"seq": i.seq, "due_date": i.due_date, "amount": i.amount} for i in plan.instalments
+            ],
+            "total_amount": plan.total_amount,
+            "currency": plan.currency,
+        },
+    )
     return plan
 
 
@@ -114,23 +129,14 @@ def active_plan(session: Session, case_id: int) -> PaymentPlan | None:
     )
 
 
-def evaluate_plan(
-    session: Session, plan: PaymentPlan, *, today: dt.date, actor: Actor
-) -> PlanChange:
-    """Spread the plan's payments over its instalments, mark misses, complete or break it."""
-    if plan.status is not PlanStatus.ACTIVE:
-        return PlanChange([], [], None)
-    settings = current_settings(session)
-    case = session.get(Case, plan.case_id)
-    assert case is not None
-    paid = paid_between(
-        session, account_id=case.account_id, currency=plan.currency, since=plan.created_at
-    )
-    plan.paid_amount = paid
+def _spread(
+    plan: PaymentPlan, paid: Decimal, *, today: dt.date, grace: dt.timedelta
+) -> tuple[list[int], list[int]]:
+    """Give each instalment, in schedule order, what it is owed of ``paid`` and set its
+    status; the seqs of instalments that became paid and missed."""
     remaining = paid
     newly_paid: list[int] = []
     newly_missed: list[int] = []
-    grace = dt.timedelta(days=settings.plan_grace_days)
     for instalment in plan.instalments:
         share = min(instalment.amount, remaining)
         remaining -= share
@@ -147,7 +153,42 @@ def evaluate_plan(
                 newly_paid.append(instalment.seq)
             elif instalment.status is InstalmentStatus.MISSED:
                 newly_missed.append(instalment.seq)
+    return newly_paid, newly_missed
+
+
+def evaluate_plan(
+    session: Session, plan: PaymentPlan, *, today: dt.date, actor: Actor
+) -> PlanChange:
+    """Spread the plan's payments over its instalments, mark misses, complete or break it."""
+    if plan.status is not PlanStatus.ACTIVE:
+        return PlanChange([], [], None)
+    settings = current_settings(session)
+    case = session.get(Case, plan.case_id)
+    assert case is not None
+    paid = paid_between(
+        session, account_id=case.account_id, currency=plan.currency, since=plan.created_at
+    )
+    plan.paid_amount = paid
+    newly_paid, newly_missed = _spread(
+        plan, paid, today=today, grace=dt.timedelta(days=settings.plan_grace_days)
+    )
     plan.misses = sum(1 for i in plan.instalments if i.status is InstalmentStatus.MISSED)
+    by_seq = {i.seq: i for i in plan.instalments}
+    for seq in sorted(newly_paid + newly_missed):
+        instalment = by_seq[seq]
+        note_event(
+            session,
+            action="plan.instalment",
+            actor=actor,
+            subject=("case", case.id),
+            data={
+                "plan_id": plan.id,
+                "seq": seq,
+                "status": instalment.status.value,
+                "amount": instalment.amount,
+                "paid_amount": instalment.paid_amount,
+            },
+        )
     ended: PlanStatus | None = None
     if all(i.status is InstalmentStatus.PAID for i in plan.instalments):
         ended = PlanStatus.COMPLETED
@@ -162,6 +203,13 @@ def evaluate_plan(
     if ended is not None:
         plan.status = ended
         plan.ended_at = utcnow()
+        note_event(
+            session,
+            action=f"plan.{ended.value}",
+            actor=actor,
+            subject=("case", case.id),
+            data={"plan_id": plan.id, "misses": plan.misses, "paid_amount": plan.paid_amount},
+        )
         if case.status is CaseStatus.ON_PLAN:
             transition(session, case=case, to=to, actor=actor, reason=reason)
     return PlanChange(newly_paid, newly_missed, ended)
@@ -185,7 +233,13 @@ def evaluate_active_plans(session: Session, *, today: dt.date, actor: Actor) -> 
 
 
 def defer_instalment(
-    session: Session, *, plan: PaymentPlan, seq: int, due_date: dt.date, today: dt.date
+    session: Session,
+    *,
+    plan: PaymentPlan,
+    seq: int,
+    due_date: dt.date,
+    today: dt.date,
+    actor: Actor,
 ) -> Instalment:
     """Move one open instalment's due date later, within the tenant's deferral limits."""
     if plan.status is not PlanStatus.ACTIVE:
@@ -215,6 +269,19 @@ def defer_instalment(
             f"instalment {seq} cannot move onto or past instalment {seq + 1}"
             f" (due {following.due_date})"
         )
+    note_event(
+        session,
+        action="plan.deferred",
+        actor=actor,
+        subject=("case", plan.case_id),
+        data={
+            "plan_id": plan.id,
+            "seq": seq,
+            "from": instalment.due_date,
+            "to": due_date,
+            "deferrals": plan.deferrals + 1,
+        },
+    )
     instalment.due_date = due_date
     plan.deferrals += 1
     session.flush()  # the answer shows the stored instalment

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from recova.platform.cases.models import Account, Case, CaseStatus
 from recova.platform.db import utcnow
 from recova.platform.work.errors import WorkConflict, WorkInvalid
+from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import Actor, actor_label, return_to_work, transition
 from recova.platform.work.models import Promise, PromiseStatus
 from recova.platform.work.money import money, paid_between, start_of_day
@@ -67,6 +68,18 @@ def create_promise(
     )
     session.add(promise)
     session.flush()  # the caller answers with the new id
+    note_event(
+        session,
+        action="promise.created",
+        actor=actor,
+        subject=("case", case.id),
+        data={
+            "promise_id": promise.id,
+            "amount": promise.amount,
+            "currency": promise.currency,
+            "due_date": promise.due_date,
+        },
+    )
     return promise
 
 
@@ -107,6 +120,19 @@ def evaluate_promise(
         case.broken_promises += 1
     promise.status = outcome
     promise.evaluated_at = utcnow()
+    note_event(
+        session,
+        action="promise.evaluated",
+        actor=actor,
+        subject=("case", case.id),
+        data={
+            "promise_id": promise.id,
+            "status": outcome.value,
+            "amount": promise.amount,
+            "paid_amount": promise.paid_amount,
+            "currency": promise.currency,
+        },
+    )
     return_to_work(session, case=case, actor=actor, reason=f"promise {promise.id} {outcome.value}")
     return outcome
 

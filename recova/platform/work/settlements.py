@@ -38,6 +38,7 @@ from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Account, Case, CaseStatus
 from recova.platform.db import utcnow
 from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
+from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import Actor, actor_label, can_transition, transition
 from recova.platform.work.models import ApprovalLevel, Settlement, SettlementStatus
 from recova.platform.work.money import money, paid_between, start_of_day
@@ -165,6 +166,26 @@ def offer_settlement(
     )
     session.add(settlement)
     session.flush()  # the caller answers with the new id
+    note_event(
+        session,
+        action="settlement.offered",
+        actor=actor,
+        subject=("case", case.id),
+        data={
+            "settlement_id": settlement.id,
+            "amount": amount,
+            "balance": balance,
+            "currency": settlement.currency,
+            "discount_percent": settlement.discount_percent,
+            "required_level": needed.value,
+            "offered_at_level": level.value,
+            "agency_id": limits.agency_id,
+            "collector_limit": limits.collector,
+            "manager_limit": limits.manager,
+            "status": settlement.status.value,
+            "expires_on": expires_on,
+        },
+    )
     return settlement
 
 
@@ -196,6 +217,19 @@ def decide_settlement(
     settlement.decision_note = note
     if not approve:
         settlement.ended_at = settlement.decided_at
+    note_event(
+        session,
+        action="settlement.decided",
+        actor=actor,
+        subject=("case", settlement.case_id),
+        data={
+            "settlement_id": settlement.id,
+            "approved": approve,
+            "level": level.value,
+            "required_level": settlement.required_level.value,
+            "discount_percent": settlement.discount_percent,
+        },
+    )
     return settlement
 
 
@@ -218,6 +252,18 @@ def evaluate_settlement(
         return False
     settlement.status = SettlementStatus.PAID
     settlement.ended_at = utcnow()
+    note_event(
+        session,
+        action="settlement.paid",
+        actor=actor,
+        subject=("case", case.id),
+        data={
+            "settlement_id": settlement.id,
+            "amount": settlement.amount,
+            "paid_amount": settlement.paid_amount,
+            "currency": settlement.currency,
+        },
+    )
     if can_transition(case.status, CaseStatus.SETTLED):
         transition(
             session,
@@ -246,5 +292,16 @@ def expire_settlements(
             continue
         settlement.status = SettlementStatus.EXPIRED
         settlement.ended_at = utcnow()
+        note_event(
+            session,
+            action="settlement.expired",
+            actor=actor,
+            subject=("case", settlement.case_id),
+            data={
+                "settlement_id": settlement.id,
+                "expires_on": settlement.expires_on,
+                "paid_amount": settlement.paid_amount,
+            },
+        )
         counts["expired"] += 1
     return counts
