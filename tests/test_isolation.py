@@ -42,6 +42,7 @@ from tests.support import (
     login,
     unique,
 )
+from tests.work_support import seed_world_work
 
 PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "swagger_assets"}
 TENANT_TABLES = (
@@ -69,6 +70,14 @@ TENANT_TABLES = (
     "audit_events",
     "audit_head_exports",
     "privacy_settings",
+    "work_settings",
+    "case_transitions",
+    "case_holds",
+    "promises",
+    "payment_plans",
+    "plan_instalments",
+    "settlements",
+    "disputes",
 )
 
 
@@ -81,6 +90,7 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
         }
     }
     strategy = "/allocation/strategies/<int:strategy_id>"
+    soon = (dt.date.today() + dt.timedelta(days=3)).isoformat()
     bodies: dict[tuple[str, str], dict[str, Any] | None] = {
         ("/users", "POST"): {
             "email": f"{unique('new')}@example.test",
@@ -144,6 +154,22 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
         ("/cases/<int:case_id>/flags", "PUT"): {"flags": ["dispute"]},
         ("/agency/collectors/<int:collector_id>", "PATCH"): {"max_cases": 50},
         ("/privacy/settings", "PUT"): {"retention_days": 400, "reveals_per_hour": 10},
+        ("/cases/<int:case_id>/transitions", "POST"): {"to": "in_progress"},
+        ("/cases/<int:case_id>/promises", "POST"): {"amount": "10.00", "due_date": soon},
+        ("/cases/<int:case_id>/plans", "POST"): {
+            "instalments": [{"due_date": soon, "amount": "10.00"}]
+        },
+        ("/plans/<int:plan_id>/instalments/<int:seq>/deferral", "POST"): {"due_date": soon},
+        ("/cases/<int:case_id>/settlements", "POST"): {"amount": "1.00", "expires_on": soon},
+        ("/settlements/<int:settlement_id>/decision", "POST"): {"approve": True},
+        ("/cases/<int:case_id>/disputes", "POST"): {"grounds": "other"},
+        ("/disputes/<int:dispute_id>/resolution", "POST"): {"outcome": "rejected"},
+        ("/work/settings", "PUT"): {"promise_grace_days": 4},
+        ("/work/contracts/<int:agency_contract_id>/settlement-limit", "PUT"): {
+            "settlement_discount_limit": "20"
+        },
+        ("/agency/settlement-limit", "PUT"): {"collector_discount_limit": "5"},
+        ("/work/evaluations", "POST"): {"as_of": "2031-01-01"},
         ("/debtors/<int:debtor_id>/reveal", "POST"): {
             "field": "national_id",
             "reason": "the walk checks who may reveal",
@@ -261,6 +287,7 @@ def _allocation_objects(world: World) -> None:
     exported head, so a leak or a write across tenants would show.
     """
     seed_world_allocation(world)
+    seed_world_work(world)
     db = platform(world.app).db
     for tenant, count in ((world.a, 2), (world.b, 6)):
         with tenant_scope(tenant.slug, db=db) as session:

@@ -158,3 +158,83 @@ def audit_trail(
 
 def actions(world: WorkWorld, case_id: int) -> list[str]:
     return [action for action, _, _ in audit_trail(world, ("case", case_id))]
+
+
+def seed_world_work(world: Any) -> None:
+    """Promises, plans, settlements, disputes and settings in both tenants of the
+    isolation world; B holds more of each, so B's ids do not exist in A."""
+    from sqlalchemy import select
+
+    from recova.billing.contracts import AgencyContract
+    from recova.platform.cases.models import Case
+    from recova.platform.extension import platform
+    from recova.platform.work import disputes, plans, promises, settlements
+    from recova.platform.work.models import ApprovalLevel
+    from recova.platform.work.settings import save_settings
+    from recova.tenants.scope import tenant_scope
+
+    db = platform(world.app).db
+    layout = {  # case numbers (1-based) for promises+settlements, plans, disputes
+        "a": ([1], [2], [3]),
+        "b": ([1, 2, 3], [4, 5, 6], [4, 5, 6]),
+    }
+    for key, tenant in (("a", world.a), ("b", world.b)):
+        promised, planned, disputed = layout[key]
+        with tenant_scope(tenant.slug, db=db) as session:
+            today = tenant_today(session.info["tenant"].timezone)
+            case_of = {
+                n: session.get(Case, case_id) for n, case_id in enumerate(tenant.case_ids, 1)
+            }
+            actor = "job:walk"
+            for n in promised:
+                case = case_of[n]
+                assert case is not None
+                promises.create_promise(
+                    session,
+                    case=case,
+                    amount=Decimal(100),
+                    due_date=today + dt.timedelta(days=5),
+                    actor=actor,
+                    today=today,
+                )
+                settlements.offer_settlement(
+                    session,
+                    case=case,
+                    amount=Decimal(500),
+                    expires_on=today + dt.timedelta(days=5),
+                    actor=actor,
+                    level=ApprovalLevel.COLLECTOR,
+                    tenant_id=tenant.id,
+                    today=today,
+                )
+            for n in planned:
+                case = case_of[n]
+                assert case is not None
+                plans.create_plan(
+                    session,
+                    case=case,
+                    instalments=[(today + dt.timedelta(days=d), Decimal(50)) for d in (1, 31)],
+                    actor=actor,
+                    today=today,
+                )
+            for n in disputed:
+                case = case_of[n]
+                assert case is not None
+                disputes.open_dispute(
+                    session, case=case, grounds="other", notes=None, actor=actor, today=today
+                )
+            if key == "b":
+                save_settings(session, promise_grace_days=7)
+    with db.session() as session:
+        contract_b = session.scalar(
+            select(AgencyContract.id).where(AgencyContract.tenant_id == world.b.id)
+        )
+    world.hostile_ids.update(
+        {
+            "plan_id": "3",
+            "seq": "1",
+            "settlement_id": "3",
+            "dispute_id": "3",
+            "agency_contract_id": str(contract_b),
+        }
+    )
