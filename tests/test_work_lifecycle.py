@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from recova.platform.allocation.placement import WORKED_STATUSES
 from recova.platform.cases.models import CaseStatus
 from recova.platform.work.lifecycle import ALLOWED, TERMINAL, can_transition
@@ -84,9 +86,20 @@ def test_statuses_owned_elsewhere_and_holds_set_by_hand(app) -> None:
     held = admin.post(url, {"to": "on_hold", "hold_reason": "legal"})
     assert held.status_code == 200
     assert held.json["hold_reason"] == "legal"
-    released = admin.post(url, {"to": "in_progress"})
+    # A held case leaves its agency at once, and the daily run does not place it again.
+    recalled = "SELECT recall_reason FROM {s}.placements WHERE case_id = :c"
+    assert world.tenant.sql(recalled, c=case_id) == [("legal_hold",)]
+    world.tenant.run(world.today)
+    assert world.tenant.sql(recalled, c=case_id) == [("legal_hold",)]
+    assert world.status(case_id) == "on_hold"
+    # With no agency it cannot go back to being worked; released, it is placed again.
+    assert admin.post(url, {"to": "in_progress"}).status_code == 409
+    released = admin.post(url, {"to": "recalled"})
     assert released.status_code == 200
     assert released.json["hold_reason"] is None
+    world.tenant.run(world.today + dt.timedelta(days=1))
+    assert world.status(case_id) == "placed"
+    assert len(world.tenant.sql(recalled, c=case_id)) == 2
 
 
 def test_a_dispute_holds_the_case_until_the_tenant_resolves_it(app) -> None:

@@ -3,8 +3,8 @@
 Placing (``place_cases``) is one pass of set-based SQL over every unplaced open case:
 
 1. *Candidates*: open cases without an active placement, not flagged (dispute,
-   bankruptcy, deceased, cease-contact), with a balance, in a segment the policy covers
-   (by name, else ``"*"``).
+   bankruptcy, deceased, cease-contact) and not on hold (a legal hold), with a balance,
+   in a segment the policy covers (by name, else ``"*"``).
 2. *Arms*: champion/challenger segments draw an arm from ``md5(seed:case)``, a
    reproducible uniform draw; the arm is recorded per (version, case) in
    ``strategy_arms``, and holdout (control) cases stay unplaced.
@@ -24,7 +24,7 @@ Placing (``place_cases``) is one pass of set-based SQL over every unplaced open 
 5. Placements are inserted with the contract's placement period and grace days.
 
 Recalling (``recall_placements``) ends placements whose period expired (on their end
-date), whose case closed or got flagged, or whose agency lost its contract or was
+date), whose case closed, got flagged or went on hold, or whose agency lost its contract or was
 suspended; their open assignments end with them. A recalled case is placed again by the
 same run's place step, never with an agency that had it.
 
@@ -90,6 +90,7 @@ def recall_placements(ctx: RunContext) -> dict[str, int]:
                 SELECT p.id,
                        CASE WHEN NOT ({open_case_condition()}) THEN 'case_closed'
                             WHEN cardinality(c.flags) > 0 THEN 'excluded_flag'
+                            WHEN c.status = 'on_hold' THEN 'on_hold'
                             WHEN ct.agency_id IS NULL THEN 'agency_unavailable'
                             WHEN p.ends_on <= %(as_of)s::date THEN 'expired'
                        END AS reason
@@ -178,6 +179,7 @@ def place_cases(
                 FROM {s}.placements GROUP BY case_id
             ) h ON h.case_id = c.id
             WHERE {open_case_condition()} AND cardinality(c.flags) = 0
+              AND c.status <> 'on_hold'
               AND {balance_expression()} > 0
               AND NOT EXISTS (
                   SELECT 1 FROM {s}.placements p

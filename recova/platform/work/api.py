@@ -198,6 +198,7 @@ class CaseTransitions(MethodView):
                 agency_staff=principal.is_agency_user,
                 reason=data["reason"],
                 hold_reason=data["hold_reason"],
+                today=_today(),
             )
         except REFUSALS as exc:
             _fail(exc)
@@ -386,6 +387,9 @@ class SettlementDecision(MethodView):
         settlement = _settlement_or_404(settlement_id)
         lifecycle.lock_case(db_session(), settlement.case_id)
         principal = _principal()
+        if principal.is_agency_user and settlement.agency_id != principal.agency_id:
+            # The case moved agencies since: the offer was priced by the old one's limits.
+            abort(409, message=f"settlement {settlement.id} was offered under another agency")
         try:
             return settlements.decide_settlement(
                 db_session(),

@@ -12,7 +12,8 @@ a status from which the lifecycle has no way on:
 
 - the place step: ``new`` or ``recalled`` → ``placed``;
 - the recall step and a tenant's recall: ``placed``, ``in_progress``, ``promised`` and
-  ``on_plan`` (``WORKED_STATUSES``) → ``recalled``;
+  ``on_plan`` (``WORKED_STATUSES``) → ``recalled``; a case on hold (or flagged) is
+  recalled without a status change and never placed, so it waits on hold;
 - a portfolio snapshot that no longer lists an account: every open status → ``closed``,
   and a later file listing it again: ``closed`` → ``new``.
 
@@ -22,12 +23,17 @@ holds the moves made by people and by case-work jobs.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from recova.platform.allocation.models import Placement
+from recova.platform.allocation.placement import recall_placement
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.db import utcnow
+from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
 from recova.platform.work.models import CaseHold, CaseTransition, HoldReason
 
@@ -205,14 +211,18 @@ def request_transition(
     agency_staff: bool,
     reason: str | None,
     hold_reason: HoldReason | None,
+    today: dt.date,
 ) -> CaseTransition:
-    """A person asks to move a case: the lifecycle first, then who may ask for what."""
-    from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
+    """A person asks to move a case: the lifecycle first, then who may ask for what.
 
+    A legal hold takes the case back from its agency at once (as a flag does): a held case
+    is neither worked nor placed until the hold is released.
+    """
     lock_case(session, case.id)
     if not can_transition(case.status, to):
         raise TransitionRefused(case.status, to)
-    if to in MANAGED:
+    releasing_to_allocation = to is S.RECALLED and case.status is S.ON_HOLD
+    if to in MANAGED and not releasing_to_allocation:
         raise WorkInvalid(f"{to.value} is not set by hand: {MANAGED[to]}")
     if agency_staff and to not in AGENCY_TARGETS:
         raise NotPermitted(f"agency staff may move a case only to {', '.join(AGENCY_TARGETS)}")
@@ -222,6 +232,22 @@ def request_transition(
         hold = open_hold(session, case.id)
         if hold is not None and hold.reason is HoldReason.DISPUTE:
             raise WorkConflict(f"case {case.id} is on hold for a dispute; resolve the dispute")
-    return transition(
+        if to in WORKED and _active_placement(session, case.id) is None:
+            raise WorkConflict(
+                f"case {case.id} is with no agency now; release it to recalled (or new)"
+                " and the allocation run places it again"
+            )
+    moved = transition(
         session, case=case, to=to, actor=actor, reason=reason, hold_reason=hold_reason
+    )
+    if to is S.ON_HOLD:
+        active = _active_placement(session, case.id)
+        if active is not None:
+            recall_placement(session, active, reason="legal_hold", on=today)
+    return moved
+
+
+def _active_placement(session: Session, case_id: int) -> Placement | None:
+    return session.scalar(
+        select(Placement).where(Placement.case_id == case_id, Placement.recalled_on.is_(None))
     )
