@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from recova.platform.allocation.services import run_allocation
 from recova.platform.audit import events, record_event, verify_chain
 from recova.platform.audit.chain import GENESIS, verify_rows
 from recova.platform.audit.jobs import export_audit_head_job
@@ -275,7 +276,7 @@ def test_api_lists_and_verifies_for_tenant_admins_only(app: Any, world: World) -
     assert listed.json[1]["prev_hash"] == listed.json[0]["hash"]
     verified = admin.get("/api/v1/audit/verify")
     assert verified.json["ok"] is True
-    assert verified.json["head_seq"] == 3
+    assert verified.json["head_seq"] == 4  # three appended, then the admin's login
     kept = verified.json
     checked = admin.get(f"/api/v1/audit/verify?head_seq=2&head_hash={listed.json[1]['hash']}")
     assert checked.json["ok"] is True
@@ -290,3 +291,33 @@ def test_api_lists_and_verifies_for_tenant_admins_only(app: Any, world: World) -
         .status_code
         == 403
     )
+
+
+def test_writes_logins_exports_and_runs_land_in_the_tenant_s_chain(app: Any, world: World) -> None:
+    admin = login(app, world.a.admin_email)  # a portal login: one event
+    saved = admin.request(
+        "PUT", "/api/v1/allocation/settings", {"buckets": [{"name": "M1", "min": 1, "max": None}]}
+    )
+    assert saved.status_code == 200
+    refused = admin.request("PUT", "/api/v1/allocation/settings", {"buckets": "nonsense"})
+    assert refused.status_code == 422  # a refused write leaves no trace
+    assert admin.get("/api/v1/ingestion/runs/1/errors").status_code == 200
+    with tenant_scope(world.a.slug, db=platform(app).db) as session:
+        tenant_id = session.info["tenant"].id
+    run_allocation(platform(app).db, tenant=world.a.slug)
+    with tenant_scope(world.a.slug, db=platform(app).db) as session:
+        logged = [(e.action, e.actor, e.subject_type, e.subject_id) for e in events(session)]
+        [request_event] = events(session, action="api.request")
+        assert verify_chain(session).ok
+    admin_actor = f"user:{world.a.admin_id}"
+    assert logged[:3] == [
+        ("auth.login", admin_actor, "", ""),
+        ("api.request", admin_actor, "endpoint", "SettingsItem"),
+        ("export.row_errors", admin_actor, "ingestion_run", "1"),
+    ]
+    assert '"method":"PUT"' in request_event.data
+    assert logged[3][:2] == ("allocation.completed", "job:allocation")
+    assert tenant_id == world.a.id
+    # Nothing of this reached tenant B's chain.
+    with tenant_scope(world.b.slug, db=platform(app).db) as session:
+        assert events(session) == []

@@ -123,11 +123,18 @@ def _lock(session: Session) -> None:
     session.execute(text(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
 
 
-def _head(session: Session) -> tuple[int, bytes]:
+def _last(session: Session) -> tuple[int, bytes, dt.datetime | None]:
     row = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+        select(AuditEvent.seq, AuditEvent.hash, AuditEvent.occurred_at)
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
     ).first()
-    return (0, GENESIS) if row is None else (row.seq, row.hash)
+    return (0, GENESIS, None) if row is None else (row.seq, row.hash, row.occurred_at)
+
+
+def _head(session: Session) -> tuple[int, bytes]:
+    seq, digest, _ = _last(session)
+    return seq, digest
 
 
 def record_event(
@@ -163,10 +170,9 @@ def record_events(
     if not prepared:
         return []
     _lock(session)
-    seq, prev = _head(session)
+    seq, prev, last = _last(session)
     # Timestamps never run backwards along the chain, even if the clock does.
     now = utcnow()
-    last = session.scalar(select(AuditEvent.occurred_at).where(AuditEvent.seq == seq))
     if last is not None and now < last:
         now = last
     written = []
