@@ -438,3 +438,21 @@ def test_the_scheduler_runs_the_daily_evaluation_and_expiry_per_tenant_date() ->
     evaluate = jobs["evaluate-promises"].schedule
     assert refresh.latest_slot(slot) < evaluate.latest_slot(slot)
     assert evaluate.at < allocate.at  # type: ignore[union-attr]
+
+
+def test_the_demo_records_a_promise_a_plan_and_an_offer_once(app) -> None:
+    from recova.platform.work.demo import demo_case_work
+
+    world = work_world(app)
+    db = platform(app).db
+    [(slug, line)] = demo_case_work(db, [world.tenant.slug])
+    assert slug == world.tenant.slug
+    assert "settlement offer" in line
+    assert "pending approval" in line  # 20% off is above the agency's default limit of 0
+    counts = world.tenant.sql(
+        "SELECT (SELECT count(*) FROM {s}.promises), (SELECT count(*) FROM {s}.payment_plans),"
+        " (SELECT count(*) FROM {s}.settlements)"
+    )
+    assert counts == [(1, 1, 1)]
+    assert demo_case_work(db, [world.tenant.slug]) == [(slug, line)]  # the same, nothing added
+    assert world.tenant.sql("SELECT count(*) FROM {s}.promises") == [(1,)]

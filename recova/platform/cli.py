@@ -50,11 +50,13 @@ def demo(host: str, port: int, serve: bool) -> None:
     """Start the services, migrate, seed demo data, print logins, serve app and worker."""
     from recova.platform.demo import (
         DEMO_PASSWORD,
+        TENANTS,
         allocate_demo,
         load_demo_portfolios,
         seed_demo,
     )
     from recova.platform.extension import platform
+    from recova.platform.work.demo import demo_case_work
     from recova.tenants.migrate import migrate_all
 
     _exit_cleanly_on_sigterm()
@@ -75,6 +77,9 @@ def demo(host: str, port: int, serve: bool) -> None:
         )
     click.echo("Placing the demo lenders' cases with the agencies and their collectors ...")
     for slug, summary in allocate_demo(objects):
+        click.echo(f"  {slug:<10} {summary}")
+    click.echo("Recording the collectors' promises, plans and settlement offers ...")
+    for slug, summary in demo_case_work(objects.db, [spec["slug"] for spec in TENANTS]):
         click.echo(f"  {slug:<10} {summary}")
     base = f"http://{host}:{port}"
     click.echo("Recova demo is ready.\n")
