@@ -76,7 +76,8 @@ def test_promises_are_kept_partly_kept_or_broken(app, tmp_path: Path) -> None:
         "payment_id,loan_id,amount,paid_at,channel,reverses\n"
         f"PAY-1,{_account_external_id(world, kept)},200.00,{paid_at},bank,\n"
         f"PAY-2,{_account_external_id(world, kept)},100.00,{paid_at},bank,\n"
-        f"PAY-3,{_account_external_id(world, partly)},120.00,{paid_at},bank,\n",
+        # A date without a time is local midnight: before the promise, on its day.
+        f"PAY-3,{_account_external_id(world, partly)},120.00,{world.today},bank,\n",
         encoding="utf-8",
     )
     ingest_local_file(objects, tenant_slug=world.tenant.slug, path=file, mapping_name="payments")

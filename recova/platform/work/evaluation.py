@@ -71,7 +71,7 @@ def evaluate_accounts(
         .where(PaymentPlan.case_id.in_(cases), PaymentPlan.status == PlanStatus.ACTIVE)
         .order_by(PaymentPlan.id)
     ):
-        change = plans.evaluate_plan(session, plan, today=today, actor=actor)
+        change = plans.evaluate_plan(session, plan, today=today, timezone=timezone, actor=actor)
         if change.ended is not None:
             counts["plans"][change.ended.value] = counts["plans"].get(change.ended.value, 0) + 1
     return counts
@@ -85,5 +85,5 @@ def evaluate_due_work(
         "promises": promises.evaluate_due_promises(
             session, today=today, timezone=timezone, actor=actor
         ),
-        "plans": plans.evaluate_active_plans(session, today=today, actor=actor),
+        "plans": plans.evaluate_active_plans(session, today=today, timezone=timezone, actor=actor),
     }

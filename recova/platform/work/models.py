@@ -111,7 +111,7 @@ class PromiseStatus(enum.StrEnum):
 
 
 class Promise(Timestamped, TenantModel):
-    """A debtor's promise to pay ``amount`` by ``due_date``; payments from its creation count."""
+    """A debtor's promise to pay ``amount`` by ``due_date``; payments from its day count."""
 
     __tablename__ = "promises"
     __table_args__ = (
@@ -133,7 +133,7 @@ class Promise(Timestamped, TenantModel):
     status: Mapped[PromiseStatus] = mapped_column(
         _enum(PromiseStatus, "promise_status"), default=PromiseStatus.PENDING
     )
-    #: Net of reversals, counted from ``created_at`` to the end of the grace period.
+    #: Net of reversals, counted from ``created_at``'s day to the end of the grace period.
     paid_amount: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     created_by: Mapped[str] = mapped_column(String(64))
     evaluated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -152,7 +152,7 @@ class InstalmentStatus(enum.StrEnum):
 
 
 class PaymentPlan(Timestamped, TenantModel):
-    """An instalment schedule agreed with the debtor; payments from its creation count."""
+    """An instalment schedule agreed with the debtor; payments from its day count."""
 
     __tablename__ = "payment_plans"
     __table_args__ = (

@@ -30,6 +30,17 @@ def start_of_day(day: dt.date, timezone: str) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=zoneinfo.ZoneInfo(timezone))
 
 
+def day_started(moment: dt.datetime, timezone: str) -> dt.datetime:
+    """The start of ``moment``'s day on a tenant's calendar.
+
+    Promises, plans and offers count payments from the start of the day they were made:
+    tenants often send payment dates without a time (read as local midnight), and a
+    debtor who promised this morning and paid this afternoon has kept the promise.
+    """
+    zone = zoneinfo.ZoneInfo(timezone)
+    return start_of_day(moment.astimezone(zone).date(), timezone)
+
+
 def paid_between(
     session: Session,
     *,

@@ -1,7 +1,7 @@
 """Payment plans: an instalment schedule, payments applied oldest instalment first.
 
-Everything the debtor paid on the account since the plan was agreed (net of reversals,
-in its currency) is spread over the instalments in schedule order: each takes what it
+Everything the debtor paid on the account from the day the plan was agreed (net of
+reversals, in its currency) is spread over the instalments in schedule order: each takes what it
 is owed before the next gets anything, so a late payment first catches up the oldest
 open instalment. An instalment not fully paid by its due date plus the tenant's grace
 days is **missed**; when the plan has as many missed instalments as the tenant allows
@@ -38,7 +38,7 @@ from recova.platform.work.models import (
     PaymentPlan,
     PlanStatus,
 )
-from recova.platform.work.money import money, paid_between
+from recova.platform.work.money import day_started, money, paid_between
 from recova.platform.work.settings import current_settings
 
 MAX_INSTALMENTS = 60
@@ -157,7 +157,7 @@ def _spread(
 
 
 def evaluate_plan(
-    session: Session, plan: PaymentPlan, *, today: dt.date, actor: Actor
+    session: Session, plan: PaymentPlan, *, today: dt.date, timezone: str, actor: Actor
 ) -> PlanChange:
     """Spread the plan's payments over its instalments, mark misses, complete or break it."""
     if plan.status is not PlanStatus.ACTIVE:
@@ -166,7 +166,10 @@ def evaluate_plan(
     case = session.get(Case, plan.case_id)
     assert case is not None
     paid = paid_between(
-        session, account_id=case.account_id, currency=plan.currency, since=plan.created_at
+        session,
+        account_id=case.account_id,
+        currency=plan.currency,
+        since=day_started(plan.created_at, timezone),
     )
     plan.paid_amount = paid
     newly_paid, newly_missed = _spread(
@@ -215,7 +218,9 @@ def evaluate_plan(
     return PlanChange(newly_paid, newly_missed, ended)
 
 
-def evaluate_active_plans(session: Session, *, today: dt.date, actor: Actor) -> dict[str, int]:
+def evaluate_active_plans(
+    session: Session, *, today: dt.date, timezone: str, actor: Actor
+) -> dict[str, int]:
     """Evaluate every active plan (the daily job): counts of misses, completions, breaks."""
     plans = session.scalars(
         select(PaymentPlan)
@@ -225,7 +230,7 @@ def evaluate_active_plans(session: Session, *, today: dt.date, actor: Actor) -> 
     ).all()
     counts = {"missed": 0, "completed": 0, "broken": 0}
     for plan in plans:
-        change = evaluate_plan(session, plan, today=today, actor=actor)
+        change = evaluate_plan(session, plan, today=today, timezone=timezone, actor=actor)
         counts["missed"] += len(change.newly_missed)
         if change.ended is not None:
             counts[change.ended.value] += 1

@@ -1,7 +1,8 @@
 """Promises to pay: recorded by a collector, judged by what the debtor then paid.
 
 A promise counts the account's payments (net of reversals, in its currency) from the
-moment it was made until the end of its date plus the tenant's grace days:
+start of the day it was made (tenant's calendar; see ``money.day_started``) until the
+end of its date plus the tenant's grace days:
 
 - paid in full at any point: **kept**, at once (the payments run's evaluation finds it);
 - past its grace period with part of it paid: **partly kept**;
@@ -26,7 +27,7 @@ from recova.platform.work.errors import WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import Actor, actor_label, return_to_work, transition
 from recova.platform.work.models import Promise, PromiseStatus
-from recova.platform.work.money import money, paid_between, start_of_day
+from recova.platform.work.money import day_started, money, paid_between, start_of_day
 from recova.platform.work.settings import current_settings
 
 #: The longest a promise may look ahead; further out it is a plan, not a promise.
@@ -106,7 +107,7 @@ def evaluate_promise(
         session,
         account_id=account.id,
         currency=promise.currency,
-        since=promise.created_at,
+        since=day_started(promise.created_at, timezone),
         until=start_of_day(last_day + dt.timedelta(days=1), timezone),
     )
     if promise.paid_amount >= promise.amount:

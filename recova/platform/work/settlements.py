@@ -15,8 +15,8 @@ offer its maker may approve is approved at once, any other waits for someone who
 covers it. Discounts are compared exactly (``(balance - amount) * 100 <= limit *
 balance``); the stored percentage is rounded up to the cent, for display only.
 
-An approved offer is **paid** when the account's payments since the offer (net of
-reversals) reach its amount by the end of its expiry date; the case is then settled
+An approved offer is **paid** when the account's payments from the day of the offer (net
+of reversals) reach its amount by the end of its expiry date; the case is then settled
 and leaves collection. An offer still open after its expiry date **expires** (the daily
 job, after one last look at the payments).
 """
@@ -41,7 +41,7 @@ from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import Actor, actor_label, can_transition, transition
 from recova.platform.work.models import ApprovalLevel, Settlement, SettlementStatus
-from recova.platform.work.money import money, paid_between, start_of_day
+from recova.platform.work.money import day_started, money, paid_between, start_of_day
 from recova.platform.work.settings import current_settings
 
 OPEN = (SettlementStatus.PENDING_APPROVAL, SettlementStatus.APPROVED)
@@ -245,7 +245,7 @@ def evaluate_settlement(
         session,
         account_id=case.account_id,
         currency=settlement.currency,
-        since=settlement.created_at,
+        since=day_started(settlement.created_at, timezone),
         until=start_of_day(settlement.expires_on + dt.timedelta(days=1), timezone),
     )
     if settlement.paid_amount < settlement.amount:
