@@ -457,3 +457,26 @@ def test_the_demo_records_a_promise_a_plan_and_an_offer_once(app) -> None:
     assert counts == [(1, 1, 1)]
     assert demo_case_work(db, [world.tenant.slug]) == [(slug, line)]  # the same, nothing added
     assert world.tenant.sql("SELECT count(*) FROM {s}.promises") == [(1,)]
+
+
+def test_an_offer_stays_with_the_agency_that_priced_it(app) -> None:
+    world = work_world(app)
+    b = world.agencies.ids[1]
+    case_id = world.cases_of(world.collector)[0]
+    offer = _offer(world, world.collector_caller(), case_id, world.balance(case_id) / 2)
+    assert offer.json["status"] == "pending_approval"
+    admin = world.admin()
+    [(placement_id,)] = world.tenant.sql(
+        "SELECT id FROM {s}.placements WHERE case_id = :c AND recalled_on IS NULL", c=case_id
+    )
+    assert admin.post(f"/api/v1/placements/{placement_id}/recall", {}).status_code == 200
+    world.tenant.run(world.today + dt.timedelta(days=1))
+    assert case_id in world.cases_of_agency(b)
+    manager_b = world.manager(b)
+    assert manager_b.get(world.path(f"/cases/{case_id}/settlements")).json == []
+    moved = _decide(world, manager_b, offer.json["id"])
+    assert moved.status_code == 409
+    assert "another agency" in moved.json["message"]
+    assert [s["id"] for s in admin.get(f"/api/v1/cases/{case_id}/settlements").json] == [
+        offer.json["id"]
+    ]

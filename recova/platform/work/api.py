@@ -333,15 +333,13 @@ class CaseSettlements(MethodView):
     @access(*READERS, scope="work:read", tenant=True)
     @blp.response(200, schemas.SettlementSchema(many=True))
     def get(self, case_id: int) -> list[Settlement]:
-        """The case's settlement offers, newest first."""
+        """The case's settlement offers, newest first (agency staff: their agency's)."""
         case = _case_or_404(case_id)
-        return list(
-            db_session().scalars(
-                select(Settlement)
-                .where(Settlement.case_id == case.id)
-                .order_by(Settlement.id.desc())
-            )
-        )
+        statement = select(Settlement).where(Settlement.case_id == case.id)
+        principal = _principal()
+        if principal.is_agency_user:
+            statement = statement.where(Settlement.agency_id == principal.agency_id)
+        return list(db_session().scalars(statement.order_by(Settlement.id.desc())))
 
     @access(*WORKERS, scope="work:write", tenant=True)
     @blp.arguments(schemas.SettlementCreateSchema)
