@@ -264,6 +264,11 @@ def _decide(world: WorkWorld, caller: Any, settlement_id: int, approve: bool = T
 def test_settlement_discounts_need_the_approval_of_the_level_that_covers_them(app) -> None:
     world = work_world(app)
     admin, manager, collector = world.admin(), world.manager(), world.collector_caller()
+    [(manager_id,)] = world.tenant.sql(
+        "SELECT id FROM platform.users WHERE email = :e",
+        e=world.agencies.managers[world.agency],
+    )
+    manager_actor = f"user:{manager_id}"
     contract = world.contract_id(world.agency)
     limit = admin.request(
         "PUT",
@@ -330,6 +335,11 @@ def test_settlement_discounts_need_the_approval_of_the_level_that_covers_them(ap
     )
     [(_, _, limit_change)] = audit_trail(world, ("agency_contract", contract))
     assert limit_change["changed"] == {"settlement_discount_limit": ["0.00", "30.00"]}
+    agency_changes = audit_trail(world, ("agency", world.agency))
+    assert [(actor, data["changed"]) for _, actor, data in agency_changes] == [
+        (manager_actor, {"collector_discount_limit": ["0.00", "10.00"]}),
+        (manager_actor, {"collector_discount_limit": ["10.00", "50.00"]}),
+    ]
 
 
 def test_a_paid_settlement_settles_the_case_and_unpaid_offers_expire(app, settings) -> None:

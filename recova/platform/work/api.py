@@ -53,7 +53,7 @@ from recova.platform.work.models import (
 )
 from recova.platform.work.settings import current_settings, save_settings
 from recova.tenants.models import tenant_today
-from recova.tenants.scope import current_tenant
+from recova.tenants.scope import current_tenant, tenant_scope
 
 blp = Blueprint(
     "work", __name__, description="Case work: lifecycle, promises, plans, settlements, disputes"
@@ -571,9 +571,26 @@ class AgencySettlementLimit(MethodView):
     @blp.response(200, schemas.AgencyLimitResultSchema)
     def put(self, data: dict[str, Any]) -> dict[str, Any]:
         """Set the discount the agency's collectors may approve (each tenant's contract
-        limit still caps it there)."""
+        limit still caps it there).
+
+        The limit binds in every tenant the agency serves, so each of their audit chains
+        records the change. Those appends commit just before this request does (each
+        chain is its own schema, so no one transaction spans them): a chain may show a
+        change whose own commit then failed, never a change it does not show.
+        """
         agency = _own_agency()
-        agency.collector_discount_limit = data["collector_discount_limit"]
+        before, after = agency.collector_discount_limit, data["collector_discount_limit"]
+        if before != after:
+            for tenant in allocation_services.tenants_served(db_session(), agency.id):
+                with tenant_scope(tenant.id) as scoped:
+                    note_event(
+                        scoped,
+                        action="config.changed",
+                        actor=_principal(),
+                        subject=("agency", agency.id),
+                        data={"changed": {"collector_discount_limit": [before, after]}},
+                    )
+        agency.collector_discount_limit = after
         return _agency_limits(agency)
 
 
