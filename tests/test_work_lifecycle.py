@@ -195,3 +195,24 @@ def test_agency_staff_reach_only_their_agency_s_cases_and_collectors_their_own(a
     # The manager reaches every case of the agency; the collector their own.
     assert manager_a.get(world.path(f"/cases/{colleague_case}/lifecycle")).status_code == 200
     assert collector.get(world.path(f"/cases/{own_case}/lifecycle")).status_code == 200
+
+
+def test_a_reached_debtor_moves_a_placed_case_to_in_progress_once(app) -> None:
+    from recova.platform.cases.models import Case
+    from recova.platform.extension import platform
+    from recova.platform.work.lifecycle import mark_worked
+    from recova.tenants.scope import tenant_scope
+
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    db = platform(app).db
+    for expected in (True, False):  # the compliance side calls it on every connected call
+        with tenant_scope(world.tenant.slug, db=db) as session:
+            case = session.get(Case, case_id)
+            assert case is not None
+            moved = mark_worked(session, case=case, actor="job:dialer", reason="call connected")
+            assert moved is expected
+    assert world.status(case_id) == "in_progress"
+    assert [(a, d["to"]) for a, _, d in audit_trail(world, ("case", case_id))] == [
+        ("case.transition", "in_progress")
+    ]
