@@ -355,7 +355,7 @@ def test_a_paid_settlement_settles_the_case_and_unpaid_offers_expire(app, settin
     with tenant_scope(world.tenant.slug, db=objects.db) as session:
         evaluate_accounts(
             session,
-            account_ids=[a for (a,) in world.tenant.sql("SELECT id FROM {s}.accounts")],
+            accounts=[a for (a,) in world.tenant.sql("SELECT id FROM {s}.accounts")],
             today=world.today,
             timezone=world.tenant.timezone,
             actor="job:test",
@@ -365,7 +365,7 @@ def test_a_paid_settlement_settles_the_case_and_unpaid_offers_expire(app, settin
     with tenant_scope(world.tenant.slug, db=objects.db) as session:
         counts = evaluate_accounts(
             session,
-            account_ids=[a for (a,) in world.tenant.sql("SELECT id FROM {s}.accounts")],
+            accounts=[a for (a,) in world.tenant.sql("SELECT id FROM {s}.accounts")],
             today=world.today,
             timezone=world.tenant.timezone,
             actor="job:test",

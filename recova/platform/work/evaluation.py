@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session, selectinload
 
 from recova.platform.cases.models import Case
@@ -33,21 +33,28 @@ from recova.platform.work.models import (
 )
 
 
-def accounts_of_payment_run(session: Session, run_id: int) -> list[int]:
-    """The accounts a payments run recorded payments or reversals on."""
-    return list(
-        session.scalars(select(Payment.account_id).where(Payment.run_id == run_id).distinct()).all()
-    )
+def touched_by_payment_run(run_id: int) -> ColumnElement[bool]:
+    """SQL: the case's account got a payment or reversal in the run.
+
+    Asked per case that holds open work (few), through the payments' account index,
+    rather than listing every account a run touched (possibly a million).
+    """
+    return exists().where(Payment.account_id == Case.account_id, Payment.run_id == run_id)
 
 
 def evaluate_accounts(
-    session: Session, *, account_ids: list[int], today: dt.date, timezone: str, actor: Actor
+    session: Session,
+    *,
+    accounts: list[int] | ColumnElement[bool],
+    today: dt.date,
+    timezone: str,
+    actor: Actor,
 ) -> dict[str, Any]:
-    """Judge the pending promises, active plans and approved offers on these accounts."""
+    """Judge the pending promises, active plans and approved offers on some accounts:
+    a list of account ids, or a condition on ``Case`` (``touched_by_payment_run``)."""
     counts: dict[str, Any] = {"promises": {}, "plans": {}, "settled": 0}
-    if not account_ids:
-        return counts
-    cases = select(Case.id).where(Case.account_id.in_(account_ids))
+    condition = Case.account_id.in_(accounts) if isinstance(accounts, list) else accounts
+    cases = select(Case.id).where(condition)
     for settlement in session.scalars(
         select(Settlement)
         .where(Settlement.case_id.in_(cases), Settlement.status == SettlementStatus.APPROVED)

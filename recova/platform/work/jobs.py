@@ -9,9 +9,9 @@ from typing import Any
 
 from recova.platform.jobs import job
 from recova.platform.work.evaluation import (
-    accounts_of_payment_run,
     evaluate_accounts,
     evaluate_due_work,
+    touched_by_payment_run,
 )
 from recova.platform.work.settlements import expire_settlements
 from recova.tenants.models import tenant_today
@@ -29,7 +29,7 @@ def evaluate_payments_job(*, tenant_id: int, run_id: int) -> dict[str, Any]:
         tenant = session.info["tenant"]
         return evaluate_accounts(
             session,
-            account_ids=accounts_of_payment_run(session, run_id),
+            accounts=touched_by_payment_run(run_id),
             today=tenant_today(tenant.timezone),
             timezone=tenant.timezone,
             actor=PAYMENTS_ACTOR,
