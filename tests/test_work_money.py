@@ -490,3 +490,42 @@ def test_an_offer_stays_with_the_agency_that_priced_it(app) -> None:
     assert [s["id"] for s in admin.get(f"/api/v1/cases/{case_id}/settlements").json] == [
         offer.json["id"]
     ]
+
+
+def test_two_evaluations_at_once_judge_a_promise_once(app) -> None:
+    import threading
+
+    from recova.platform.work.models import Promise
+    from recova.platform.work.promises import evaluate_promise
+
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    due = world.today + dt.timedelta(days=1)
+    promise_id = _promise(world, case_id, "40", due).json["id"]
+    db = platform(app).db
+    both_loaded = threading.Barrier(2)
+    outcomes: list[Any] = []
+
+    def judge() -> None:
+        with tenant_scope(world.tenant.slug, db=db) as session:
+            promise = session.get(Promise, promise_id)
+            assert promise is not None
+            both_loaded.wait(timeout=10)  # each holds it as pending before either judges
+            outcomes.append(
+                evaluate_promise(
+                    session,
+                    promise,
+                    today=due + dt.timedelta(days=10),
+                    timezone=world.tenant.timezone,
+                    actor="job:test",
+                )
+            )
+
+    threads = [threading.Thread(target=judge) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(map(str, outcomes)) == ["None", "broken"]
+    assert _state(world, case_id)["broken_promises"] == 1
+    assert actions(world, case_id).count("promise.evaluated") == 1

@@ -111,6 +111,17 @@ def lock_case(session: Session, case_id: int) -> Case | None:
     )
 
 
+def lock_for_evaluation(session: Session, case_id: int, *rows: object) -> None:
+    """Lock the case, then re-read ``rows`` (its promise, plan or offer) under the lock.
+
+    The payments job and the daily job may judge the same promise at once; whichever
+    locks the case second sees what the first committed (no promise broken twice).
+    """
+    lock_case(session, case_id)
+    for row in rows:
+        session.refresh(row)
+
+
 def open_hold(session: Session, case_id: int) -> CaseHold | None:
     """The case's current hold, if it is on hold."""
     return session.scalar(

@@ -31,7 +31,7 @@ from recova.platform.cases.models import Account, Case, CaseStatus
 from recova.platform.db import utcnow
 from recova.platform.work.errors import WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
-from recova.platform.work.lifecycle import Actor, actor_label, transition
+from recova.platform.work.lifecycle import Actor, actor_label, lock_for_evaluation, transition
 from recova.platform.work.models import (
     Instalment,
     InstalmentStatus,
@@ -160,6 +160,7 @@ def evaluate_plan(
     session: Session, plan: PaymentPlan, *, today: dt.date, timezone: str, actor: Actor
 ) -> PlanChange:
     """Spread the plan's payments over its instalments, mark misses, complete or break it."""
+    lock_for_evaluation(session, plan.case_id, plan, *plan.instalments)
     if plan.status is not PlanStatus.ACTIVE:
         return PlanChange([], [], None)
     settings = current_settings(session)

@@ -25,7 +25,13 @@ from recova.platform.cases.models import Account, Case, CaseStatus
 from recova.platform.db import utcnow
 from recova.platform.work.errors import WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
-from recova.platform.work.lifecycle import Actor, actor_label, return_to_work, transition
+from recova.platform.work.lifecycle import (
+    Actor,
+    actor_label,
+    lock_for_evaluation,
+    return_to_work,
+    transition,
+)
 from recova.platform.work.models import Promise, PromiseStatus
 from recova.platform.work.money import day_started, money, paid_between, start_of_day
 from recova.platform.work.settings import current_settings
@@ -95,6 +101,7 @@ def evaluate_promise(
     session: Session, promise: Promise, *, today: dt.date, timezone: str, actor: Actor
 ) -> PromiseStatus | None:
     """Judge a pending promise by its payments; the new status, or None if still pending."""
+    lock_for_evaluation(session, promise.case_id, promise)
     if promise.status is not PromiseStatus.PENDING:
         return None
     grace = current_settings(session).promise_grace_days

@@ -39,7 +39,13 @@ from recova.platform.cases.models import Account, Case, CaseStatus
 from recova.platform.db import utcnow
 from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
-from recova.platform.work.lifecycle import Actor, actor_label, can_transition, transition
+from recova.platform.work.lifecycle import (
+    Actor,
+    actor_label,
+    can_transition,
+    lock_for_evaluation,
+    transition,
+)
 from recova.platform.work.models import ApprovalLevel, Settlement, SettlementStatus
 from recova.platform.work.money import day_started, money, paid_between, start_of_day
 from recova.platform.work.settings import current_settings
@@ -237,6 +243,7 @@ def evaluate_settlement(
     session: Session, settlement: Settlement, *, timezone: str, actor: Actor
 ) -> bool:
     """Settle the case if the approved offer's amount was paid in time; True if it was."""
+    lock_for_evaluation(session, settlement.case_id, settlement)
     if settlement.status is not SettlementStatus.APPROVED:
         return False
     case = session.get(Case, settlement.case_id)
@@ -290,6 +297,8 @@ def expire_settlements(
         if evaluate_settlement(session, settlement, timezone=timezone, actor=actor):
             counts["paid"] += 1
             continue
+        if settlement.status not in OPEN:
+            continue  # decided meanwhile (rejected while this job waited for the case)
         settlement.status = SettlementStatus.EXPIRED
         settlement.ended_at = utcnow()
         note_event(
