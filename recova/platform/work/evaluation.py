@@ -55,18 +55,19 @@ def evaluate_accounts(
     counts: dict[str, Any] = {"promises": {}, "plans": {}, "settled": 0}
     condition = Case.account_id.in_(accounts) if isinstance(accounts, list) else accounts
     cases = select(Case.id).where(condition)
+    # Each list is read whole before judging: judging locks and re-reads on the session.
     for settlement in session.scalars(
         select(Settlement)
         .where(Settlement.case_id.in_(cases), Settlement.status == SettlementStatus.APPROVED)
         .order_by(Settlement.id)
-    ):
+    ).all():
         if settlements.evaluate_settlement(session, settlement, timezone=timezone, actor=actor):
             counts["settled"] += 1
     for promise in session.scalars(
         select(Promise)
         .where(Promise.case_id.in_(cases), Promise.status == PromiseStatus.PENDING)
         .order_by(Promise.id)
-    ):
+    ).all():
         outcome = promises.evaluate_promise(
             session, promise, today=today, timezone=timezone, actor=actor
         )
@@ -77,7 +78,7 @@ def evaluate_accounts(
         .options(selectinload(PaymentPlan.instalments))
         .where(PaymentPlan.case_id.in_(cases), PaymentPlan.status == PlanStatus.ACTIVE)
         .order_by(PaymentPlan.id)
-    ):
+    ).all():
         change = plans.evaluate_plan(session, plan, today=today, timezone=timezone, actor=actor)
         if change.ended is not None:
             counts["plans"][change.ended.value] = counts["plans"].get(change.ended.value, 0) + 1
