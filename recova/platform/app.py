@@ -36,9 +36,11 @@ def _api_blueprints() -> list[Any]:
     from recova.platform.allocation.api import blp as allocation
     from recova.platform.auth.api import blp as auth
     from recova.platform.cases.api import blp as cases
+    from recova.platform.compliance.api import blp as compliance
+    from recova.platform.contact.api import blp as contact
     from recova.tenants.api import blp as tenants
 
-    return [auth, tenants, agencies, contracts, cases, ingestion, allocation]
+    return [auth, tenants, agencies, contracts, cases, ingestion, allocation, contact, compliance]
 
 
 def _web_blueprints() -> list[Any]:

@@ -28,6 +28,8 @@ from recova.platform.allocation.models import (
 )
 from recova.platform.auth.models import Membership, OAuthClient, OAuthToken, User
 from recova.platform.cases.models import Account, Case, Contact, Debtor
+from recova.platform.compliance.models import PolicyVersion, ValidationNotice
+from recova.platform.contact.models import ContactAttempt, MessageTemplate, OutcomeCode
 from recova.platform.payments.models import Payment
 from recova.tenants.models import Tenant
 
@@ -45,6 +47,7 @@ __all__ = [
     "CollectorProfile",
     "CollectorWorkload",
     "Contact",
+    "ContactAttempt",
     "Debtor",
     "HttpSource",
     "IngestionFile",
@@ -54,14 +57,18 @@ __all__ = [
     "IngestionRun",
     "IngestionSeen",
     "Membership",
+    "MessageTemplate",
     "OAuthClient",
     "OAuthToken",
+    "OutcomeCode",
     "Payment",
     "Placement",
     "PlacementStrategy",
+    "PolicyVersion",
     "SegmentRule",
     "StrategyArm",
     "StrategyVersion",
     "Tenant",
     "User",
+    "ValidationNotice",
 ]

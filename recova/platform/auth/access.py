@@ -30,6 +30,10 @@ SCOPES: dict[str, str] = {
     "ingest:write": "Send portfolios and payments: mappings, files, sources and runs",
     "allocation:read": "Read allocation settings, strategies, runs, placements and scores",
     "allocation:write": "Change allocation settings and strategies, run allocation, recall",
+    "contact:read": "Read contact attempts, outcome codes and message templates",
+    "contact:write": "Make contact attempts through the compliance gate and record outcomes",
+    "compliance:read": "Read the compliance policy, simulate schedules, list notices due",
+    "compliance:write": "Tighten the compliance policy; manage outcome codes and templates",
 }
 
 
