@@ -275,3 +275,93 @@ def make_lender(app: Flask, jurisdiction: str = "CN") -> Lender:
             lender.manager_emails.append(manager.email)
         session.commit()
     return lender
+
+
+def zone_where_it_is(hour: int) -> str:
+    """A fixed-offset zone whose local clock reads ``hour``:xx right now (tests that read
+    the real clock, like the work queue, choose the debtor's zone with it)."""
+    offset = (hour - dt.datetime.now(dt.UTC).hour + 12) % 24 - 12  # -12 .. 11
+    if offset == 0:
+        return "Etc/GMT"
+    # POSIX-style names: Etc/GMT-8 is eight hours ahead of UTC.
+    return f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+def seed_world_contact(world: Any) -> None:
+    """Contacts, attempts, outcome codes, templates and a policy in both tenants of the
+    isolation world; B holds more of each, so B's ids do not exist in A after the walk."""
+    from recova.platform.compliance.policy import save_policy
+    from recova.platform.contact.templates import save_template
+    from tests.support import B_MARK
+
+    objects = platform(world.app)
+    cipher = objects.cipher
+    counts = {"a": 1, "b": 5}
+    last: dict[str, dict[str, int]] = {}
+    for key, data in (("a", world.a), ("b", world.b)):
+        mark = B_MARK if key == "b" else "alpha"
+        with tenant_scope(data.slug, db=objects.db) as session:
+            tenant = session.info["tenant"]
+            case = session.get(Case, data.case_ids[0])
+            assert case is not None
+            value = "+8613812345678" if key == "a" else "+12125550123"
+            contact = Contact(
+                debtor_id=case.debtor_id,
+                kind=ContactKind.PHONE,
+                relation="self",
+                value_ciphertext=cipher.encrypt(value, context="contact.phone"),
+                value_index=cipher.blind_index(value, context="contact.phone"),
+                value_masked=mask(value),
+            )
+            session.add(contact)
+            session.flush()
+            outcome_codes(session)
+            for n in range(10 if key == "b" else 0):
+                from recova.platform.contact.services import create_outcome_code
+
+                create_outcome_code(session, code=f"{mark}-{n}", label=f"{mark} {n}", result="busy")
+            template_id = 0
+            for n in range(counts[key]):
+                template_id = save_template(
+                    session,
+                    name=f"walk-{mark}-{n}",
+                    channel="sms",
+                    audience="debtor",
+                    body=f"Hello {{debtor_name}} from {mark}",
+                ).id
+            save_policy(
+                session,
+                jurisdiction=tenant.jurisdiction.value,
+                overrides={"third_party_after_failures": 4},
+            )
+            attempt_id = 0
+            for n in range(counts[key]):
+                made = attempt_contact(
+                    session,
+                    objects,
+                    tenant=tenant,
+                    case_id=case.id,
+                    contact_id=contact.id,
+                    channel=Channel.SMS,
+                    actor=Actor(kind="tenant", user_id=data.admin_id),
+                    notes=f"walk {mark}",
+                    at=dt.datetime(2026, 6, 1 + n, 4, 0, tzinfo=dt.UTC),
+                )
+                assert made is not None
+                attempt_id = made.id
+            code_id = max(c.id for c in outcome_codes(session))
+            last[key] = {
+                "contact_id": contact.id,
+                "case_id": case.id,
+                "template_id": template_id,
+                "attempt_id": attempt_id,
+                "code_id": code_id,
+            }
+    world.samples.update({f"a_{name}": value for name, value in last["a"].items()})
+    world.hostile_ids.update(
+        {
+            "attempt_id": str(last["b"]["attempt_id"]),
+            "template_id": str(last["b"]["template_id"]),
+            "code_id": str(last["b"]["code_id"]),
+        }
+    )
