@@ -74,9 +74,8 @@ def record_outcome(
     """Complete a pending attempt with one of the tenant's outcome codes."""
     if attempt.status != AttemptStatus.PENDING:
         raise ContactError(f"attempt {attempt.id} is {attempt.status}, not pending", conflict=True)
-    found = session.scalar(
-        select(OutcomeCode).where(OutcomeCode.code == code, OutcomeCode.is_active)
-    )
+    # Through ``outcome_codes``: a tenant that never listed its codes has the defaults.
+    found = next((c for c in outcome_codes(session) if c.code == code and c.is_active), None)
     if found is None:
         raise ContactError(f"no active outcome code {code!r}")
     rules = policy_in_force(session, jurisdiction=jurisdiction, at=attempt.attempted_at).rules
