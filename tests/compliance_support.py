@@ -188,6 +188,7 @@ class Lender:
                     made,
                     jurisdiction=self.jurisdiction,
                     code=codes[result],
+                    actor="test:lender",
                     recording_ref=recording_ref,
                 )
             session.expunge(made)
@@ -319,7 +320,13 @@ def seed_world_contact(world: Any) -> None:
             for n in range(10 if key == "b" else 0):
                 from recova.platform.contact.services import create_outcome_code
 
-                create_outcome_code(session, code=f"{mark}-{n}", label=f"{mark} {n}", result="busy")
+                create_outcome_code(
+                    session,
+                    code=f"{mark}-{n}",
+                    label=f"{mark} {n}",
+                    result="busy",
+                    actor="job:walk",
+                )
             template_id = 0
             for n in range(counts[key]):
                 template_id = save_template(
@@ -328,11 +335,13 @@ def seed_world_contact(world: Any) -> None:
                     channel="sms",
                     audience="debtor",
                     body=f"Hello {{debtor_name}} from {mark}",
+                    actor="job:walk",
                 ).id
             save_policy(
                 session,
                 jurisdiction=tenant.jurisdiction.value,
                 overrides={"third_party_after_failures": 4},
+                actor="job:walk",
             )
             attempt_id = 0
             for n in range(counts[key]):

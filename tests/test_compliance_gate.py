@@ -383,10 +383,17 @@ def test_checks_replay_under_the_pack_version_of_their_day(cn: Lender) -> None:
         assert stored_old is not None
         assert stored_new is not None
         # 2025: recording not yet required. 2026: a connected call needs its recording.
-        record_outcome(session, stored_old, jurisdiction="CN", code=code)
+        record_outcome(session, stored_old, jurisdiction="CN", code=code, actor="test:gate")
         with pytest.raises(ContactError, match="recording_ref"):
-            record_outcome(session, stored_new, jurisdiction="CN", code=code)
-        record_outcome(session, stored_new, jurisdiction="CN", code=code, recording_ref="r-9")
+            record_outcome(session, stored_new, jurisdiction="CN", code=code, actor="test:gate")
+        record_outcome(
+            session,
+            stored_new,
+            jurisdiction="CN",
+            code=code,
+            recording_ref="r-9",
+            actor="test:gate",
+        )
 
 
 def test_policy_may_tighten_and_never_loosen(cn: Lender) -> None:
@@ -394,6 +401,7 @@ def test_policy_may_tighten_and_never_loosen(cn: Lender) -> None:
         with pytest.raises(PolicyError) as loosened:
             save_policy(
                 session,
+                actor="test:gate",
                 jurisdiction="CN",
                 overrides={
                     "window_start": "07:00",
@@ -412,16 +420,18 @@ def test_policy_may_tighten_and_never_loosen(cn: Lender) -> None:
         }
         assert "at most 3" in loosened.value.errors["max_connected_calls_per_day"]
         with pytest.raises(PolicyError, match="unknown rule"):
-            save_policy(session, jurisdiction="CN", overrides={"max_calls": 1})
+            save_policy(session, jurisdiction="CN", overrides={"max_calls": 1}, actor="test:gate")
         with pytest.raises(PolicyError, match="past"):
             save_policy(
                 session,
+                actor="test:gate",
                 jurisdiction="CN",
                 overrides={},
                 effective_from=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
             )
         save_policy(
             session,
+            actor="test:gate",
             jurisdiction="CN",
             overrides={"max_connected_calls_per_day": 2, "window_end": "20:00"},
             effective_from=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),

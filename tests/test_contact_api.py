@@ -5,11 +5,13 @@ the work queue hiding what may not be called now."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from sqlalchemy import select
 
 from recova.platform.allocation.models import Assignment, Placement
+from recova.platform.audit import events
 from recova.platform.contact.models import Channel
 from tests.compliance_support import Lender, local, make_lender, zone_where_it_is
 from tests.support import login
@@ -60,6 +62,21 @@ def test_attempt_outcome_and_a_block_on_record(cn: Lender) -> None:
     assert _blocks_counted(cn, "cn.connected_calls_per_day") == before + 1
     listed = collector.get(base)
     assert [a["status"] for a in listed.json] == ["blocked"] + ["completed"] * 3
+    # The chain holds each attempt, each outcome and the block, by the collector.
+    with cn.scope() as session:
+        chain = events(session, action="contact.", subject=("case", debt.case_id))
+        actions = [e.action for e in chain]
+        assert actions == ["contact.attempt", "contact.outcome"] * 3 + ["contact.blocked"]
+        assert {e.actor for e in chain} == {f"user:{cn.collector_ids[0]}"}
+        blocked = json.loads(chain[-1].data)
+        assert blocked["rule"] == "cn.connected_calls_per_day"
+        assert blocked["attempt_id"] == fourth.json["id"]
+        assert dt.datetime.fromisoformat(blocked["next_allowed_at"]) == (
+            dt.datetime.fromisoformat(fourth.json["next_allowed_at"])
+        )
+        assert json.loads(chain[1].data)["result"] == "connected"
+        # Masked values and ids only: no number of the debtor's reaches the chain.
+        assert all("13812345678" not in e.data for e in chain)
 
 
 def test_agency_staff_reach_only_their_placed_cases(cn: Lender) -> None:
@@ -113,6 +130,11 @@ def test_third_party_templates_never_carry_the_debt(cn: Lender) -> None:
         },
     )
     assert third.status_code == 201, third.json
+    with cn.scope() as session:
+        saved = events(
+            session, action="config.changed", subject=("message_template", third.json["id"])
+        )
+        assert json.loads(saved[0].data)["audience"] == "third_party"
     own = admin.post(
         "/api/v1/contact/templates",
         {
@@ -167,6 +189,14 @@ def test_policy_api_tightens_and_refuses_loosening(cn: Lender) -> None:
     assert tight.json["rules"]["max_connected_calls_per_day"] == 2
     assert tight.json["pack_rules"]["max_connected_calls_per_day"] == 3
     assert len(tight.json["history"]) == 1
+    with cn.scope() as session:
+        changed = events(session, action="config.changed", subject=("compliance_policy",
+                         tight.json["version_id"]))  # fmt: skip
+        assert len(changed) == 1
+        assert json.loads(changed[0].data)["overrides"] == {
+            "window_end": "21:00",
+            "max_connected_calls_per_day": 2,
+        }
     analyst_denied = login(cn.app, cn.collector_emails[0]).request(
         "PUT", f"/api/v1/tenants/{cn.slug}/compliance/policy", {"overrides": {}}
     )
@@ -285,6 +315,11 @@ def test_outcome_codes_are_the_tenants_own(cn: Lender) -> None:
     outcome = f"/api/v1/cases/{debt.case_id}/attempts/{attempt['id']}/outcome"
     retired = admin.patch(f"/api/v1/contact/outcome-codes/{made.json['id']}", {"is_active": False})
     assert retired.status_code == 200
+    with cn.scope() as session:
+        changes = events(
+            session, action="config.changed", subject=("outcome_code", made.json["id"])
+        )
+        assert [json.loads(e.data)["is_active"] for e in changes] == [True, False]
     assert admin.post(outcome, {"code": "PTP-CALLBACK", "recording_ref": "r"}).status_code == 422
     admin.patch(f"/api/v1/contact/outcome-codes/{made.json['id']}", {"is_active": True})
     done = admin.post(outcome, {"code": "PTP-CALLBACK", "recording_ref": "r"})

@@ -20,11 +20,15 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import select, text
 
 from recova.platform.api import API_PREFIX
+from recova.platform.audit import record_event
+from recova.platform.audit.services import export_daily_head
 from recova.platform.auth.access import AccessRule
 from recova.platform.auth.models import OAuthClient, User
 from recova.platform.extension import platform
 from recova.platform.jobs import QUEUES, job_queue
+from recova.platform.privacy.settings import save_settings
 from recova.tenants.models import Tenant
+from recova.tenants.scope import tenant_scope
 from tests.allocation_support import seed_world_allocation
 from tests.compliance_support import seed_world_contact
 from tests.support import (
@@ -68,6 +72,9 @@ TENANT_TABLES = (
     "message_templates",
     "compliance_policies",
     "validation_notices",
+    "audit_events",
+    "audit_head_exports",
+    "privacy_settings",
 )
 
 
@@ -182,6 +189,11 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
                 }
             ]
         },
+        ("/privacy/settings", "PUT"): {"retention_days": 400, "reveals_per_hour": 10},
+        ("/debtors/<int:debtor_id>/reveal", "POST"): {
+            "field": "national_id",
+            "reason": "the walk checks who may reveal",
+        },
     }
     if (path, method) not in bodies:
         pytest.fail(f"add a sample body for {method} {rule} to the isolation walk")
@@ -290,8 +302,22 @@ def run_all_jobs(app) -> None:  # type: ignore[no-untyped-def]
 @pytest.fixture(autouse=True)
 def _allocation_objects(world: World) -> None:
     """Strategies, rules, runs and placements in both tenants; B holds more of each.
-    Then contacts, attempts, outcome codes, templates and policies, likewise."""
+
+    Both chains hold audit events and B's more, and B has privacy settings and an
+    exported head, so a leak or a write across tenants would show.
+    """
     seed_world_allocation(world)
+    db = platform(world.app).db
+    for tenant, count in ((world.a, 2), (world.b, 6)):
+        with tenant_scope(tenant.slug, db=db) as session:
+            for n in range(count):
+                record_event(
+                    session, action="case.transition", actor="job:walk", subject=("case", n)
+                )
+    with tenant_scope(world.b.slug, db=db) as session:
+        save_settings(session, actor="job:walk", retention_days=500, reveals_per_hour=5)
+        export_daily_head(session, day=dt.date(2026, 1, 1), actor="job:walk")
+    # Contacts, attempts, outcome codes, templates and policies: B holds more of each.
     seed_world_contact(world)
 
 

@@ -96,7 +96,8 @@ def test_every_is_aligned_so_replicas_agree() -> None:
 
 
 def test_the_days_past_due_refresh_uses_the_tenant_s_date_and_the_api_s_job_id() -> None:
-    refresh, allocate = periodic_jobs()
+    jobs = {job.name: job for job in periodic_jobs()}
+    refresh, allocate = jobs["refresh-dpd"], jobs["allocate"]
     slot = refresh.schedule.latest_slot(NOW)
     assert slot == dt.datetime(2026, 3, 10, 16, 5, tzinfo=dt.UTC)
     shanghai = TenantRun(tenant_id=4, slug="a", timezone="Asia/Shanghai", slot=slot)
@@ -118,6 +119,21 @@ def test_the_days_past_due_refresh_uses_the_tenant_s_date_and_the_api_s_job_id()
         {"tenant_id": 4, "as_of": "2026-03-11"},
     )
     assert allocate.job.queue == "allocate"
+
+
+def test_audit_heads_cover_the_tenant_s_previous_day_and_retention_runs_daily() -> None:
+    jobs = {job.name: job for job in periodic_jobs()}
+    heads, retention = jobs["audit-head"], jobs["retention"]
+    slot = heads.schedule.latest_slot(NOW)
+    shanghai = TenantRun(tenant_id=4, slug="a", timezone="Asia/Shanghai", slot=slot)
+    # 16:10 UTC is 00:10 in Shanghai: the day that just ended is the 10th.
+    assert heads.plan(shanghai) == (
+        "audit-head-4-2026-03-10",
+        {"tenant_id": 4, "day": "2026-03-10"},
+    )
+    slot = retention.schedule.latest_slot(NOW)
+    new_york = TenantRun(tenant_id=5, slug="b", timezone="America/New_York", slot=slot)
+    assert retention.plan(new_york) == ("retention-5-2026-03-09", {"tenant_id": 5})
 
 
 # --- leadership and claims ------------------------------------------------------------------

@@ -36,6 +36,7 @@ from recova.connectors.schemas import (
     UploadSchema,
 )
 from recova.platform.api import SelectPage, tenant_routes
+from recova.platform.audit import record_event
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.errors import abort
@@ -258,6 +259,15 @@ class RunErrors(MethodView):
     def get(self, run_id: int) -> Response:
         """The run's rejected rows as CSV: row, column, value (masked if personal), reason."""
         run = _get(IngestionRun, run_id, "run")
+        principal = current_principal()
+        assert principal is not None
+        record_event(
+            db_session(),
+            action="export.row_errors",
+            actor=principal,
+            subject=("ingestion_run", run.id),
+            data={"rejected": run.rejected},
+        )
         rows = services.row_errors_csv(db_session(), run)
         return Response(
             stream_with_context(rows),

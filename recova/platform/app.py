@@ -34,13 +34,27 @@ def _api_blueprints() -> list[Any]:
     from recova.connectors.api import blp as ingestion
     from recova.platform.agencies.api import blp as agencies
     from recova.platform.allocation.api import blp as allocation
+    from recova.platform.audit.api import blp as audit
     from recova.platform.auth.api import blp as auth
     from recova.platform.cases.api import blp as cases
     from recova.platform.compliance.api import blp as compliance
     from recova.platform.contact.api import blp as contact
+    from recova.platform.privacy.api import blp as privacy
     from recova.tenants.api import blp as tenants
 
-    return [auth, tenants, agencies, contracts, cases, ingestion, allocation, contact, compliance]
+    return [
+        auth,
+        tenants,
+        agencies,
+        contracts,
+        cases,
+        ingestion,
+        allocation,
+        audit,
+        privacy,
+        contact,
+        compliance,
+    ]
 
 
 def _web_blueprints() -> list[Any]:

@@ -370,5 +370,15 @@ def ingest(  # noqa: PLR0917 - click passes each option positionally
         sys.exit(2)
 
 
+def _register_domain_commands() -> None:
+    from recova.platform.audit.cli import audit_cli
+    from recova.platform.privacy.cli import privacy_cli
+
+    main.add_command(audit_cli)
+    main.add_command(privacy_cli)
+
+
+_register_domain_commands()
+
 if __name__ == "__main__":
     main()

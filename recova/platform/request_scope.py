@@ -3,6 +3,12 @@
 The session is opened on first use and committed once, after the view returned a
 success; any error status or exception rolls it back. Work that must only happen after
 the commit (enqueueing jobs) is registered with ``recova.platform.db.after_commit``.
+
+Every successful write (POST, PUT, PATCH, DELETE) in a tenant's scope appends one
+``api.request`` event to the tenant's audit chain in the same transaction: who called
+which operation on which ids. Domain services add their own, richer events (a contact
+attempt, a settlement decision); this one guarantees that no configuration change or
+other write through the API, including routes added later, leaves no trace.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ def _finish(response: Response) -> Response:
         return response
     try:
         if response.status_code < 400:
+            _audit_write(current, response.status_code)
             current.commit()
         else:
             current.rollback()
@@ -79,6 +86,30 @@ def _finish(response: Response) -> Response:
     finally:
         current.close()
     return response
+
+
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _audit_write(current: Session, status: int) -> None:
+    if request.method not in WRITES or current.info.get("tenant_schema") is None:
+        return
+    principal = g.get("principal")
+    if principal is None:
+        return
+    from recova.platform.audit.services import record_event
+
+    record_event(
+        current,
+        action="api.request",
+        actor=principal,
+        subject=("endpoint", (request.endpoint or "unknown").rsplit(".", 1)[-1][:64]),
+        data={
+            "method": request.method,
+            "ids": {k: v for k, v in (request.view_args or {}).items() if isinstance(v, int)},
+            "status": status,
+        },
+    )
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:

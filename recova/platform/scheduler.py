@@ -5,10 +5,9 @@ the ``JobSpec`` to enqueue and a *plan*: a function that, for one active tenant 
 due slot, returns the job's deterministic id and its keyword arguments. ``PERIODIC_JOBS``
 is the one list of them; adding a job is one line there.
 
-Registered today: the daily days-past-due refresh and the daily allocation of every
-active tenant. Promise evaluation, month close, retention erasure and the audit head export
-are registered by the issues that build those jobs, each as one line in
-``periodic_jobs()``.
+Registered today: the daily days-past-due refresh, the daily allocation, the daily audit
+head export and the daily retention erasure of every active tenant; adding a job is one
+line in ``periodic_jobs()``.
 
 Never twice, three ways:
 
@@ -140,10 +139,22 @@ def _allocate(run: TenantRun) -> tuple[str, dict[str, Any]]:
     return allocation_job_id(run.tenant_id, as_of), {"tenant_id": run.tenant_id, "as_of": as_of}
 
 
+def _audit_head(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    # The head as of the end of the tenant's previous day: exported just after midnight.
+    day = (run.local_date - dt.timedelta(days=1)).isoformat()
+    return f"audit-head-{run.tenant_id}-{day}", {"tenant_id": run.tenant_id, "day": day}
+
+
+def _retention(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    return f"retention-{run.tenant_id}-{run.local_date.isoformat()}", {"tenant_id": run.tenant_id}
+
+
 def periodic_jobs() -> list[PeriodicJob]:
     """Every periodic job, in the order they are enqueued when due together."""
     from recova.platform.allocation.jobs import allocate_tenant_job
+    from recova.platform.audit.jobs import export_audit_head_job
     from recova.platform.cases.jobs import refresh_days_past_due_job
+    from recova.platform.privacy.jobs import retention_erasure_job
 
     return [
         # 16:05 UTC is just past midnight in China, where most tenants are, and morning in
@@ -151,6 +162,8 @@ def periodic_jobs() -> list[PeriodicJob]:
         PeriodicJob("refresh-dpd", daily("16:05"), refresh_days_past_due_job, _refresh_dpd),
         # After the refresh, on the same tenant date; the same job id as "run now".
         PeriodicJob("allocate", daily("16:20"), allocate_tenant_job, _allocate),
+        PeriodicJob("audit-head", daily("16:10"), export_audit_head_job, _audit_head),
+        PeriodicJob("retention", daily("18:00"), retention_erasure_job, _retention),
     ]
 
 

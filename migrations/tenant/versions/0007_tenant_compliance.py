@@ -1,7 +1,7 @@
 """Tenant schema: contact attempts, outcome codes, message templates, compliance policy
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-28 22:00:00
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 from recova.tenants.migrate import current_tenant_schema
 
 revision: str = "0007"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -44,6 +44,7 @@ from recova.platform.allocation.models import (
     StrategyVersion,
 )
 from recova.platform.allocation.strategies import resolve_policy
+from recova.platform.audit import record_event
 from recova.platform.auth.models import Membership, Role, User
 from recova.platform.db import Database
 from recova.tenants.models import Tenant, TenantStatus, tenant_today
@@ -133,7 +134,31 @@ def run_allocation(
             )
     finally:
         raw.close()
+    if not dry_run:
+        _audit_run(db, found, result, requested_by)
     return result
+
+
+def _audit_run(
+    db: Database, tenant: Tenant, result: AllocationResult, requested_by: int | None
+) -> None:
+    """One chain event per completed run, with every step's counts.
+
+    The run moves cases in bulk (one set-based statement per step), so the chain records
+    the run and its counts; the placements and assignments tables keep each case's
+    history. Appended just after the run's last commit: a crash in between loses this
+    summary, never the run.
+    """
+    from recova.tenants.scope import tenant_scope
+
+    with tenant_scope(tenant, db=db) as session:
+        record_event(
+            session,
+            action="allocation.completed",
+            actor=f"user:{requested_by}" if requested_by else "job:allocation",
+            subject=("allocation_run", result.run_id),
+            data={"as_of": result.as_of, "steps_run": result.steps_run, "counts": result.counts},
+        )
 
 
 def _tenant(db: Database, tenant: Tenant | int | str) -> Tenant:

@@ -34,6 +34,8 @@ SCOPES: dict[str, str] = {
     "contact:write": "Make contact attempts through the compliance gate and record outcomes",
     "compliance:read": "Read the compliance policy, simulate schedules, list notices due",
     "compliance:write": "Tighten the compliance policy; manage outcome codes and templates",
+    "audit:read": "Read and verify the tenant's audit chain and its exported heads",
+    "privacy:reveal": "Reveal a debtor's national id or phone number, with a stated reason",
 }
 
 

@@ -76,6 +76,8 @@ class Debtor(Timestamped, TenantModel):
     language: Mapped[str | None] = mapped_column(String(16))
     #: The debtor asked not to be contacted at all: the compliance gate stops all outreach.
     do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Set when retention erased the debtor's personal data (see ``privacy.retention``).
+    erased_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="debtor", order_by="Contact.id")
     accounts: Mapped[list[Account]] = relationship(back_populates="debtor", order_by="Account.id")

@@ -76,6 +76,7 @@ class PolicyItem(MethodView):
                 jurisdiction=jurisdiction,
                 overrides=data["overrides"],
                 effective_from=data.get("effective_from"),
+                actor=principal,
                 created_by=None if principal.is_client else principal.subject_id,
             )
         except policy.PolicyError as exc:

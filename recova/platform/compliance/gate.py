@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from recova.platform.audit import record_event
 from recova.platform.compliance.localtime import (
     in_window,
     local_day,
@@ -87,6 +88,13 @@ class Actor:
         if principal.is_agency_user:
             return cls(kind="agency", agency_id=principal.agency_id, user_id=principal.subject_id)
         return cls(kind="tenant", user_id=principal.subject_id)
+
+    @property
+    def audit_label(self) -> str:
+        """The actor as the audit chain names principals: ``user:<id>`` or ``client:<id>``."""
+        if self.kind == "client":
+            return f"client:{self.client_id}"
+        return f"user:{self.user_id}" if self.user_id is not None else f"{self.kind}:system"
 
 
 @dataclass(frozen=True)
@@ -548,6 +556,28 @@ def attempt_contact(
     )
     session.add(attempt)
     session.flush()  # the caller answers with the attempt's id
+    # Last, after the decision: the audit append holds the tenant's chain lock to commit.
+    record_event(
+        session,
+        action="contact.attempt" if decision.allowed else "contact.blocked",
+        actor=actor.audit_label,
+        subject=("case", target.case_id),
+        data={
+            "attempt_id": attempt.id,
+            "contact_id": target.contact_id,
+            "channel": channel.value,
+            "third_party": target.third_party,
+            "agency_id": actor.agency_id,
+            "pack_version": decision.pack_version,
+            "policy_id": decision.policy_id,
+            "timezone": decision.timezone,
+            "rule": decision.rule,
+            "rules": [b.rule for b in decision.blocks],
+            "next_allowed_at": (
+                decision.next_allowed_at.isoformat() if decision.next_allowed_at else None
+            ),
+        },
+    )
     if not decision.allowed:
         rule = decision.rule or ""
         # Counted once the block is on record, never for a transaction that rolled back.

@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from recova.platform.audit import record_event
+from recova.platform.auth.principal import Principal
 from recova.platform.compliance.models import PolicyVersion
 from recova.platform.compliance.packs import TIGHTER, PackVersion, Rules, pack_in_force
 from recova.platform.db import utcnow
@@ -143,6 +145,7 @@ def save_policy(
     *,
     jurisdiction: str,
     overrides: dict[str, Any],
+    actor: Principal | str,
     effective_from: dt.datetime | None = None,
     created_by: int | None = None,
 ) -> PolicyVersion:
@@ -158,7 +161,19 @@ def save_policy(
         pack=jurisdiction, overrides=clean, effective_from=starts, created_by=created_by
     )
     session.add(version)
-    session.flush()  # the caller answers with the new version's id
+    session.flush()  # the caller answers with the new version's id; the event names it
+    record_event(
+        session,
+        action="config.changed",
+        actor=actor,
+        subject=("compliance_policy", version.id),
+        data={
+            "what": "compliance_policy",
+            "pack": jurisdiction,
+            "overrides": clean,
+            "effective_from": starts.isoformat(),
+        },
+    )
     return version
 
 

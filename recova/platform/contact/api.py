@@ -134,6 +134,7 @@ class AttemptOutcome(MethodView):
                 attempt,
                 jurisdiction=current_tenant().jurisdiction.value,
                 code=data["code"],
+                actor=_principal(),
                 notes=data.get("notes"),
                 recording_ref=data.get("recording_ref"),
             )
@@ -214,7 +215,11 @@ class OutcomeCodeCollection(MethodView):
         """Add an outcome code, mapped to a canonical result the rules read."""
         try:
             return services.create_outcome_code(
-                db_session(), code=data["code"], label=data["label"], result=data["result"].value
+                db_session(),
+                code=data["code"],
+                label=data["label"],
+                result=data["result"].value,
+                actor=_principal(),
             )
         except services.ContactError as exc:
             _contact_error(exc)
@@ -230,11 +235,7 @@ class OutcomeCodeItem(MethodView):
         code = db_session().get(OutcomeCode, code_id)
         if code is None:
             abort(404, message=f"no outcome code {code_id}")
-        for key in ("label", "is_active"):
-            if key in data:
-                setattr(code, key, data[key])
-        db_session().flush()  # the answer shows the stored code
-        return code
+        return services.update_outcome_code(db_session(), code, data, actor=_principal())
 
 
 @tenant_routes(blp, "/contact/templates")
@@ -254,7 +255,9 @@ class TemplateCollection(MethodView):
         if session.scalar(select(MessageTemplate.id).where(MessageTemplate.name == data["name"])):
             abort(409, message=f"a template named {data['name']!r} exists")
         try:
-            return save_template(session, **{**data, "audience": data["audience"].value})
+            return save_template(
+                session, **{**data, "audience": data["audience"].value}, actor=_principal()
+            )
         except TemplateError as exc:
             abort(422, message=str(exc))
 
@@ -272,7 +275,10 @@ class TemplateItem(MethodView):
             abort(404, message=f"no template {template_id}")
         try:
             return save_template(
-                session, **{**data, "audience": data["audience"].value}, template=template
+                session,
+                **{**data, "audience": data["audience"].value},
+                template=template,
+                actor=_principal(),
             )
         except TemplateError as exc:
             abort(422, message=str(exc))

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from recova.platform.audit import record_event
+from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Account, Case, Contact, Debtor
 from recova.platform.compliance.policy import policy_in_force
 from recova.platform.contact.models import (
@@ -51,15 +53,42 @@ def outcome_codes(session: Session) -> list[OutcomeCode]:
     return codes
 
 
-def create_outcome_code(session: Session, *, code: str, label: str, result: str) -> OutcomeCode:
+def create_outcome_code(
+    session: Session, *, code: str, label: str, result: str, actor: Principal | str
+) -> OutcomeCode:
     """Add a tenant outcome code mapped to a canonical result."""
     outcome_codes(session)  # the defaults exist first, so the new code is not the only one
     if session.scalar(select(OutcomeCode.id).where(OutcomeCode.code == code)) is not None:
         raise ContactError(f"outcome code {code!r} exists", conflict=True)
     created = OutcomeCode(code=code, label=label, result=result, is_active=True)
     session.add(created)
-    session.flush()  # the caller answers with the new id
+    session.flush()  # the caller answers with the new id, and the audit event names it
+    record_event(
+        session,
+        action="config.changed",
+        actor=actor,
+        subject=("outcome_code", created.id),
+        data={"what": "outcome_code", "code": code, "result": result, "is_active": True},
+    )
     return created
+
+
+def update_outcome_code(
+    session: Session, code: OutcomeCode, changes: dict[str, Any], *, actor: Principal | str
+) -> OutcomeCode:
+    """Relabel or retire a code; its result never changes (history reads it)."""
+    for key in ("label", "is_active"):
+        if key in changes:
+            setattr(code, key, changes[key])
+    session.flush()  # the answer shows the stored code
+    record_event(
+        session,
+        action="config.changed",
+        actor=actor,
+        subject=("outcome_code", code.id),
+        data={"what": "outcome_code", "code": code.code, "is_active": code.is_active},
+    )
+    return code
 
 
 def record_outcome(
@@ -68,6 +97,7 @@ def record_outcome(
     *,
     jurisdiction: str,
     code: str,
+    actor: Principal | str,
     notes: str | None = None,
     recording_ref: str | None = None,
 ) -> ContactAttempt:
@@ -96,6 +126,18 @@ def record_outcome(
     if recording_ref:
         attempt.recording_ref = recording_ref
     session.flush()  # the caller answers with the stored attempt
+    record_event(
+        session,
+        action="contact.outcome",
+        actor=actor,
+        subject=("case", attempt.case_id),
+        data={
+            "attempt_id": attempt.id,
+            "code": found.code,
+            "result": found.result,
+            "recorded": bool(attempt.recording_ref),
+        },
+    )
     return attempt
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from recova.platform.audit import record_event
+from recova.platform.auth.principal import Principal
 from recova.platform.contact.models import MessageTemplate, TemplateAudience
 
 #: Placeholders that disclose the debt.
@@ -88,6 +90,7 @@ def save_template(
     channel: str,
     audience: str,
     body: str,
+    actor: Principal | str,
     subject: str | None = None,
     template: MessageTemplate | None = None,
 ) -> MessageTemplate:
@@ -101,7 +104,14 @@ def save_template(
     template.audience = audience
     template.subject = subject
     template.body = body
-    session.flush()  # the caller answers with the stored template
+    session.flush()  # the caller answers with the stored template; the event names its id
+    record_event(
+        session,
+        action="config.changed",
+        actor=actor,
+        subject=("message_template", template.id),
+        data={"what": "message_template", "channel": channel, "audience": audience},
+    )
     return template
 
 

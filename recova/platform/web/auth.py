@@ -8,7 +8,10 @@ from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
+from recova.platform.audit import record_event
+from recova.platform.auth.models import User
 from recova.platform.auth.services import authenticate, end_sessions
+from recova.platform.db import bind_session_to_schema
 from recova.platform.extension import platform
 from recova.platform.request_scope import (
     SESSION_EPOCH_KEY,
@@ -46,6 +49,7 @@ def login() -> Response | str | tuple[str, int]:
             lockout_seconds=settings.login_lockout_seconds,
         )
         if result.user is not None:
+            _audit_login(result.user)
             session.clear()  # a fresh session on login: no fixation
             session[SESSION_USER_KEY] = result.user.id
             session[SESSION_EPOCH_KEY] = result.user.session_epoch
@@ -54,6 +58,20 @@ def login() -> Response | str | tuple[str, int]:
         # A failed attempt still commits (the failure count must stick), so answer 200.
         error = result.error
     return render_template("login.html", form=form, error=error)
+
+
+def _audit_login(user: User) -> None:
+    """A tenant user's login is an event in that tenant's chain, committed with it.
+
+    Platform admins and agency staff belong to no single tenant; their logins are in the
+    JSON logs, and what they then do inside a tenant is in that tenant's chain.
+    """
+    membership = user.membership
+    if membership is None or membership.tenant is None:
+        return
+    current = db_session()
+    bind_session_to_schema(current, membership.tenant.schema_name)
+    record_event(current, action="auth.login", actor=f"user:{user.id}", data={"via": "portal"})
 
 
 @blp.post("/logout")

@@ -1,0 +1,1 @@
+"""Personal data: masked by default, revealed with a reason, erased after retention."""

@@ -1,0 +1,27 @@
+"""``recova privacy ...``: retention erasure and settings from the command line."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("privacy")
+def privacy_cli() -> None:
+    """Personal data: retention and erasure."""
+
+
+@privacy_cli.command("erase")
+@click.argument("tenant")
+def erase(tenant: str) -> None:
+    """Erase TENANT's debtors past retention now (the daily job, here)."""
+    from recova.platform.cli import _app
+    from recova.platform.extension import platform
+    from recova.platform.privacy.retention import erase_expired
+    from recova.tenants.scope import tenant_scope
+
+    try:
+        with tenant_scope(tenant, db=platform(_app()).db) as session:
+            counts = erase_expired(session, actor="cli:privacy-erase")
+    except LookupError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"erased {counts['debtors']} debtors, purged {counts['file_chunks']} file chunks")

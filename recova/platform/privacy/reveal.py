@@ -1,0 +1,177 @@
+"""Revealing one unmasked identifier: who may, why, how often, and the audit trail.
+
+Everyone sees national ids and phone numbers masked (``138****5678``). Seeing one in
+full is an act with a reason: the caller names the field and a reason, the reveal is
+rate-limited per user and tenant (the ``limits`` library's moving window in Redis, so
+every web replica counts together), and the audit chain records who saw what and why,
+in the same transaction that returns the value.
+
+Who may reveal:
+- tenant admins, for any debtor of their tenant, and the tenant's API clients with the
+  ``privacy:reveal`` scope (the data is the tenant's own);
+- agency managers, for debtors with a case placed (and not recalled) with their agency;
+- collectors, for debtors with a case currently assigned to them.
+Analysts and platform admins work on aggregates and never need the plaintext.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerHour
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from recova.platform.allocation.models import Assignment, Placement
+from recova.platform.audit import record_event
+from recova.platform.audit.services import AuditDataError, check_data
+from recova.platform.auth.models import Role
+from recova.platform.auth.principal import Principal
+from recova.platform.cases.models import Case, Contact, ContactKind, Debtor
+from recova.platform.crypto import PersonalDataCipher
+from recova.platform.extension import Platform
+from recova.platform.privacy.settings import current_settings
+
+REVEAL_ROLES = frozenset({Role.TENANT_ADMIN, Role.AGENCY_MANAGER, Role.COLLECTOR})
+FIELDS = ("national_id", "contact")
+
+
+class RevealError(Exception):
+    """A reveal that is refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Revealed:
+    debtor_id: int
+    field: str
+    contact_id: int | None
+    value: str
+    reveals_left: int
+
+
+def _may_see_debtor(session: Session, principal: Principal, debtor_id: int) -> bool:
+    if principal.is_client or principal.role is Role.TENANT_ADMIN:
+        return True
+    open_placement = (
+        select(Placement.id)
+        .join(Case, Case.id == Placement.case_id)
+        .where(
+            Case.debtor_id == debtor_id,
+            Placement.agency_id == principal.agency_id,
+            Placement.recalled_on.is_(None),
+        )
+    )
+    if principal.role is Role.AGENCY_MANAGER:
+        return bool(session.scalar(select(exists(open_placement))))
+    if principal.role is Role.COLLECTOR:
+        assigned = (
+            select(Assignment.id)
+            .join(Placement, Placement.id == Assignment.placement_id)
+            .join(Case, Case.id == Placement.case_id)
+            .where(
+                Case.debtor_id == debtor_id,
+                Placement.agency_id == principal.agency_id,
+                Placement.recalled_on.is_(None),
+                Assignment.collector_id == principal.subject_id,
+                Assignment.ended_at.is_(None),
+            )
+        )
+        return bool(session.scalar(select(exists(assigned))))
+    return False
+
+
+def reveal(
+    session: Session,
+    *,
+    objects: Platform,
+    tenant_id: int,
+    principal: Principal,
+    debtor_id: int,
+    field: str,
+    reason: str,
+    contact_id: int | None = None,
+) -> Revealed:
+    """Decrypt one identifier for ``principal``, or raise ``RevealError`` saying why not."""
+    if not principal.is_client and principal.role not in REVEAL_ROLES:
+        raise RevealError(
+            403, "revealing personal data needs the tenant admin, agency manager or collector role"
+        )
+    if field not in FIELDS:
+        raise RevealError(422, f"field must be one of {', '.join(FIELDS)}")
+    reason = reason.strip()
+    if len(reason) < 10 or len(reason) > 500:
+        raise RevealError(422, "state the reason for the reveal in 10 to 500 characters")
+    try:
+        check_data({"reason": reason})
+    except AuditDataError as error:
+        raise RevealError(422, "the reason must not quote a phone or ID number") from error
+    debtor = session.get(Debtor, debtor_id)
+    # A debtor out of the caller's reach answers exactly like one that does not exist.
+    if debtor is None or not _may_see_debtor(session, principal, debtor_id):
+        raise RevealError(404, f"no debtor {debtor_id}")
+    if debtor.erased_at is not None:
+        raise RevealError(410, "this debtor's personal data was erased at the end of retention")
+
+    value = _decrypt(session, objects.cipher, debtor, field, contact_id)
+    left = _spend_one_reveal(session, objects, tenant_id, principal)
+    record_event(
+        session,
+        action="personal_data.revealed",
+        actor=principal,
+        subject=("debtor", debtor_id),
+        data={"field": field, "contact_id": contact_id, "reason": reason},
+    )
+    return Revealed(debtor_id, field, contact_id, value, left)
+
+
+def _decrypt(
+    session: Session,
+    cipher: PersonalDataCipher,
+    debtor: Debtor,
+    field: str,
+    contact_id: int | None,
+) -> str:
+    if field == "national_id":
+        if contact_id is not None:
+            raise RevealError(422, "contact_id only goes with field 'contact'")
+        if debtor.national_id_ciphertext is None:
+            raise RevealError(404, "the tenant sent no national id for this debtor")
+        return cipher.decrypt(debtor.national_id_ciphertext, context="debtor.national_id")
+    if contact_id is None:
+        raise RevealError(422, "name the contact_id to reveal")
+    contact = session.get(Contact, contact_id)
+    if contact is None or contact.debtor_id != debtor.id:
+        raise RevealError(404, f"no contact {contact_id} for debtor {debtor.id}")
+    if contact.kind is ContactKind.ADDRESS:
+        raise RevealError(422, "addresses are not masked; nothing to reveal")
+    return cipher.decrypt(contact.value_ciphertext, context=f"contact.{contact.kind.value}")
+
+
+def _spend_one_reveal(
+    session: Session, objects: Platform, tenant_id: int, principal: Principal
+) -> int:
+    per_hour = current_settings(session).reveals_per_hour
+    storage = RedisStorage(
+        "redis://",
+        connection_pool=objects.redis.connection_pool,
+        key_prefix=f"{objects.settings.queue_prefix}recova:reveals",
+    )
+    limiter = MovingWindowRateLimiter(storage)
+    item = RateLimitItemPerHour(per_hour)
+    who = (str(tenant_id), principal.kind, str(principal.subject_id))
+    if not limiter.hit(item, *who):
+        stats = limiter.get_window_stats(item, *who)
+        wait = max(1, int(stats.reset_time - dt.datetime.now(dt.UTC).timestamp()) + 1)
+        raise RevealError(
+            429, f"at most {per_hour} reveals per hour; try again in {wait} s", retry_after=wait
+        )
+    return limiter.get_window_stats(item, *who).remaining
