@@ -372,10 +372,12 @@ def ingest(  # noqa: PLR0917 - click passes each option positionally
 
 def _register_domain_commands() -> None:
     from recova.platform.audit.cli import audit_cli
+    from recova.platform.compliance.cli import compliance_cli
     from recova.platform.privacy.cli import privacy_cli
 
     main.add_command(audit_cli)
     main.add_command(privacy_cli)
+    main.add_command(compliance_cli)
 
 
 _register_domain_commands()
