@@ -48,7 +48,7 @@ def policy_view(session: Any, jurisdiction: str) -> dict[str, Any]:
         "pack_title": pack.title,
         "pack_rules": pack.rules.as_dict(),
         "version_id": in_force.version_id,
-        "overrides": in_force.version.overrides if in_force.version else {},
+        "overrides": in_force.overrides,
         "rules": in_force.rules.as_dict(),
         "history": policy.policy_history(session),
     }

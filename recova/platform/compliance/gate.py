@@ -3,11 +3,11 @@
 The API calls it now; the web UI and any dialer call the same function later. For one
 attempt it:
 
-1. loads the case, debtor and contact in one query (agency staff reach only cases placed
-   with their agency: anything else is "not found");
-2. takes a transaction-level advisory lock on (tenant schema, debtor), so two collectors
-   dialling the same debtor at the same instant are decided one after the other and
-   cannot both pass a cap only one may pass;
+1. loads the case, debtor, contact and the tenant's policy version in one query (agency
+   staff reach only cases placed with their agency: anything else is "not found");
+2. takes a transaction-level advisory lock on (tenant schema, debtor) in that same
+   statement, so two collectors dialling the same debtor at the same instant are decided
+   one after the other and cannot both pass a cap only one may pass;
 3. decides under the rules in force at that instant (``decide``): flags, the local
    contact window, the caps, the third-party rules;
 4. records the attempt: ``pending`` when allowed (its outcome follows), ``blocked`` with
@@ -36,7 +36,7 @@ from recova.platform.compliance.localtime import (
     window_opens,
     zone,
 )
-from recova.platform.compliance.policy import PolicyInForce, policy_in_force
+from recova.platform.compliance.policy import PolicyInForce
 from recova.platform.contact.models import (
     CHANNEL_CONTACT_KIND,
     FAILED_RESULTS,
@@ -113,6 +113,10 @@ class Target:
     relation: str
     contact_do_not_contact: bool
     contact_ciphertext: bytes
+    #: The tenant's policy version in force at the instant asked about (None: the bare pack).
+    policy_id: int | None = None
+    policy_pack: str | None = None
+    policy_overrides: dict[str, Any] | None = None
 
     @property
     def third_party(self) -> bool:
@@ -161,10 +165,22 @@ def _schema(session: Session) -> str:
 
 
 def load_target(
-    session: Session, *, case_id: int, contact_id: int, agency_id: int | None = None
+    session: Session,
+    *,
+    case_id: int,
+    contact_id: int,
+    at: dt.datetime,
+    agency_id: int | None = None,
+    lock: bool = False,
 ) -> Target | None:
-    """The case and the contact (which must be the case debtor's), or None if either is
-    missing or, for agency staff, the case is not placed with their agency now."""
+    """The case, the contact (which must be the case debtor's) and the tenant's policy
+    version in force at ``at``, in one round trip; None if the case or contact is missing
+    or, for agency staff, the case is not placed with their agency now.
+
+    With ``lock`` the same statement takes the per-debtor advisory lock (see
+    ``lock_debtor``), so the counts that follow, in their own statement and snapshot,
+    see every attempt committed by whoever held it before.
+    """
     s = _schema(session)
     placed = (
         f"""AND EXISTS (SELECT 1 FROM {s}.placements pl WHERE pl.case_id = c.id
@@ -172,17 +188,32 @@ def load_target(
         if agency_id is not None
         else ""
     )
+    locked = (
+        ", pg_advisory_xact_lock(hashtextextended(:lock_prefix || d.id::text, 0)) IS NULL"
+        if lock
+        else ""
+    )
     row = session.execute(
         text(
             f"""SELECT c.id, c.status::text, c.flags, d.id, d.do_not_contact, d.timezone,
                        d.region, k.id, k.kind::text, k.relation, k.do_not_contact,
-                       k.value_ciphertext
+                       k.value_ciphertext, p.id, p.pack, p.overrides {locked}
                 FROM {s}.cases c
                 JOIN {s}.debtors d ON d.id = c.debtor_id
                 JOIN {s}.contacts k ON k.id = :contact_id AND k.debtor_id = d.id
+                LEFT JOIN LATERAL (
+                    SELECT id, pack, overrides FROM {s}.compliance_policies
+                    WHERE effective_from <= :at
+                    ORDER BY effective_from DESC, id DESC LIMIT 1) p ON true
                 WHERE c.id = :case_id {placed}"""
         ),
-        {"case_id": case_id, "contact_id": contact_id, "agency_id": agency_id},
+        {
+            "case_id": case_id,
+            "contact_id": contact_id,
+            "agency_id": agency_id,
+            "at": at,
+            "lock_prefix": _lock_prefix(session),
+        },
     ).first()
     if row is None:
         return None
@@ -199,7 +230,14 @@ def load_target(
         relation=row[9],
         contact_do_not_contact=row[10],
         contact_ciphertext=row[11],
+        policy_id=row[12],
+        policy_pack=row[13],
+        policy_overrides=row[14],
     )
+
+
+def _lock_prefix(session: Session) -> str:
+    return f"contact:{session.info['tenant_schema']}:"
 
 
 def debtor_zone(
@@ -220,6 +258,9 @@ def debtor_zone(
         phone=phone,
         tenant_timezone=tenant_timezone,
     )
+
+
+_FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 
 def _count_statement(s: str, parts: list[str]) -> Any:
@@ -271,13 +312,27 @@ def decide(
     at: dt.datetime,
     tenant: Tenant,
     cipher: PersonalDataCipher,
+    live: bool = False,
 ) -> Decision:
-    """Apply the tenant's policy in force at ``at`` to one proposed attempt (reads only)."""
-    policy = policy_in_force(session, jurisdiction=tenant.jurisdiction.value, at=at)
+    """Apply the tenant's policy in force at ``at`` to one proposed attempt (reads only).
+
+    ``live`` counts every attempt on record, whatever its time: a live attempt is decided
+    after the lock, so anything recorded is earlier, even if another server's clock ran
+    ahead. A replay or a simulation counts only what happened up to ``at``.
+    """
+    policy = PolicyInForce.of(
+        jurisdiction=tenant.jurisdiction.value,
+        at=at,
+        pack=target.policy_pack,
+        overrides=target.policy_overrides,
+        version_id=target.policy_id,
+    )
     zone_name, source = debtor_zone(
         target, channel=channel, tenant_timezone=tenant.timezone, cipher=cipher
     )
-    blocks = _blocks(session, target, channel=channel, at=at, zone_name=zone_name, policy=policy)
+    blocks = _blocks(
+        session, target, channel=channel, at=at, zone_name=zone_name, policy=policy, live=live
+    )
     next_at: dt.datetime | None = None
     if blocks and all(b.until is not None for b in blocks):
         rules = policy.rules
@@ -306,6 +361,7 @@ def _blocks(
     at: dt.datetime,
     zone_name: str,
     policy: PolicyInForce,
+    live: bool,
 ) -> list[Block]:
     blocks = _standing_blocks(target)
     rules = policy.rules
@@ -324,7 +380,7 @@ def _blocks(
         )
     if channel is Channel.CALL_OUT or target.third_party:
         blocks += _counted_blocks(session, target, channel=channel, at=at, zone_name=zone_name,
-                                  policy=policy)  # fmt: skip
+                                  policy=policy, live=live)  # fmt: skip
     return blocks
 
 
@@ -355,6 +411,7 @@ def _counted_blocks(
     at: dt.datetime,
     zone_name: str,
     policy: PolicyInForce,
+    live: bool,
 ) -> list[Block]:
     """The caps and third-party rules, from one statement of indexed counts."""
     rules = policy.rules
@@ -366,7 +423,7 @@ def _counted_blocks(
         "debtor_id": target.debtor_id,
         "case_id": target.case_id,
         "contact_id": target.contact_id,
-        "at": at,
+        "at": _FAR_FUTURE if live else at,
         "day_start": day_start,
         "day_end": day_end,
     }
@@ -458,14 +515,35 @@ def _read_counts(
     return blocks
 
 
-def lock_debtor(session: Session, debtor_id: int) -> None:
-    """Serialise gate decisions on one debtor of this tenant until the transaction ends.
-
-    The key hashes the schema name with the debtor id into PostgreSQL's 64-bit lock
-    space; a collision between two debtors only makes them wait for each other.
-    """
-    key = f"contact:{session.info['tenant_schema']}:{debtor_id}"
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+def check_contact(
+    session: Session,
+    objects: Platform,
+    *,
+    tenant: Tenant,
+    case_id: int,
+    contact_id: int,
+    channel: Channel,
+    agency_id: int | None = None,
+    at: dt.datetime | None = None,
+) -> Decision | None:
+    """The gate's decision for an attempt, under the debtor's lock, recording nothing
+    (a dialler asking before it dials; the caller's transaction ends the lock)."""
+    when = at or utcnow()
+    target = load_target(
+        session, case_id=case_id, contact_id=contact_id, at=when, agency_id=agency_id, lock=True
+    )
+    if target is None:
+        return None
+    check_contact_kind(target, channel)
+    return decide(
+        session,
+        target,
+        channel=channel,
+        at=when,
+        tenant=tenant,
+        cipher=objects.cipher,
+        live=at is None,
+    )
 
 
 def check_contact_kind(target: Target, channel: Channel) -> None:
@@ -505,33 +583,52 @@ def attempt_contact(
 
     Returns None if the case or contact is not there (or not the agency's to work).
     Inbound calls are the debtor's own doing: they are recorded, never blocked.
-    ``at`` is for replays and tests; a live attempt happens now, read after the lock so
-    decisions on one debtor are made in the order they are recorded.
+    ``at`` is for replays and tests. A live attempt (no ``at``) counts every attempt on
+    record: under the debtor's lock, whatever is recorded came first, whatever the clocks
+    of the servers that recorded it said.
     """
-    target = load_target(session, case_id=case_id, contact_id=contact_id, agency_id=actor.agency_id)
-    if target is None:
-        return None
+    when = at or utcnow()
     template = session.get(MessageTemplate, template_id) if template_id is not None else None
     if template_id is not None and template is None:
         raise GateError(f"no message template {template_id}")
+    target = load_target(
+        session,
+        case_id=case_id,
+        contact_id=contact_id,
+        at=when,
+        agency_id=actor.agency_id,
+        lock=True,
+    )
+    if target is None:
+        return None
     _check_request(target, channel, template)
-    lock_debtor(session, target.debtor_id)
-    when = at or utcnow()
     if channel is Channel.CALL_IN:
-        policy = policy_in_force(session, jurisdiction=tenant.jurisdiction.value, at=when)
         zone_name, _ = debtor_zone(
             target, channel=channel, tenant_timezone=tenant.timezone, cipher=objects.cipher
+        )
+        pack = PolicyInForce.of(
+            jurisdiction=tenant.jurisdiction.value,
+            at=when,
+            pack=target.policy_pack,
+            overrides=target.policy_overrides,
+            version_id=target.policy_id,
         )
         decision = Decision(
             at=when,
             timezone=zone_name,
             zone_source="",
-            pack_version=policy.pack.version,
-            policy_id=policy.version_id,
+            pack_version=pack.pack.version,
+            policy_id=pack.version_id,
         )
     else:
         decision = decide(
-            session, target, channel=channel, at=when, tenant=tenant, cipher=objects.cipher
+            session,
+            target,
+            channel=channel,
+            at=when,
+            tenant=tenant,
+            cipher=objects.cipher,
+            live=at is None,
         )
     attempt = ContactAttempt(
         case_id=target.case_id,

@@ -42,12 +42,24 @@ class PolicyInForce:
     """What binds at one instant: the pack version, the tenant's version, the merged rules."""
 
     pack: PackVersion
-    version: PolicyVersion | None
+    version_id: int | None
+    overrides: dict[str, Any]
     rules: Rules
 
-    @property
-    def version_id(self) -> int | None:
-        return self.version.id if self.version is not None else None
+    @classmethod
+    def of(
+        cls,
+        *,
+        jurisdiction: str,
+        at: dt.datetime,
+        pack: str | None,
+        overrides: dict[str, Any] | None,
+        version_id: int | None,
+    ) -> PolicyInForce:
+        """Merge a stored version (or none: the bare pack) with the pack version at ``at``."""
+        version = pack_in_force(pack or jurisdiction, at)
+        rules = tighten(version.rules, overrides) if overrides else version.rules
+        return cls(pack=version, version_id=version_id, overrides=overrides or {}, rules=rules)
 
 
 def _parse_time(value: Any) -> dt.time | None:
@@ -135,9 +147,13 @@ def policy_in_force(session: Session, *, jurisdiction: str, at: dt.datetime) -> 
         .order_by(PolicyVersion.effective_from.desc(), PolicyVersion.id.desc())
         .limit(1)
     )
-    pack = pack_in_force(version.pack if version is not None else jurisdiction, at)
-    rules = tighten(pack.rules, version.overrides) if version is not None else pack.rules
-    return PolicyInForce(pack=pack, version=version, rules=rules)
+    return PolicyInForce.of(
+        jurisdiction=jurisdiction,
+        at=at,
+        pack=version.pack if version is not None else None,
+        overrides=version.overrides if version is not None else None,
+        version_id=version.id if version is not None else None,
+    )
 
 
 def save_policy(

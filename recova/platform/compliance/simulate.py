@@ -73,7 +73,11 @@ def _simulate_one(
         "at": proposed.at,
     }
     target = load_target(
-        session, case_id=proposed.case_id, contact_id=proposed.contact_id, agency_id=agency_id
+        session,
+        case_id=proposed.case_id,
+        contact_id=proposed.contact_id,
+        at=proposed.at,
+        agency_id=agency_id,
     )
     if target is None:
         return {**answer, "allowed": False, "rule": "request.not_found",
