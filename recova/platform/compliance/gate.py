@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -177,36 +178,15 @@ def load_target(
     version in force at ``at``, in one round trip; None if the case or contact is missing
     or, for agency staff, the case is not placed with their agency now.
 
-    With ``lock`` the same statement takes the per-debtor advisory lock (see
-    ``lock_debtor``), so the counts that follow, in their own statement and snapshot,
-    see every attempt committed by whoever held it before.
+    With ``lock`` the same statement takes the per-debtor advisory lock, held to the end
+    of the transaction, so the counts that follow, in their own statement and snapshot,
+    see every attempt committed by whoever held it before. The key hashes the schema
+    name and the debtor id into PostgreSQL's 64-bit lock space; a collision between two
+    debtors only makes them wait for each other.
     """
-    s = _schema(session)
-    placed = (
-        f"""AND EXISTS (SELECT 1 FROM {s}.placements pl WHERE pl.case_id = c.id
-                        AND pl.agency_id = :agency_id AND pl.recalled_on IS NULL)"""
-        if agency_id is not None
-        else ""
-    )
-    locked = (
-        ", pg_advisory_xact_lock(hashtextextended(:lock_prefix || d.id::text, 0)) IS NULL"
-        if lock
-        else ""
-    )
+    statement = _load_statement(_schema(session), agency_id is not None, lock)
     row = session.execute(
-        text(
-            f"""SELECT c.id, c.status::text, c.flags, d.id, d.do_not_contact, d.timezone,
-                       d.region, k.id, k.kind::text, k.relation, k.do_not_contact,
-                       k.value_ciphertext, p.id, p.pack, p.overrides {locked}
-                FROM {s}.cases c
-                JOIN {s}.debtors d ON d.id = c.debtor_id
-                JOIN {s}.contacts k ON k.id = :contact_id AND k.debtor_id = d.id
-                LEFT JOIN LATERAL (
-                    SELECT id, pack, overrides FROM {s}.compliance_policies
-                    WHERE effective_from <= :at
-                    ORDER BY effective_from DESC, id DESC LIMIT 1) p ON true
-                WHERE c.id = :case_id {placed}"""
-        ),
+        statement,
         {
             "case_id": case_id,
             "contact_id": contact_id,
@@ -233,6 +213,36 @@ def load_target(
         policy_id=row[12],
         policy_pack=row[13],
         policy_overrides=row[14],
+    )
+
+
+@lru_cache(maxsize=1024)
+def _load_statement(s: str, placed: bool, lock: bool) -> Any:
+    """Built once per schema and shape: parsing the SQL for its parameters costs more than
+    running it on a warm connection."""
+    placed_sql = (
+        f"""AND EXISTS (SELECT 1 FROM {s}.placements pl WHERE pl.case_id = c.id
+                        AND pl.agency_id = :agency_id AND pl.recalled_on IS NULL)"""
+        if placed
+        else ""
+    )
+    locked = (
+        ", pg_advisory_xact_lock(hashtextextended(:lock_prefix || d.id::text, 0)) IS NULL"
+        if lock
+        else ""
+    )
+    return text(
+        f"""SELECT c.id, c.status::text, c.flags, d.id, d.do_not_contact, d.timezone,
+                   d.region, k.id, k.kind::text, k.relation, k.do_not_contact,
+                   k.value_ciphertext, p.id, p.pack, p.overrides {locked}
+            FROM {s}.cases c
+            JOIN {s}.debtors d ON d.id = c.debtor_id
+            JOIN {s}.contacts k ON k.id = :contact_id AND k.debtor_id = d.id
+            LEFT JOIN LATERAL (
+                SELECT id, pack, overrides FROM {s}.compliance_policies
+                WHERE effective_from <= :at
+                ORDER BY effective_from DESC, id DESC LIMIT 1) p ON true
+            WHERE c.id = :case_id {placed_sql}"""
     )
 
 
@@ -263,7 +273,9 @@ def debtor_zone(
 _FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 
-def _count_statement(s: str, parts: list[str]) -> Any:
+@lru_cache(maxsize=1024)
+def _count_statement(s: str, parts: tuple[str, ...]) -> Any:
+    """Built once per schema and set of counts (see ``_load_statement``)."""
     return text("SELECT " + ", ".join(parts).format(s=s))
 
 
@@ -451,7 +463,9 @@ def _counted_blocks(
     if not parts:
         return blocks
 
-    counts = session.execute(_count_statement(_schema(session), parts), params).mappings().one()
+    counts = (
+        session.execute(_count_statement(_schema(session), tuple(parts)), params).mappings().one()
+    )
     return blocks + _read_counts(counts, target, rules=rules, p=p, day_end=day_end)
 
 

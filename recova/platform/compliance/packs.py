@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 
 #: Rule names a tenant policy may tighten, and how "tighter" reads for each:
 #: ``later``/``earlier`` for window edges, ``lower`` and ``higher`` for numbers,
@@ -77,8 +78,12 @@ class PackVersion:
     @property
     def starts_at(self) -> dt.datetime:
         """The instant the version takes effect: midnight of its day at home."""
-        zone = zoneinfo.ZoneInfo(self.home_timezone)
-        return dt.datetime.combine(self.effective_from, dt.time(0), zone)
+        return _midnight(self.effective_from, self.home_timezone)
+
+
+@lru_cache(maxsize=64)
+def _midnight(day: dt.date, zone: str) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), zoneinfo.ZoneInfo(zone))
 
 
 _CN_2025 = Rules(
