@@ -15,7 +15,7 @@ from recova.platform.contact.models import Channel, ContactAttempt
 from recova.platform.contact.services import ContactError, outcome_codes, record_outcome
 from recova.platform.db import Database
 from recova.tenants.scope import tenant_scope
-from tests.compliance_support import Lender, local, make_lender
+from tests.compliance_support import Lender, local, make_lender, zone_where_it_is
 
 SH = "Asia/Shanghai"
 NY = "America/New_York"
@@ -232,7 +232,7 @@ def test_us_quiet_week_after_a_conversation(us: Lender) -> None:
     assert us.attempt(debt, talk + dt.timedelta(days=7)).status == "pending"
 
 
-def _race(lender: Lender, debt, at: dt.datetime, url: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _race(lender: Lender, debt, at: dt.datetime | None, url: str) -> list[str]:  # type: ignore[no-untyped-def]
     """50 threads, each on its own connection, attempt the same debtor at once."""
     db = Database(url, pool_size=50, max_overflow=0)
     tenant = lender.tenant()
@@ -287,6 +287,14 @@ def test_fifty_concurrent_attempts_pass_exactly_the_us_cap(us: Lender, database_
     assert {a.blocked_rule for a in stored if a.status == "blocked"} == {
         "us.call_attempts_in_7_days"
     }
+
+
+def test_fifty_concurrent_live_attempts_pass_exactly_the_cap(us: Lender, database_url: str) -> None:
+    """Live attempts (the time read by the gate itself, as through the API)."""
+    debt = us.debt(timezone=zone_where_it_is(12))
+    statuses = _race(us, debt, None, database_url)
+    assert statuses.count("pending") == 7
+    assert statuses.count("blocked") == 43
 
 
 def test_fifty_concurrent_attempts_pass_exactly_the_cn_cap(cn: Lender, database_url: str) -> None:

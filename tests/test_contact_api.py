@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -330,6 +331,7 @@ def test_work_queue_hides_cases_that_cannot_be_called_now(cn: Lender) -> None:
     day = zone_where_it_is(12)
     night = zone_where_it_is(3)
     callable_ = cn.debt(timezone=day)
+    misspelt = cn.debt(timezone="Mars/Olympus_Mons")  # falls back to the tenant's clock
     asleep = cn.debt(timezone=night)
     disputed = cn.debt(timezone=day)
     capped = cn.debt(timezone=day)
@@ -341,7 +343,7 @@ def test_work_queue_hides_cases_that_cannot_be_called_now(cn: Lender) -> None:
         cn.attempt(capped, now - dt.timedelta(minutes=n), result="connected")
     collector_id = cn.collector_ids[0]
     with cn.scope() as session:
-        for debt in (callable_, asleep, disputed, capped, unwilling):
+        for debt in (callable_, asleep, disputed, capped, unwilling, misspelt):
             placement = session.scalar(select(Placement).where(Placement.case_id == debt.case_id))
             assert placement is not None
             session.add(
@@ -350,7 +352,12 @@ def test_work_queue_hides_cases_that_cannot_be_called_now(cn: Lender) -> None:
     collector = login(cn.app, cn.collector_emails[0])
     queue = collector.get("/api/v1/agency/queue?page_size=100")
     assert queue.status_code == 200
-    assert [row["case_id"] for row in queue.json] == [callable_.case_id]
+    shown = [row["case_id"] for row in queue.json]
+    assert callable_.case_id in shown
+    assert set(shown) <= {callable_.case_id, misspelt.case_id}
+    # Shanghai's clock decides for the misspelt zone, as it does in the gate.
+    shanghai_open = 8 <= dt.datetime.now(dt.UTC).astimezone(ZoneInfo(SH)).hour < 22
+    assert (misspelt.case_id in shown) is shanghai_open
     # A tenant whose policy opens the window later hides the midday debtor too.
     admin = login(cn.app, cn.admin_email)
     tightened = admin.request(

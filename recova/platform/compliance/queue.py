@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zoneinfo
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import text
@@ -29,6 +31,13 @@ from recova.platform.compliance.policy import tighten
 from recova.tenants.models import Tenant
 
 _REGIONS = json.dumps(REGION_ZONES, ensure_ascii=False)
+
+
+@lru_cache(maxsize=1)
+def known_zones() -> list[str]:
+    """Every IANA zone name, so a misspelt ``debtors.timezone`` falls back like in the gate
+    instead of failing the whole queue (read once, on first use)."""
+    return sorted(zoneinfo.available_timezones())
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ def contactable_sql(
     params: dict[str, Any] = {
         f"cz_regions{n}": _REGIONS,
         f"cz_tz{n}": queue_rules.tenant_timezone,
+        f"cz_zones{n}": known_zones(),
         f"cz_ws{n}": rules.window_start,
         f"cz_we{n}": rules.window_end,
     }
@@ -69,7 +79,8 @@ def contactable_sql(
         CROSS JOIN LATERAL (
             SELECT (now() AT TIME ZONE z.tz) AS local_now, z.tz
             FROM (SELECT COALESCE(
-                cz_d{n}.timezone,
+                CASE WHEN cz_d{n}.timezone = ANY(CAST(:cz_zones{n} AS text[]))
+                     THEN cz_d{n}.timezone END,
                 CAST(:cz_regions{n} AS jsonb) ->> upper(cz_d{n}.region),
                 CAST(:cz_regions{n} AS jsonb) ->> left(cz_d{n}.region, 3),
                 CAST(:cz_regions{n} AS jsonb) ->> left(cz_d{n}.region, 2),
