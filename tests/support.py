@@ -192,6 +192,8 @@ class World:
     external_ids: list[str]
     #: Path values of B's objects that other fixtures add (allocation, for one).
     hostile_ids: dict[str, str] = field(default_factory=dict)
+    #: Values of A's objects that sample bodies of the isolation walk use.
+    samples: dict[str, Any] = field(default_factory=dict)
 
 
 def build_world(app: Flask) -> World:

@@ -15,6 +15,7 @@ from tests.allocation_support import (
     seed_cases,
     split_policy,
 )
+from tests.compliance_support import zone_where_it_is
 from tests.isolation_jobs import run_all_jobs
 from tests.support import login, recova
 
@@ -151,7 +152,9 @@ def test_agency_staff_see_only_their_own_agency_s_placements(app) -> None:
     )
     assert tenants_b == {tenant.slug: 30, other.slug: 10}
 
-    # Collectors see only their own queue, never a colleague's or another agency's.
+    # Collectors see only their own queue, never a colleague's or another agency's. (The
+    # queue hides debtors outside their contact window: these live where it is midday.)
+    tenant.sql("UPDATE {s}.debtors SET timezone = :tz", tz=zone_where_it_is(12))
     first, second = agencies.collectors[a]
     collector = login(app, agencies.collector_emails[first])
     queue = collector.get("/api/v1/agency/queue?page_size=100")

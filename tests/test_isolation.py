@@ -30,6 +30,7 @@ from recova.platform.privacy.settings import save_settings
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
 from tests.allocation_support import seed_world_allocation
+from tests.compliance_support import seed_world_contact
 from tests.support import (
     B_MARK,
     WALK_COLUMNS,
@@ -67,6 +68,11 @@ TENANT_TABLES = (
     "ingestion_files",
     "ingestion_runs",
     "ingestion_row_errors",
+    "contact_attempts",
+    "outcome_codes",
+    "message_templates",
+    "compliance_policies",
+    "validation_notices",
     "audit_events",
     "audit_head_exports",
     "privacy_settings",
@@ -153,6 +159,46 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
         ("/placements/<int:placement_id>/assignment", "PUT"): {"collector_id": 1},
         ("/cases/<int:case_id>/flags", "PUT"): {"flags": ["dispute"]},
         ("/agency/collectors/<int:collector_id>", "PATCH"): {"max_cases": 50},
+        ("/cases/<int:case_id>/attempts", "POST"): {
+            "contact_id": world.samples["a_contact_id"],
+            "channel": "sms",
+        },
+        ("/cases/<int:case_id>/attempts/<int:attempt_id>/outcome", "POST"): {"code": "DELIVERED"},
+        ("/cases/<int:case_id>/validation-notice", "POST"): {"channel": "letter"},
+        ("/debtors/<int:debtor_id>/do-not-contact", "PUT"): {"do_not_contact": True},
+        ("/contact/outcome-codes", "POST"): {
+            "code": unique("W"),
+            "label": "walk",
+            "result": "busy",
+        },
+        ("/contact/outcome-codes/<int:code_id>", "PATCH"): {"is_active": False},
+        ("/contact/templates", "POST"): {
+            "name": unique("walk"),
+            "channel": "sms",
+            "audience": "third_party",
+            "body": "Please ask {debtor_name} to call {company}.",
+        },
+        ("/contact/templates/<int:template_id>", "PUT"): {
+            "name": unique("walk"),
+            "channel": "sms",
+            "audience": "debtor",
+            "body": "Hello {debtor_name}",
+        },
+        ("/contact/templates/<int:template_id>/render", "POST"): {
+            "case_id": world.samples["a_case_id"],
+            "contact_id": world.samples["a_contact_id"],
+        },
+        ("/compliance/policy", "PUT"): {"overrides": {"max_connected_calls_per_day": 2}},
+        ("/compliance/simulate", "POST"): {
+            "attempts": [
+                {
+                    "case_id": world.samples["a_case_id"],
+                    "contact_id": world.samples["a_contact_id"],
+                    "channel": "call_out",
+                    "at": "2031-01-01T03:00:00+00:00",
+                }
+            ]
+        },
         ("/privacy/settings", "PUT"): {"retention_days": 400, "reveals_per_hour": 10},
         ("/cases/<int:case_id>/transitions", "POST"): {"to": "in_progress"},
         ("/cases/<int:case_id>/promises", "POST"): {"amount": "10.00", "due_date": soon},
@@ -298,6 +344,8 @@ def _allocation_objects(world: World) -> None:
     with tenant_scope(world.b.slug, db=db) as session:
         save_settings(session, actor="job:walk", retention_days=500, reveals_per_hour=5)
         export_daily_head(session, day=dt.date(2026, 1, 1), actor="job:walk")
+    # Contacts, attempts, outcome codes, templates and policies: B holds more of each.
+    seed_world_contact(world)
 
 
 def test_every_api_route_declares_who_may_call_it(app) -> None:

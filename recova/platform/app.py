@@ -37,6 +37,8 @@ def _api_blueprints() -> list[Any]:
     from recova.platform.audit.api import blp as audit
     from recova.platform.auth.api import blp as auth
     from recova.platform.cases.api import blp as cases
+    from recova.platform.compliance.api import blp as compliance
+    from recova.platform.contact.api import blp as contact
     from recova.platform.privacy.api import blp as privacy
     from recova.platform.work.api import blp as work
     from recova.tenants.api import blp as tenants
@@ -52,6 +54,8 @@ def _api_blueprints() -> list[Any]:
         audit,
         privacy,
         work,
+        contact,
+        compliance,
     ]
 
 

@@ -377,12 +377,14 @@ def ingest(  # noqa: PLR0917 - click passes each option positionally
 
 def _register_domain_commands() -> None:
     from recova.platform.audit.cli import audit_cli
+    from recova.platform.compliance.cli import compliance_cli
     from recova.platform.privacy.cli import privacy_cli
     from recova.platform.work.cli import work_cli
 
     main.add_command(audit_cli)
     main.add_command(privacy_cli)
     main.add_command(work_cli)
+    main.add_command(compliance_cli)
 
 
 _register_domain_commands()

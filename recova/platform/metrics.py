@@ -108,9 +108,9 @@ def record_ingested_rows(
 def record_compliance_block(rule: str, *, objects: Platform | None = None) -> None:
     """Count one contact attempt blocked by compliance ``rule`` (e.g. ``cn.quiet_hours``).
 
-    The compliance engine is built by a later issue and will call this for every blocked
-    attempt; until then only the tests call it. Rule names are a fixed vocabulary of the
-    rule packs, never free text, so the label stays small.
+    The compliance gate (``recova.platform.compliance.gate.attempt_contact``) calls this
+    once each blocked attempt is committed. Rule names are a fixed vocabulary of the rule
+    packs, never free text, so the label stays small.
     """
     if not rule or len(rule) > 100:
         raise ValueError("a compliance rule name is 1 to 100 characters")

@@ -28,6 +28,8 @@ from recova.platform.allocation.models import (
 )
 from recova.platform.auth.models import Membership, OAuthClient, OAuthToken, User
 from recova.platform.cases.models import Account, Case, Contact, Debtor
+from recova.platform.compliance.models import PolicyVersion, ValidationNotice
+from recova.platform.contact.models import ContactAttempt, MessageTemplate, OutcomeCode
 from recova.platform.payments.models import Payment
 from recova.platform.work.models import (
     CaseHold,
@@ -57,6 +59,7 @@ __all__ = [
     "CollectorProfile",
     "CollectorWorkload",
     "Contact",
+    "ContactAttempt",
     "Debtor",
     "Dispute",
     "HttpSource",
@@ -68,12 +71,15 @@ __all__ = [
     "IngestionSeen",
     "Instalment",
     "Membership",
+    "MessageTemplate",
     "OAuthClient",
     "OAuthToken",
+    "OutcomeCode",
     "Payment",
     "PaymentPlan",
     "Placement",
     "PlacementStrategy",
+    "PolicyVersion",
     "Promise",
     "SegmentRule",
     "Settlement",
@@ -81,5 +87,6 @@ __all__ = [
     "StrategyVersion",
     "Tenant",
     "User",
+    "ValidationNotice",
     "WorkSettings",
 ]

@@ -49,6 +49,8 @@ from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Case
+from recova.platform.compliance.queue import rules_now
+from recova.platform.db import utcnow
 from recova.platform.errors import abort
 from recova.platform.extension import platform
 from recova.platform.request_scope import current_principal, db_session
@@ -518,7 +520,8 @@ class CollectorQueue(MethodView):
     @blp.response(200, schemas.QueueItemSchema(many=True))
     @blp.paginate(RowsPage)
     def get(self, query: dict[str, Any]) -> TextQuery:
-        """A collector's queue across tenants: due work first, then by score.
+        """A collector's queue across tenants: due work first, then by score; cases that
+        may not be called now (flags, the debtor's local window, call caps) are left out.
 
         Collectors see their own; a manager sees every assigned case of the agency, or
         one collector's queue with ``collector_id``.
@@ -534,8 +537,16 @@ class CollectorQueue(MethodView):
             collector_of_agency(db_session(), user_id=collector_id, agency_id=agency_id) is None
         ):
             abort(404, message=f"no collector {collector_id} in your agency")
+        # Cases the compliance gate would block now (flags, window, caps) are hidden.
+        served = _served()
+        now = utcnow()
+        contactable = {t.id: rules_now(db_session(), t, now) for t in served}
         sql, params = services.portfolio_sql(
-            _served(), agency_id=agency_id, collector_id=collector_id, assigned_only=True
+            served,
+            agency_id=agency_id,
+            collector_id=collector_id,
+            assigned_only=True,
+            contactable=contactable,
         )
         return TextQuery(
             sql,

@@ -522,10 +522,17 @@ def portfolio_sql(
     agency_id: int,
     collector_id: int | None = None,
     assigned_only: bool = False,
+    contactable: dict[int, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """One UNION ALL over the served tenants' schemas: the agency's active placements (or
     one collector's queue), newest first or in queue order. Schemas are validated names,
-    always quoted; every value is bound."""
+    always quoted; every value is bound.
+
+    ``contactable`` (tenant id to ``QueueRules``) hides the cases the compliance gate
+    would block now (see ``recova.platform.compliance.queue``).
+    """
+    from recova.platform.compliance.queue import contactable_sql
+
     params: dict[str, Any] = {"agency_id": agency_id, "collector_id": collector_id}
     parts = []
     join = "JOIN" if collector_id is not None or assigned_only else "LEFT JOIN"
@@ -533,6 +540,11 @@ def portfolio_sql(
         s = f'"{tenant.schema_name}"'
         params[f"t{n}"] = tenant.slug
         mine = "AND x.collector_id = :collector_id" if collector_id is not None else ""
+        gate_joins = gate_conditions = ""
+        if contactable is not None:
+            gate_joins, conditions, gate_params = contactable_sql(n, s, contactable[tenant.id])
+            gate_conditions = f"AND {conditions}"
+            params.update(gate_params)
         parts.append(
             f"""SELECT CAST(:t{n} AS text) AS tenant, pl.id AS placement_id, pl.case_id,
                        pl.segment, pl.started_on, pl.ends_on, pl.balance_at_placement,
@@ -545,7 +557,8 @@ def portfolio_sql(
                 {join} {s}.assignments x ON x.placement_id = pl.id AND x.ended_at IS NULL
                      {mine}
                 LEFT JOIN {s}.case_scores sc ON sc.case_id = pl.case_id
-                WHERE pl.recalled_on IS NULL AND pl.agency_id = :agency_id"""
+                {gate_joins}
+                WHERE pl.recalled_on IS NULL AND pl.agency_id = :agency_id {gate_conditions}"""
         )
     if not parts:
         parts.append(

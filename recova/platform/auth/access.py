@@ -32,6 +32,10 @@ SCOPES: dict[str, str] = {
     "allocation:write": "Change allocation settings and strategies, run allocation, recall",
     "work:read": "Read case work: lifecycle, promises, plans, settlements, disputes",
     "work:write": "Do case work: transitions, promises, plans, settlements, disputes, settings",
+    "contact:read": "Read contact attempts, outcome codes and message templates",
+    "contact:write": "Make contact attempts through the compliance gate and record outcomes",
+    "compliance:read": "Read the compliance policy, simulate schedules, list notices due",
+    "compliance:write": "Tighten the compliance policy; manage outcome codes and templates",
     "audit:read": "Read and verify the tenant's audit chain and its exported heads",
     "privacy:reveal": "Reveal a debtor's national id or phone number, with a stated reason",
 }

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -73,6 +74,8 @@ class Debtor(Timestamped, TenantModel):
     region: Mapped[str | None] = mapped_column(String(64))
     timezone: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str | None] = mapped_column(String(16))
+    #: The debtor asked not to be contacted at all: the compliance gate stops all outreach.
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Set when retention erased the debtor's personal data (see ``privacy.retention``).
     erased_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -100,6 +103,8 @@ class Contact(Timestamped, TenantModel):
     value_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     value_index: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
     value_masked: Mapped[str] = mapped_column(String(64))
+    #: Never use this contact again (the owner asked, or the tenant says so).
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
 
     debtor: Mapped[Debtor] = relationship(back_populates="contacts")
 

@@ -1,0 +1,1 @@
+"""The compliance gate every outbound contact passes: rule packs, tenant policy, simulation."""

@@ -1,0 +1,119 @@
+"""Hiding cases from the collectors' work queue that the gate would block right now.
+
+The queue is one UNION ALL over the agency's tenants (``portfolio_sql``); each tenant's
+part gets the conditions below, set-based, with that tenant's rules in force now as
+bound values: no stop flag or do-not-contact mark, the debtor's local clock inside the
+window, and no call cap reached (CN: connected calls today; US: calls in 7 days, or a
+conversation in the quiet period). The queue is the dialling queue, so the caps read are
+the call caps; the gate still decides each attempt, by any channel.
+
+The debtor's zone here is their own, else their address region's, else the tenant's.
+The gate also reads the phone's region when those are missing; the queue cannot
+(numbers are encrypted), so such a debtor is shown by the tenant's clock and the gate
+has the last word.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zoneinfo
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from recova.platform.compliance.localtime import REGION_ZONES
+from recova.platform.compliance.packs import Rules, pack_in_force
+from recova.platform.compliance.policy import tighten
+from recova.tenants.models import Tenant
+
+_REGIONS = json.dumps(REGION_ZONES, ensure_ascii=False)
+
+
+@lru_cache(maxsize=1)
+def known_zones() -> list[str]:
+    """Every IANA zone name, so a misspelt ``debtors.timezone`` falls back like in the gate
+    instead of failing the whole queue (read once, on first use)."""
+    return sorted(zoneinfo.available_timezones())
+
+
+@dataclass(frozen=True)
+class QueueRules:
+    """One tenant's rules in force now, for the queue's SQL."""
+
+    tenant_timezone: str
+    rules: Rules
+
+
+def rules_now(session: Session, tenant: Tenant, now: dt.datetime) -> QueueRules:
+    """The tenant's merged rules at ``now`` (read from its schema by name)."""
+    row = session.execute(
+        text(
+            f"""SELECT pack, overrides FROM "{tenant.schema_name}".compliance_policies
+                WHERE effective_from <= :now ORDER BY effective_from DESC, id DESC LIMIT 1"""
+        ),
+        {"now": now},
+    ).first()
+    pack = pack_in_force(row[0] if row else tenant.jurisdiction.value, now)
+    rules = tighten(pack.rules, row[1]) if row else pack.rules
+    return QueueRules(tenant_timezone=tenant.timezone, rules=rules)
+
+
+def contactable_sql(
+    n: int, schema: str, queue_rules: QueueRules
+) -> tuple[str, str, dict[str, Any]]:
+    """(joins, conditions, params) keeping only cases of tenant part ``n`` that may be
+    called now. ``schema`` is already quoted; cases are ``c``."""
+    rules = queue_rules.rules
+    params: dict[str, Any] = {
+        f"cz_regions{n}": _REGIONS,
+        f"cz_tz{n}": queue_rules.tenant_timezone,
+        f"cz_zones{n}": known_zones(),
+        f"cz_ws{n}": rules.window_start,
+        f"cz_we{n}": rules.window_end,
+    }
+    joins = f"""JOIN {schema}.debtors cz_d{n} ON cz_d{n}.id = c.debtor_id
+        CROSS JOIN LATERAL (
+            SELECT (now() AT TIME ZONE z.tz) AS local_now, z.tz
+            FROM (SELECT COALESCE(
+                CASE WHEN cz_d{n}.timezone = ANY(CAST(:cz_zones{n} AS text[]))
+                     THEN cz_d{n}.timezone END,
+                CAST(:cz_regions{n} AS jsonb) ->> upper(cz_d{n}.region),
+                CAST(:cz_regions{n} AS jsonb) ->> left(cz_d{n}.region, 3),
+                CAST(:cz_regions{n} AS jsonb) ->> left(cz_d{n}.region, 2),
+                CAST(:cz_tz{n} AS text)) AS tz) z
+        ) cz{n}"""
+    conditions = [
+        "cardinality(c.flags) = 0",
+        "c.status NOT IN ('on_hold', 'closed', 'paid', 'settled', 'recalled')",
+        f"NOT cz_d{n}.do_not_contact",
+        f"cz{n}.local_now::time >= :cz_ws{n}",
+        f"cz{n}.local_now::time < :cz_we{n}",
+    ]
+    calls = f"""SELECT count(*) FROM {schema}.contact_attempts x
+        WHERE x.status <> 'blocked' AND x.channel = 'call_out' AND NOT x.third_party"""
+    if rules.max_connected_calls_per_day is not None:
+        params[f"cz_connected{n}"] = rules.max_connected_calls_per_day
+        conditions.append(
+            f"""({calls} AND x.debtor_id = c.debtor_id
+                 AND x.attempted_at >= (date_trunc('day', cz{n}.local_now) AT TIME ZONE cz{n}.tz)
+                 AND (x.status = 'pending' OR x.result = 'connected')) < :cz_connected{n}"""
+        )
+    if rules.max_call_attempts_in_7_days is not None:
+        params[f"cz_week{n}"] = rules.max_call_attempts_in_7_days
+        conditions.append(
+            f"""({calls} AND x.case_id = c.id
+                 AND x.attempted_at > now() - interval '7 days') < :cz_week{n}"""
+        )
+    if rules.quiet_days_after_conversation:
+        params[f"cz_quiet{n}"] = rules.quiet_days_after_conversation
+        conditions.append(
+            f"""NOT EXISTS (SELECT 1 FROM {schema}.contact_attempts x
+                 WHERE x.case_id = c.id AND x.status = 'completed' AND NOT x.third_party
+                   AND x.channel IN ('call_out', 'call_in') AND x.result = 'connected'
+                   AND x.attempted_at > now() - make_interval(days => :cz_quiet{n}))"""
+        )
+    return joins, " AND ".join(conditions), params

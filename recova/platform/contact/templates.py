@@ -1,0 +1,139 @@
+"""Message templates: ``{placeholders}`` checked when saved and again when rendered.
+
+A third party (a relative, a colleague) may be asked to pass on a message, never told
+about the debt: a third-party template may not name any amount or debt placeholder, nor
+carry an amount written into its text. Rendering for a third party refuses any template
+that is not a third-party one, so a debtor's template cannot be sent to them by mistake.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from recova.platform.audit import record_event
+from recova.platform.auth.principal import Principal
+from recova.platform.contact.models import MessageTemplate, TemplateAudience
+
+#: Placeholders that disclose the debt.
+DEBT_PLACEHOLDERS = frozenset(
+    {
+        "amount",
+        "overdue_amount",
+        "principal",
+        "currency",
+        "due_date",
+        "days_past_due",
+        "account_ref",
+        "creditor",
+    }
+)
+#: Placeholders safe for anyone.
+NEUTRAL_PLACEHOLDERS = frozenset({"debtor_name", "recipient_name", "company", "callback_number"})
+PLACEHOLDERS = DEBT_PLACEHOLDERS | NEUTRAL_PLACEHOLDERS
+# Written-in money: a currency sign or code, or a number with two decimals.
+_AMOUNT_TEXT = re.compile(
+    r"[¥$€£元]|\b(?:CNY|USD|RMB|EUR|dollars?)\b|\d[\d,]*\.\d{2}\b", re.IGNORECASE
+)
+
+
+class TemplateError(ValueError):
+    """A template that may not be saved, or may not be rendered for this recipient."""
+
+
+def placeholders(*parts: str | None) -> set[str]:
+    """The placeholder names used in the given texts."""
+    names: set[str] = set()
+    for part in parts:
+        if not part:
+            continue
+        try:
+            parsed = list(string.Formatter().parse(part))
+        except ValueError as exc:
+            raise TemplateError(f"malformed placeholder: {exc}") from exc
+        for _, name, spec, conversion in parsed:
+            if name is None:
+                continue
+            if not name or spec or conversion or not name.isidentifier():
+                raise TemplateError("placeholders are plain names in braces, like {debtor_name}")
+            names.add(name)
+    return names
+
+
+def validate_template(audience: str, subject: str | None, body: str) -> None:
+    """Refuse unknown placeholders, and any disclosure of the debt to a third party."""
+    used = placeholders(subject, body)
+    unknown = sorted(used - PLACEHOLDERS)
+    if unknown:
+        raise TemplateError(
+            f"unknown placeholder(s) {', '.join(unknown)}; known: {', '.join(sorted(PLACEHOLDERS))}"
+        )
+    if audience == TemplateAudience.THIRD_PARTY:
+        disclosing = sorted(used & DEBT_PLACEHOLDERS)
+        if disclosing:
+            raise TemplateError(
+                "a third-party template may not disclose the debt: remove"
+                f" {', '.join('{' + n + '}' for n in disclosing)}"
+            )
+        if _AMOUNT_TEXT.search(f"{subject or ''}\n{body}"):
+            raise TemplateError("a third-party template may not carry an amount")
+
+
+def save_template(
+    session: Session,
+    *,
+    name: str,
+    channel: str,
+    audience: str,
+    body: str,
+    actor: Principal | str,
+    subject: str | None = None,
+    template: MessageTemplate | None = None,
+) -> MessageTemplate:
+    """Create (or replace the text of) a template after validating it."""
+    validate_template(audience, subject, body)
+    if template is None:
+        template = MessageTemplate(name=name)
+        session.add(template)
+    template.name = name
+    template.channel = channel
+    template.audience = audience
+    template.subject = subject
+    template.body = body
+    session.flush()  # the caller answers with the stored template; the event names its id
+    record_event(
+        session,
+        action="config.changed",
+        actor=actor,
+        subject=("message_template", template.id),
+        data={"what": "message_template", "channel": channel, "audience": audience},
+    )
+    return template
+
+
+def render(
+    template: MessageTemplate, values: dict[str, Any], *, third_party: bool
+) -> dict[str, Any]:
+    """Fill ``template`` for one recipient; a third party gets only third-party templates."""
+    if third_party:
+        if template.audience != TemplateAudience.THIRD_PARTY:
+            raise TemplateError("only a third-party template may be sent to a third party")
+        validate_template(template.audience, template.subject, template.body)
+        values = {k: v for k, v in values.items() if k not in DEBT_PLACEHOLDERS}
+    filled = {name: _text(values.get(name)) for name in PLACEHOLDERS}
+    return {
+        "subject": template.subject.format(**filled) if template.subject else None,
+        "body": template.body.format(**filled),
+    }
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value:,.2f}"
+    return str(value)
