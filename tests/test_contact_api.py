@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.audit import events
+from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.contact.models import Channel
 from tests.compliance_support import Lender, local, make_lender, zone_where_it_is
 from tests.support import login
@@ -78,6 +79,12 @@ def test_attempt_outcome_and_a_block_on_record(cn: Lender) -> None:
         assert json.loads(chain[1].data)["result"] == "connected"
         # Masked values and ids only: no number of the debtor's reaches the chain.
         assert all("13812345678" not in e.data for e in chain)
+        # Reaching the debtor started the agency's work: placed -> in_progress, once.
+        moves = events(session, action="case.transition", subject=("case", debt.case_id))
+        assert [json.loads(e.data)["to"] for e in moves] == ["in_progress"]
+        case = session.get(Case, debt.case_id)
+        assert case is not None
+        assert case.status == CaseStatus.IN_PROGRESS
 
 
 def test_agency_staff_reach_only_their_placed_cases(cn: Lender) -> None:

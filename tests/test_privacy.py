@@ -11,6 +11,8 @@ from sqlalchemy import select, text, update
 from recova.platform.allocation.models import Placement
 from recova.platform.audit import events, verify_chain
 from recova.platform.cases.models import Case, CaseStatus, Contact, ContactKind, Debtor
+from recova.platform.compliance.gate import Actor, attempt_contact
+from recova.platform.contact.models import Channel
 from recova.platform.crypto import mask
 from recova.platform.extension import platform
 from recova.platform.privacy.retention import ERASED, erase_expired
@@ -172,11 +174,31 @@ def test_retention_erases_personal_data_and_the_chain_still_verifies(
     admin = login(placed.app, placed.a.admin_email)
     debtor_id, _ = first_debtor(placed)
     assert reveal(admin, debtor_id).status_code == 200  # an audited event about the debtor
+    objects = platform(placed.app)
+    with tenant_scope(placed.a.slug, db=objects.db) as session:
+        tenant = session.info["tenant"]
+        contact_id = session.scalars(select(Contact.id).where(Contact.debtor_id == debtor_id)).one()
+        attempt = attempt_contact(
+            session,
+            objects,
+            tenant=tenant,
+            case_id=placed.a.case_ids[0],
+            contact_id=contact_id,
+            channel=Channel.CALL_OUT,
+            actor=Actor(kind="tenant", user_id=placed.a.admin_id),
+            notes="Debtor alpha 1 asked us to call back",
+            at=dt.datetime(2026, 11, 2, 2, 0, tzinfo=dt.UTC),  # 10:00 in Shanghai
+        )
+        assert attempt is not None
+        assert attempt.blocked_rule is None
     admin.request("PUT", "/api/v1/privacy/settings", {"retention_days": 30, "reveals_per_hour": 20})
     cases = placed.a.case_ids
     _close(placed, cases[:1], days_ago=31)  # past retention
     _close(placed, cases[1:2], days_ago=5)  # closed, but recently
-    assert _schema_text_containing(placed, "Debtor alpha 1") == ["debtors"]
+    assert sorted(_schema_text_containing(placed, "Debtor alpha 1")) == [
+        "contact_attempts",
+        "debtors",
+    ]
 
     result = recova({**cli_env, "DATABASE_URL": database_url}, "privacy", "erase", placed.a.slug)
     assert result.exit_code == 0, result.output

@@ -21,6 +21,7 @@ from recova.platform.contact.models import (
 )
 from recova.platform.contact.templates import render
 from recova.platform.db import utcnow
+from recova.platform.work.lifecycle import mark_worked
 
 
 class ContactError(ValueError):
@@ -126,6 +127,11 @@ def record_outcome(
     if recording_ref:
         attempt.recording_ref = recording_ref
     session.flush()  # the caller answers with the stored attempt
+    if found.result == Result.CONNECTED and not attempt.third_party:
+        # Reaching the debtor is the agency starting work: placed -> in_progress.
+        case = session.get(Case, attempt.case_id)
+        assert case is not None  # attempts reference their case
+        mark_worked(session, case=case, actor=actor, reason="contact")
     record_event(
         session,
         action="contact.outcome",

@@ -9,7 +9,9 @@ commission lines, ids) and removes what identifies the person:
   index and masked copy are dropped;
 - every contact's value (ciphertext, blind index, masked copy) and name are replaced,
   so neither the value nor a match against a known number survives;
-- free-text notes on the debtor's cases are dropped;
+- free text typed about the debtor's cases is dropped: case notes, contact attempts'
+  notes and call-recording references, transition reasons, settlement decision notes,
+  dispute notes;
 - uploaded source files older than the retention period are deleted byte for byte
   (their metadata and run counts stay), since a file holds every row it carried.
 
@@ -29,8 +31,10 @@ from recova.connectors.models import IngestionFile, IngestionFileChunk
 from recova.platform.audit.services import record_events
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Case, CaseStatus, Contact, Debtor
+from recova.platform.contact.models import ContactAttempt
 from recova.platform.db import utcnow
 from recova.platform.privacy.settings import current_settings
+from recova.platform.work.models import CaseTransition, Dispute, Settlement
 
 FINISHED = (CaseStatus.CLOSED, CaseStatus.SETTLED, CaseStatus.PAID)
 ERASED = "[erased]"
@@ -56,6 +60,25 @@ def due_debtors(session: Session, *, cutoff: dt.datetime) -> list[int]:
         .order_by(Debtor.id)
     )
     return list(session.scalars(query))
+
+
+def _erase_free_text(session: Session, debtor_ids: list[int]) -> None:
+    """Notes people typed about the debtor's cases: collectors write names and numbers."""
+    cases = select(Case.id).where(Case.debtor_id.in_(debtor_ids))
+    session.execute(
+        update(ContactAttempt)
+        .where(ContactAttempt.debtor_id.in_(debtor_ids))
+        .values(notes=None, recording_ref=None)
+    )
+    session.execute(
+        update(CaseTransition).where(CaseTransition.case_id.in_(cases)).values(reason=None)
+    )
+    session.execute(
+        update(Settlement).where(Settlement.case_id.in_(cases)).values(decision_note=None)
+    )
+    session.execute(
+        update(Dispute).where(Dispute.case_id.in_(cases)).values(notes=None, resolution_note=None)
+    )
 
 
 def erase_expired(
@@ -91,6 +114,7 @@ def erase_expired(
             )
         )
         session.execute(update(Case).where(Case.debtor_id.in_(ids)).values(notes=None))
+        _erase_free_text(session, ids)
     old_files = select(IngestionFile.id).where(IngestionFile.created_at < cutoff)
     purged = session.execute(
         delete(IngestionFileChunk).where(IngestionFileChunk.file_id.in_(old_files))
