@@ -48,6 +48,7 @@ def main() -> None:
 @click.option("--serve/--no-serve", default=True, help="Seed and print logins, then exit.")
 def demo(host: str, port: int, serve: bool) -> None:
     """Start the services, migrate, seed demo data, print logins, serve app and worker."""
+    from recova.platform.contact.demo import demo_contact_day
     from recova.platform.demo import (
         DEMO_PASSWORD,
         TENANTS,
@@ -77,6 +78,9 @@ def demo(host: str, port: int, serve: bool) -> None:
         )
     click.echo("Placing the demo lenders' cases with the agencies and their collectors ...")
     for slug, summary in allocate_demo(objects):
+        click.echo(f"  {slug:<10} {summary}")
+    click.echo("Working yesterday's calls through the compliance gate ...")
+    for slug, summary in demo_contact_day(objects, [spec["slug"] for spec in TENANTS]):
         click.echo(f"  {slug:<10} {summary}")
     click.echo("Recording the collectors' promises, plans and settlement offers ...")
     for slug, summary in demo_case_work(objects.db, [spec["slug"] for spec in TENANTS]):
