@@ -26,6 +26,7 @@ from recova.platform.auth.access import AccessRule
 from recova.platform.auth.models import OAuthClient, User
 from recova.platform.extension import platform
 from recova.platform.jobs import QUEUES, job_queue
+from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.settings import save_settings
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
@@ -343,6 +344,11 @@ def _allocation_objects(world: World) -> None:
                 )
     with tenant_scope(world.b.slug, db=db) as session:
         save_settings(session, actor="job:walk", retention_days=500, reveals_per_hour=5)
+        session.add(
+            PersonalDataReveal(
+                debtor_id=1, field="national_id", reason="walk seed", revealed_by="job:walk"
+            )
+        )
         export_daily_head(session, day=dt.date(2026, 1, 1), actor="job:walk")
     # Contacts, attempts, outcome codes, templates and policies: B holds more of each.
     seed_world_contact(world)

@@ -16,6 +16,7 @@ from recova.platform.contact.models import Channel
 from recova.platform.crypto import mask
 from recova.platform.extension import platform
 from recova.platform.privacy.retention import ERASED, erase_expired
+from recova.platform.privacy.reveal import REASON_CONTEXT
 from recova.tenants.scope import tenant_scope
 from tests.allocation_support import seed_world_allocation
 from tests.support import World, bearer, login, recova
@@ -79,10 +80,21 @@ def test_tenant_admin_reveals_with_a_reason_and_the_reveal_is_audited(placed: Wo
     with tenant_scope(placed.a.slug, db=platform(placed.app).db) as session:
         logged = events(session, action="personal_data.revealed")
         assert [e.subject_id for e in logged] == [str(debtor_id)] * 2
-        assert all(REASON in e.data for e in logged)
+        # The reason is kept where retention can erase it; the chain holds its keyed digest.
+        digest = platform(placed.app).cipher.blind_index(REASON, context=REASON_CONTEXT).hex()
+        assert all(f'"reason_digest":"{digest}"' in e.data for e in logged)
+        assert not any(REASON in e.data for e in logged)
         # The chain records who looked and why, never what they saw.
         assert not any(NATIONAL_ID in e.data or "13812345678" in e.data for e in logged)
         assert verify_chain(session).ok
+    listed = admin.get(f"/api/v1/privacy/reveals?debtor_id={debtor_id}")
+    assert [(r["field"], r["reason"]) for r in listed.json] == [
+        ("contact", REASON),
+        ("national_id", REASON),
+    ]
+    assert (
+        login(placed.app, placed.a.analyst_email).get("/api/v1/privacy/reveals").status_code == 403
+    )
 
 
 def test_a_reveal_needs_the_role_the_reach_and_a_proper_reason(placed: World) -> None:
@@ -221,3 +233,6 @@ def test_retention_erases_personal_data_and_the_chain_still_verifies(
         # Idempotent: nothing more is due, and nothing more is written.
         assert erase_expired(session, actor="job:test") == {"debtors": 0, "file_chunks": 0}
     assert reveal(admin, debtor_id).status_code == 410
+    # The reason typed for the earlier reveal went with the debtor; the record stays.
+    [record] = admin.get(f"/api/v1/privacy/reveals?debtor_id={debtor_id}").json
+    assert record["reason"] is None

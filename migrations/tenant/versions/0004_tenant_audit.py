@@ -1,4 +1,5 @@
-"""Tenant schema: the hash-chained audit log (append-only), exported heads, privacy settings
+"""Tenant schema: the hash-chained audit log (append-only), exported heads, privacy settings,
+the reveals of personal data (their reasons erasable)
 
 Revision ID: 0004
 Revises: 0003
@@ -98,10 +99,29 @@ def upgrade() -> None:
         sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
         schema=schema,
     )
+    op.create_table(
+        "personal_data_reveals",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("debtor_id", sa.Integer(), nullable=False),
+        sa.Column("field", sa.String(16), nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("revealed_by", sa.String(128), nullable=False),
+        sa.Column("revealed_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["debtor_id"], [f"{T}.debtors.id"], name="fk_personal_data_reveals_debtor_id_debtors"
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_personal_data_reveals"),
+        schema=T,
+    )
+    op.create_index(
+        "ix_personal_data_reveals_debtor_id", "personal_data_reveals", ["debtor_id"], schema=T
+    )
 
 
 def downgrade() -> None:
     schema = current_tenant_schema()
+    op.drop_table("personal_data_reveals", schema=T)
     op.drop_column("debtors", "erased_at", schema=schema)
     op.drop_table("privacy_settings", schema=T)
     op.drop_table("audit_head_exports", schema=T)

@@ -6,13 +6,15 @@ from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import select
 
-from recova.platform.api import tenant_routes
+from recova.platform.api import SelectPage, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.errors import abort
 from recova.platform.extension import platform
 from recova.platform.privacy import schemas
+from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.reveal import Revealed, RevealError, reveal
 from recova.platform.privacy.settings import current_settings, save_settings
 from recova.platform.request_scope import current_principal, db_session
@@ -37,6 +39,20 @@ class Settings(MethodView):
         principal = current_principal()
         assert principal is not None
         return save_settings(db_session(), actor=principal, **data)
+
+
+@tenant_routes(blp, "/privacy/reveals")
+class RevealLog(MethodView):
+    @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, scope="audit:read", tenant=True)
+    @blp.arguments(schemas.RevealQuerySchema, location="query")
+    @blp.response(200, schemas.RevealRecordSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self, query: dict[str, Any]) -> Any:
+        """Who revealed which identifier of which debtor, when and why; newest first."""
+        statement = select(PersonalDataReveal).order_by(PersonalDataReveal.id.desc())
+        if "debtor_id" in query:
+            statement = statement.where(PersonalDataReveal.debtor_id == query["debtor_id"])
+        return statement
 
 
 @tenant_routes(blp, "/debtors/<int:debtor_id>/reveal")

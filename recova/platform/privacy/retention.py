@@ -11,7 +11,7 @@ commission lines, ids) and removes what identifies the person:
   so neither the value nor a match against a known number survives;
 - free text typed about the debtor's cases is dropped: case notes, contact attempts'
   notes and call-recording references, transition reasons, settlement decision notes,
-  dispute notes;
+  dispute notes, the reasons given for reveals;
 - uploaded source files older than the retention period are deleted byte for byte
   (their metadata and run counts stay), since a file holds every row it carried.
 
@@ -33,6 +33,7 @@ from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Case, CaseStatus, Contact, Debtor
 from recova.platform.contact.models import ContactAttempt
 from recova.platform.db import utcnow
+from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.settings import current_settings
 from recova.platform.work.models import CaseTransition, Dispute, Settlement
 
@@ -78,6 +79,11 @@ def _erase_free_text(session: Session, debtor_ids: list[int]) -> None:
     )
     session.execute(
         update(Dispute).where(Dispute.case_id.in_(cases)).values(notes=None, resolution_note=None)
+    )
+    session.execute(
+        update(PersonalDataReveal)
+        .where(PersonalDataReveal.debtor_id.in_(debtor_ids))
+        .values(reason=None)
     )
 
 

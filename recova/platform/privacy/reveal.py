@@ -3,8 +3,10 @@
 Everyone sees national ids and phone numbers masked (``138****5678``). Seeing one in
 full is an act with a reason: the caller names the field and a reason, the reveal is
 rate-limited per user and tenant (the ``limits`` library's moving window in Redis, so
-every web replica counts together), and the audit chain records who saw what and why,
-in the same transaction that returns the value.
+every web replica counts together), and it is recorded (``personal_data_reveals``, with
+the reason) and audited (the chain holds a keyed digest of the reason, not the text,
+because retention must be able to erase what people typed) in the same transaction that
+returns the value.
 
 Who may reveal:
 - tenant admins, for any debtor of their tenant, and the tenant's API clients with the
@@ -27,14 +29,17 @@ from sqlalchemy.orm import Session
 
 from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.audit import record_event
-from recova.platform.audit.services import AuditDataError, check_data
+from recova.platform.audit.services import AuditDataError, actor_label, check_data
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Case, Contact, ContactKind, Debtor
 from recova.platform.crypto import PersonalDataCipher
 from recova.platform.extension import Platform
+from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.settings import current_settings
 
+#: Keyed digests of reveal reasons: the chain proves the reason without holding it.
+REASON_CONTEXT = "audit.reveal_reason"
 REVEAL_ROLES = frozenset({Role.TENANT_ADMIN, Role.AGENCY_MANAGER, Role.COLLECTOR})
 FIELDS = ("national_id", "contact")
 
@@ -123,12 +128,26 @@ def reveal(
 
     value = _decrypt(session, objects.cipher, debtor, field, contact_id)
     left = _spend_one_reveal(session, objects, tenant_id, principal)
+    stored = PersonalDataReveal(
+        debtor_id=debtor_id,
+        field=field,
+        contact_id=contact_id,
+        reason=reason,
+        revealed_by=actor_label(principal),
+    )
+    session.add(stored)
+    session.flush()
     record_event(
         session,
         action="personal_data.revealed",
         actor=principal,
         subject=("debtor", debtor_id),
-        data={"field": field, "contact_id": contact_id, "reason": reason},
+        data={
+            "reveal_id": stored.id,
+            "field": field,
+            "contact_id": contact_id,
+            "reason_digest": objects.cipher.blind_index(reason, context=REASON_CONTEXT).hex(),
+        },
     )
     return Revealed(debtor_id, field, contact_id, value, left)
 

@@ -24,3 +24,17 @@ class RevealedSchema(StrictSchema):
     contact_id = fields.Int(allow_none=True)
     value = fields.Str()
     reveals_left = fields.Int()
+
+
+class RevealRecordSchema(StrictSchema):
+    id = fields.Int()
+    debtor_id = fields.Int()
+    field = fields.Str()
+    contact_id = fields.Int(allow_none=True)
+    reason = fields.Str(allow_none=True, metadata={"description": "null once erased"})
+    revealed_by = fields.Str()
+    revealed_at = fields.DateTime()
+
+
+class RevealQuerySchema(StrictSchema):
+    debtor_id = fields.Int(validate=validate.Range(min=1))
