@@ -7,7 +7,7 @@ import datetime as dt
 from recova.platform.allocation.placement import WORKED_STATUSES
 from recova.platform.cases.models import CaseStatus
 from recova.platform.work.lifecycle import ALLOWED, TERMINAL, can_transition
-from tests.work_support import actions, audit_trail, work_world
+from tests.work_support import actions, at_once, audit_trail, work_world
 
 
 def test_the_table_admits_every_move_allocation_and_ingestion_make() -> None:
@@ -216,3 +216,47 @@ def test_a_reached_debtor_moves_a_placed_case_to_in_progress_once(app) -> None:
     assert [(a, d["to"]) for a, _, d in audit_trail(world, ("case", case_id))] == [
         ("case.transition", "in_progress")
     ]
+
+
+def test_a_case_with_a_live_promise_or_plan_is_not_put_back_to_work_by_hand(app) -> None:
+    world = work_world(app)
+    promised, planned = world.cases_of(world.collector)[:2]
+    collector = world.collector_caller()
+    due = (world.today + dt.timedelta(days=3)).isoformat()
+    promise = collector.post(
+        world.path(f"/cases/{promised}/promises"), {"amount": "50", "due_date": due}
+    )
+    assert promise.status_code == 201, promise.json
+    plan = collector.post(
+        world.path(f"/cases/{planned}/plans"),
+        {"instalments": [{"due_date": due, "amount": "50"}]},
+    )
+    assert plan.status_code == 201, plan.json
+    for case_id, live in (
+        (promised, f"pending promise ({promise.json['id']})"),
+        (planned, f"active payment plan ({plan.json['id']})"),
+    ):
+        refused = collector.post(world.path(f"/cases/{case_id}/transitions"), {"to": "in_progress"})
+        assert refused.status_code == 409, refused.json
+        assert live in refused.json["message"]
+    assert (world.status(promised), world.status(planned)) == ("promised", "on_plan")
+
+
+def test_two_resolutions_of_one_dispute_at_once_resolve_it_once(app, monkeypatch) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    opened = world.collector_caller().post(
+        world.path(f"/cases/{case_id}/disputes"), {"grounds": "other"}
+    )
+    assert opened.status_code == 201, opened.json
+    url = f"/api/v1/disputes/{opened.json['id']}/resolution"
+    first, second = world.admin(), world.admin()
+    responses = at_once(
+        monkeypatch,
+        lambda: first.post(url, {"outcome": "upheld"}),
+        lambda: second.post(url, {"outcome": "rejected"}),
+    )
+    assert sorted(r.status_code for r in responses) == [200, 409]
+    [won] = [r for r in responses if r.status_code == 200]
+    assert world.status(case_id) == ("closed" if won.json["status"] == "upheld" else "recalled")
+    assert actions(world, case_id).count("dispute.resolved") == 1

@@ -18,7 +18,7 @@ from recova.tenants.scope import tenant_scope
 from tests.ingest_support import PAYMENT_COLUMNS
 from tests.isolation_jobs import run_all_jobs
 from tests.support import recova
-from tests.work_support import WorkWorld, actions, audit_trail, work_world
+from tests.work_support import WorkWorld, actions, at_once, audit_trail, work_world
 
 
 def _evaluate(world: WorkWorld, as_of: dt.date) -> None:
@@ -395,6 +395,188 @@ def test_a_paid_settlement_settles_the_case_and_unpaid_offers_expire(app, settin
         "case.transition",
     ]
     assert actions(world, lapsing_case) == ["settlement.offered", "settlement.expired"]
+
+
+def _evaluate_accounts(world: WorkWorld) -> dict[str, Any]:
+    """What the payments run's hook does, for every account of the tenant."""
+    with tenant_scope(world.tenant.slug, db=platform(world.app).db) as session:
+        return evaluate_accounts(
+            session,
+            accounts=[a for (a,) in world.tenant.sql("SELECT id FROM {s}.accounts")],
+            today=world.today,
+            timezone=world.tenant.timezone,
+            actor="job:test",
+        )
+
+
+def test_an_offer_paid_after_the_case_was_recalled_or_held_still_settles_it(app) -> None:
+    world = work_world(app)
+    admin, collector = world.admin(), world.collector_caller()
+    recalled, disputed, held = world.cases_of(world.collector)[:3]
+    amounts = {}
+    for case_id in (recalled, disputed):
+        amounts[case_id] = (world.balance(case_id) * Decimal("0.8")).quantize(Decimal("0.01"))
+        offer = _offer(world, admin, case_id, amounts[case_id])
+        assert offer.json["status"] == "approved", offer.json
+    # After the approval the placement ends, and a dispute holds the other case.
+    [(placement_id,)] = world.tenant.sql(
+        "SELECT id FROM {s}.placements WHERE case_id = :c AND recalled_on IS NULL", c=recalled
+    )
+    assert admin.post(f"/api/v1/placements/{placement_id}/recall", {}).status_code == 200
+    assert world.status(recalled) == "recalled"
+    opened = collector.post(world.path(f"/cases/{disputed}/disputes"), {"grounds": "other"})
+    assert opened.status_code == 201, opened.json
+    assert world.status(disputed) == "on_hold"
+    # No new offer is made on a held case, though.
+    legal = admin.post(
+        f"/api/v1/cases/{held}/transitions", {"to": "on_hold", "hold_reason": "legal"}
+    )
+    assert legal.status_code == 200, legal.json
+    refused = _offer(world, admin, held, world.balance(held) - 1)
+    assert refused.status_code == 409
+    assert "being worked" in refused.json["message"]
+
+    for case_id, amount in amounts.items():
+        world.pay(case_id, str(amount))
+    assert _evaluate_accounts(world)["settled"] == 2
+    for case_id in (recalled, disputed):
+        state = _state(world, case_id)
+        assert (state["status"], state["close_reason"], state["hold_reason"]) == (
+            "settled",
+            "settled",
+            None,
+        )
+        [offer] = admin.get(f"/api/v1/cases/{case_id}/settlements").json
+        assert offer["status"] == "paid"
+    history = admin.get(f"/api/v1/cases/{disputed}/transitions").json
+    assert (history[-1]["from_status"], history[-1]["to_status"]) == ("on_hold", "settled")
+    assert "releases the dispute hold" in history[-1]["reason"]
+    released = [d for a, _, d in audit_trail(world, ("case", disputed)) if a == "case.transition"]
+    assert released[-1] == {
+        "from": "on_hold",
+        "to": "settled",
+        "transition_id": history[-1]["id"],
+        "released_hold": "dispute",
+    }
+    # Settled, the recalled case is not placed again.
+    world.tenant.run(world.today + dt.timedelta(days=1))
+    assert world.status(recalled) == "settled"
+    assert world.tenant.sql(
+        "SELECT count(*) FROM {s}.placements WHERE case_id = :c", c=recalled
+    ) == [(1,)]
+
+
+def test_a_plan_supersedes_the_pending_promise_and_keeps_the_case_until_paid(app) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    collector = world.collector_caller()
+    due = world.today + dt.timedelta(days=2)
+    promise_id = _promise(world, case_id, "100.00", due).json["id"]
+    balance = world.balance(case_id)
+    half = (balance / 2).quantize(Decimal("0.01"))
+    created = collector.post(
+        world.path(f"/cases/{case_id}/plans"),
+        {
+            "instalments": [
+                {"due_date": (due + dt.timedelta(days=10)).isoformat(), "amount": str(half)},
+                {
+                    "due_date": (due + dt.timedelta(days=40)).isoformat(),
+                    "amount": str(balance - half),
+                },
+            ]
+        },
+    )
+    assert created.status_code == 201, created.json
+    [promise] = _promises(world, case_id)
+    assert (promise["id"], promise["status"]) == (promise_id, "superseded")
+    assert promise["evaluated_at"] is not None
+    trail = audit_trail(world, ("case", case_id))
+    assert [action for action, _, _ in trail] == [
+        "case.transition",  # placed -> promised
+        "promise.created",
+        "case.transition",  # promised -> on_plan
+        "plan.created",
+        "promise.superseded",
+    ]
+    assert trail[-1][2] == {"promise_id": promise_id, "plan_id": created.json["id"]}
+    # Its grace days over, the superseded promise is not judged: nothing broken, still
+    # on the plan; paid in full, the plan leaves the case paid.
+    _evaluate(world, due + dt.timedelta(days=4))
+    state = _state(world, case_id)
+    assert (state["status"], state["broken_promises"]) == ("on_plan", 0)
+    world.pay(case_id, str(balance))
+    _evaluate(world, due + dt.timedelta(days=5))
+    assert _promises(world, case_id)[0]["status"] == "superseded"
+    assert world.admin().get(f"/api/v1/plans/{created.json['id']}").json["status"] == "completed"
+    assert _state(world, case_id)["status"] == "paid"
+
+
+def test_a_promise_judged_while_the_case_is_on_a_plan_leaves_it_on_the_plan(app) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    created = world.admin().post(
+        f"/api/v1/cases/{case_id}/plans",
+        {"instalments": [{"due_date": world.today.isoformat(), "amount": "50"}]},
+    )
+    assert created.status_code == 201, created.json
+    # A promise left pending beside the plan (as plans made before superseding left them).
+    world.tenant.sql(
+        "INSERT INTO {s}.promises (case_id, amount, currency, due_date, status, paid_amount,"
+        " created_by) VALUES (:c, 80, 'CNY', :due, 'pending', 0, 'job:test')",
+        c=case_id,
+        due=world.today,
+    )
+    _evaluate(world, world.today + dt.timedelta(days=4))
+    assert _promises(world, case_id)[0]["status"] == "broken"
+    assert _state(world, case_id)["status"] == "on_plan"
+
+
+def test_two_decisions_on_one_offer_at_once_one_wins_the_other_is_409(app, monkeypatch) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    offer = _offer(world, world.collector_caller(), case_id, world.balance(case_id) / 2)
+    assert offer.json["status"] == "pending_approval"
+    first, second = world.admin(), world.admin()
+    responses = at_once(
+        monkeypatch,
+        lambda: _decide(world, first, offer.json["id"], approve=True),
+        lambda: _decide(world, second, offer.json["id"], approve=False),
+    )
+    assert sorted(r.status_code for r in responses) == [200, 409]
+    [won] = [r for r in responses if r.status_code == 200]
+    [lost] = [r for r in responses if r.status_code == 409]
+    assert "not pending approval" in lost.json["message"]
+    [stored] = world.admin().get(f"/api/v1/cases/{case_id}/settlements").json
+    assert stored["status"] == won.json["status"]
+    assert actions(world, case_id).count("settlement.decided") == 1
+
+
+def test_two_deferrals_at_once_do_not_exceed_the_plan_s_limit(app, monkeypatch) -> None:
+    world = work_world(app)
+    case_id = world.cases_of(world.collector)[0]
+    admin = world.admin()
+    admin.request("PUT", "/api/v1/work/settings", {"max_deferrals": 1})
+    days = [world.today + dt.timedelta(days=n) for n in (10, 40)]
+    created = admin.post(
+        f"/api/v1/cases/{case_id}/plans",
+        {"instalments": [{"due_date": d.isoformat(), "amount": "100"} for d in days]},
+    )
+    plan_id = created.json["id"]
+    first, second = world.admin(), world.admin()
+    responses = at_once(
+        monkeypatch,
+        *(
+            lambda caller=caller, seq=seq, day=day: caller.post(
+                f"/api/v1/plans/{plan_id}/instalments/{seq}/deferral",
+                {"due_date": (day + dt.timedelta(days=5)).isoformat()},
+            )
+            for caller, seq, day in ((first, 1, days[0]), (second, 2, days[1]))
+        ),
+    )
+    assert sorted(r.status_code for r in responses) == [200, 409]
+    plan = admin.get(f"/api/v1/plans/{plan_id}").json
+    assert plan["deferrals"] == 1
+    assert sum(i["due_date"] != i["original_due_date"] for i in plan["instalments"]) == 1
 
 
 def _cli_env(settings: Settings) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -238,3 +239,36 @@ def seed_world_work(world: Any) -> None:
             "agency_contract_id": str(contract_b),
         }
     )
+
+
+def at_once(monkeypatch: Any, *requests: Callable[[], Any]) -> list[Any]:
+    """Run each request in its own thread (its own session), all of them having loaded
+    their rows before any takes the case lock: each thread waits at its first
+    ``lock_case`` until every other one got there too. The responses, in order."""
+    import threading
+
+    from recova.platform.work import lifecycle
+
+    lock_case = lifecycle.lock_case
+    all_loaded = threading.Barrier(len(requests))
+    waited = threading.local()
+
+    def lock_when_all_loaded(session: Any, case_id: int) -> Any:
+        if not getattr(waited, "done", False):
+            waited.done = True
+            all_loaded.wait(timeout=10)
+        return lock_case(session, case_id)
+
+    monkeypatch.setattr(lifecycle, "lock_case", lock_when_all_loaded)
+    responses: list[Any] = [None] * len(requests)
+
+    def run(n: int) -> None:
+        responses[n] = requests[n]()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    monkeypatch.setattr(lifecycle, "lock_case", lock_case)  # later requests lock at once
+    return responses

@@ -23,7 +23,7 @@ NOW = sa.text("now()")
 MONEY = sa.Numeric(20, 4)
 ENUMS = {
     "hold_reason": ("dispute", "legal"),
-    "promise_status": ("pending", "kept", "partly_kept", "broken"),
+    "promise_status": ("pending", "kept", "partly_kept", "broken", "superseded"),
     "plan_status": ("active", "completed", "broken"),
     "instalment_status": ("open", "paid", "missed"),
     "settlement_status": ("pending_approval", "approved", "rejected", "expired", "paid"),

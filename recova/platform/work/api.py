@@ -184,8 +184,10 @@ class CaseTransitions(MethodView):
         """Move a case to another status; 409 names the statuses it may move to.
 
         Agency staff may only start working a case (in_progress); closing, paying off and
-        legal holds are the tenant's. Placed, recalled, promised, on_plan and settled are
-        reached through allocation, promises, plans and settlements.
+        legal holds are the tenant's. A promised or on_plan case goes back to in_progress
+        only once its promise or plan has ended (409 names the live one). Placed, recalled,
+        promised, on_plan and settled are reached through allocation, promises, plans and
+        settlements.
         """
         case = _case_or_404(case_id)
         principal = _principal()
@@ -308,7 +310,9 @@ class InstalmentDeferral(MethodView):
     def post(self, data: dict[str, Any], plan_id: int, seq: int) -> PaymentPlan:
         """Move an open instalment's due date later, within the tenant's deferral limits."""
         plan = _plan_or_404(plan_id)
-        lifecycle.lock_case(db_session(), plan.case_id)
+        # Re-read under the case lock: a deferral committed meanwhile counts against the
+        # limit and may have moved the instalment this one must stay before.
+        lifecycle.lock_for_evaluation(db_session(), plan.case_id, plan, *plan.instalments)
         try:
             plans.defer_instalment(
                 db_session(),
@@ -383,7 +387,9 @@ class SettlementDecision(MethodView):
         """Approve or reject an offer waiting for approval; 403 if the discount is above
         the caller's limit (collector: the agency's, manager: the contract's)."""
         settlement = _settlement_or_404(settlement_id)
-        lifecycle.lock_case(db_session(), settlement.case_id)
+        # Re-read under the case lock: of two decisions at once, the second sees the
+        # first's and is refused, rather than both passing the pending check.
+        lifecycle.lock_for_evaluation(db_session(), settlement.case_id, settlement)
         principal = _principal()
         if principal.is_agency_user and settlement.agency_id != principal.agency_id:
             # The case moved agencies since: the offer was priced by the old one's limits.
@@ -449,7 +455,8 @@ class DisputeResolution(MethodView):
         dispute = db_session().get(Dispute, dispute_id)
         if dispute is None:
             abort(404, message=f"no dispute {dispute_id}")
-        lifecycle.lock_case(db_session(), dispute.case_id)
+        # Re-read under the case lock, so a dispute is resolved once.
+        lifecycle.lock_for_evaluation(db_session(), dispute.case_id, dispute)
         try:
             return disputes.resolve_dispute(
                 db_session(),

@@ -19,6 +19,14 @@ a status from which the lifecycle has no way on:
 
 Their history lives in their own rows (placements, ingestion runs); ``case_transitions``
 holds the moves made by people and by case-work jobs.
+
+``recalled`` and ``on_hold`` may move to ``settled`` for one reason only: an offer approved
+while the case was worked is paid in full after its placement ended or a dispute or legal
+hold stopped the case. The full-and-final payment extinguishes the debt whatever happened
+to the case meanwhile, so the case settles (a hold is released, the transition naming the
+paid offer) rather than staying open with its offer paid and being placed again. Nobody
+moves a case to ``settled`` by hand (``MANAGED``), and no new offer is made on a recalled
+or held case (``settlements.offer_settlement``), so only a paid offer takes these moves.
 """
 
 from __future__ import annotations
@@ -35,7 +43,15 @@ from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.db import utcnow
 from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
-from recova.platform.work.models import CaseHold, CaseTransition, HoldReason
+from recova.platform.work.models import (
+    CaseHold,
+    CaseTransition,
+    HoldReason,
+    PaymentPlan,
+    PlanStatus,
+    Promise,
+    PromiseStatus,
+)
 
 S = CaseStatus
 
@@ -54,10 +70,13 @@ ALLOWED: dict[CaseStatus, frozenset[CaseStatus]] = {
     S.ON_PLAN: frozenset({S.IN_PROGRESS, S.SETTLED, S.PAID, S.ON_HOLD, S.RECALLED, S.CLOSED}),
     # Leaving a hold returns to where the case was held from (or, if its placement was
     # recalled meanwhile, to recalled), or closes it.
+    # ... and an approved offer paid while the case was held or recalled settles it.
     S.ON_HOLD: frozenset(
-        {S.NEW, S.PLACED, S.IN_PROGRESS, S.PROMISED, S.ON_PLAN, S.RECALLED, S.CLOSED}
+        {S.NEW, S.PLACED, S.IN_PROGRESS, S.PROMISED, S.ON_PLAN, S.RECALLED, S.SETTLED, S.CLOSED}
     ),
-    S.RECALLED: frozenset({S.PLACED, S.IN_PROGRESS, S.PROMISED, S.ON_PLAN, S.ON_HOLD, S.CLOSED}),
+    S.RECALLED: frozenset(
+        {S.PLACED, S.IN_PROGRESS, S.PROMISED, S.ON_PLAN, S.SETTLED, S.ON_HOLD, S.CLOSED}
+    ),
     S.CLOSED: frozenset({S.NEW}),
     S.SETTLED: frozenset(),
     S.PAID: frozenset(),
@@ -115,7 +134,10 @@ def lock_for_evaluation(session: Session, case_id: int, *rows: object) -> None:
     """Lock the case, then re-read ``rows`` (its promise, plan or offer) under the lock.
 
     The payments job and the daily job may judge the same promise at once; whichever
-    locks the case second sees what the first committed (no promise broken twice).
+    locks the case second sees what the first committed (no promise broken twice). The
+    same holds for people: two decisions on one offer, two deferrals on one plan or two
+    resolutions of one dispute each load their row before the lock, so each re-reads it
+    here and checks the state the other committed (one wins, the other gets a 409).
     """
     lock_case(session, case_id)
     for row in rows:
@@ -148,11 +170,13 @@ def transition(
     current = case.status
     if not can_transition(current, to):
         raise TransitionRefused(current, to)
+    released: CaseHold | None = None
     if to is S.ON_HOLD:
         if hold_reason is None:
             raise ValueError("putting a case on hold needs a hold reason")
         session.add(CaseHold(case_id=case.id, reason=hold_reason, held_from=current))
     elif current is S.ON_HOLD:
+        released = open_hold(session, case.id)
         session.execute(
             update(CaseHold)
             .where(CaseHold.case_id == case.id, CaseHold.released_at.is_(None))
@@ -178,6 +202,8 @@ def transition(
     data: dict[str, object] = {"from": current.value, "to": to.value, "transition_id": record.id}
     if hold_reason is not None and to is S.ON_HOLD:
         data["hold_reason"] = hold_reason.value
+    if released is not None:
+        data["released_hold"] = released.reason.value  # the hold this move ended
     note_event(session, action="case.transition", actor=actor, subject=("case", case.id), data=data)
     return record
 
@@ -194,8 +220,13 @@ def mark_worked(session: Session, *, case: Case, actor: Actor, reason: str) -> b
 
 
 def return_to_work(session: Session, *, case: Case, actor: Actor, reason: str) -> bool:
-    """After a promise or plan ends, the case goes back to in_progress (if it was on it)."""
-    if case.status not in (S.PROMISED, S.ON_PLAN):
+    """After a promise is judged, a promised case goes back to in_progress; else nothing.
+
+    Only from promised: a case on_plan is the plan's (its end moves the case, to paid when
+    it covered the balance), and a promise judged while the case is on a plan, held or
+    gone must not take the case off where it is.
+    """
+    if case.status is not S.PROMISED:
         return False
     transition(session, case=case, to=S.IN_PROGRESS, actor=actor, reason=reason)
     return True
@@ -239,6 +270,8 @@ def request_transition(
         raise NotPermitted(f"agency staff may move a case only to {', '.join(AGENCY_TARGETS)}")
     if to is S.ON_HOLD and hold_reason is not HoldReason.LEGAL:
         raise WorkInvalid("a hold set by hand is a legal hold; a dispute is opened as a dispute")
+    if to is S.IN_PROGRESS and case.status in (S.PROMISED, S.ON_PLAN):
+        _refuse_while_live(session, case)
     if case.status is S.ON_HOLD:
         hold = open_hold(session, case.id)
         if hold is not None and hold.reason is HoldReason.DISPUTE:
@@ -256,6 +289,34 @@ def request_transition(
         if active is not None:
             recall_placement(session, active, reason="legal_hold", on=today)
     return moved
+
+
+def _refuse_while_live(session: Session, case: Case) -> None:
+    """A promised or on_plan case goes back to work by hand only once its promise or plan
+    has ended: moved while it is live, the promise or plan would still be judged later, a
+    plan's completion would no longer make the case paid, and a new promise or plan
+    would sit beside the old one. It ends by being judged (or broken) by the evaluation.
+    """
+    promise = session.scalar(
+        select(Promise.id).where(
+            Promise.case_id == case.id, Promise.status == PromiseStatus.PENDING
+        )
+    )
+    if promise is not None:
+        raise WorkConflict(
+            f"case {case.id} has a pending promise ({promise}); it goes back to work when"
+            " the promise is judged"
+        )
+    plan = session.scalar(
+        select(PaymentPlan.id).where(
+            PaymentPlan.case_id == case.id, PaymentPlan.status == PlanStatus.ACTIVE
+        )
+    )
+    if plan is not None:
+        raise WorkConflict(
+            f"case {case.id} has an active payment plan ({plan}); it goes back to work when"
+            " the plan completes or breaks"
+        )
 
 
 def _active_placement(session: Session, case_id: int) -> Placement | None:

@@ -108,6 +108,8 @@ class PromiseStatus(enum.StrEnum):
     KEPT = "kept"
     PARTLY_KEPT = "partly_kept"
     BROKEN = "broken"
+    #: Closed unjudged: a payment plan agreed on the case replaced it (``plans.create_plan``).
+    SUPERSEDED = "superseded"
 
 
 class Promise(Timestamped, TenantModel):
@@ -136,6 +138,7 @@ class Promise(Timestamped, TenantModel):
     #: Net of reversals, counted from ``created_at``'s day to the end of the grace period.
     paid_amount: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     created_by: Mapped[str] = mapped_column(String(64))
+    #: When it was judged, or superseded by a plan.
     evaluated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 

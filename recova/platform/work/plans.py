@@ -39,6 +39,7 @@ from recova.platform.work.models import (
     PlanStatus,
 )
 from recova.platform.work.money import day_started, money, paid_between
+from recova.platform.work.promises import supersede_promise
 from recova.platform.work.settings import current_settings
 
 MAX_INSTALMENTS = 60
@@ -61,7 +62,10 @@ def create_plan(
     actor: Actor,
     today: dt.date,
 ) -> PaymentPlan:
-    """Agree an instalment schedule and move the case to on_plan."""
+    """Agree an instalment schedule and move the case to on_plan.
+
+    A promise still pending on the case is superseded by the plan (closed unjudged).
+    """
     if not 1 <= len(instalments) <= MAX_INSTALMENTS:
         raise WorkInvalid(f"a plan has between 1 and {MAX_INSTALMENTS} instalments")
     dates = [due for due, _ in instalments]
@@ -117,6 +121,7 @@ def create_plan(
             "currency": plan.currency,
         },
     )
+    supersede_promise(session, case_id=case.id, plan_id=plan.id, actor=actor)
     return plan
 
 

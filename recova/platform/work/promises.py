@@ -11,6 +11,10 @@ end of its date plus the tenant's grace days:
 
 When a promise is judged the case, if still promised, goes back to in_progress.
 Judging is idempotent: a promise is judged once, and later payments change nothing.
+
+A payment plan agreed while a promise is pending **supersedes** it: the promise closes
+unjudged (``superseded``; no broken promise counted), and the plan alone judges what the
+debtor pays from then on.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from recova.platform.work.settings import current_settings
 
 #: The longest a promise may look ahead; further out it is a plan, not a promise.
 MAX_PROMISE_DAYS = 90
+#: Statuses no judgment gives: still waiting, or closed by a plan.
+_NOT_JUDGED = frozenset({PromiseStatus.PENDING, PromiseStatus.SUPERSEDED})
 
 
 def create_promise(
@@ -95,6 +101,32 @@ def pending_promise(session: Session, case_id: int) -> Promise | None:
     return session.scalar(
         select(Promise).where(Promise.case_id == case_id, Promise.status == PromiseStatus.PENDING)
     )
+
+
+def supersede_promise(
+    session: Session, *, case_id: int, plan_id: int, actor: Actor
+) -> Promise | None:
+    """Close the case's pending promise, unjudged, because plan ``plan_id`` replaces it.
+
+    Left pending, the promise would be judged on the payments the plan now counts: broken,
+    it would count against the debtor although the plan is being kept, and its judgment
+    would pull the case off its plan. Call with the case locked (``transition`` took the
+    lock), so an evaluation judging the same promise either ran before or finds it closed.
+    The superseded promise, or None if there was none.
+    """
+    promise = pending_promise(session, case_id)
+    if promise is None:
+        return None
+    promise.status = PromiseStatus.SUPERSEDED
+    promise.evaluated_at = utcnow()
+    note_event(
+        session,
+        action="promise.superseded",
+        actor=actor,
+        subject=("case", case_id),
+        data={"promise_id": promise.id, "plan_id": plan_id},
+    )
+    return promise
 
 
 def evaluate_promise(
@@ -158,7 +190,7 @@ def evaluate_due_promises(
         )
         .order_by(Promise.id)
     ).all()
-    counts = {status.value: 0 for status in PromiseStatus if status is not PromiseStatus.PENDING}
+    counts = {status.value: 0 for status in PromiseStatus if status not in _NOT_JUDGED}
     for promise in due:
         outcome = evaluate_promise(session, promise, today=today, timezone=timezone, actor=actor)
         if outcome is not None:

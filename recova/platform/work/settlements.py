@@ -17,8 +17,11 @@ balance``); the stored percentage is rounded up to the cent, for display only.
 
 An approved offer is **paid** when the account's payments from the day of the offer (net
 of reversals) reach its amount by the end of its expiry date; the case is then settled
-and leaves collection. An offer still open after its expiry date **expires** (the daily
-job, after one last look at the payments).
+and leaves collection, even if meanwhile its placement ended (recalled) or a dispute or
+legal hold stopped it (on hold, released): the full-and-final payment agreed while the
+case was worked extinguishes the debt. Offers are made only on a case being worked. An
+offer still open after its expiry date **expires** (the daily job, after one last look at
+the payments).
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ from recova.platform.db import utcnow
 from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import (
+    WORKED,
     Actor,
     actor_label,
     can_transition,
     lock_for_evaluation,
+    open_hold,
     transition,
 )
 from recova.platform.work.models import ApprovalLevel, Settlement, SettlementStatus
@@ -129,9 +134,16 @@ def offer_settlement(
     tenant_id: int,
     today: dt.date,
 ) -> Settlement:
-    """Make a settlement offer; approved at once if ``level`` covers its discount."""
-    if not can_transition(case.status, CaseStatus.SETTLED):
-        raise WorkConflict(f"case {case.id} is {case.status.value}; it cannot be settled")
+    """Make a settlement offer; approved at once if ``level`` covers its discount.
+
+    Only on a case being worked: a recalled or held case may still settle (an offer made
+    before is paid), but a new one is not negotiated while no agency holds it or a dispute
+    or legal hold stops it.
+    """
+    if case.status not in WORKED:
+        raise WorkConflict(
+            f"case {case.id} is {case.status.value}; offers are made on a case being worked"
+        )
     settings = current_settings(session)
     if expires_on < today:
         raise WorkInvalid("an offer cannot expire in the past")
@@ -272,12 +284,16 @@ def evaluate_settlement(
         },
     )
     if can_transition(case.status, CaseStatus.SETTLED):
+        reason = f"settlement {settlement.id} paid"
+        hold = open_hold(session, case.id) if case.status is CaseStatus.ON_HOLD else None
+        if hold is not None:
+            reason += f" in full and final; releases the {hold.reason.value} hold"
         transition(
             session,
             case=case,
             to=CaseStatus.SETTLED,
             actor=actor,
-            reason=f"settlement {settlement.id} paid",
+            reason=reason,
             close_reason="settled",
         )
     return True
