@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from recova.billing.services import create_agency_contract
 from recova.platform.agencies.services import create_agency
-from recova.platform.allocation.models import Placement
+from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.auth.models import Role
 from recova.platform.auth.services import create_user
 from recova.platform.cases.models import Case, Contact, ContactKind, Debtor
@@ -86,10 +86,14 @@ class Lender:
         region: str | None = None,
         phones: tuple[str, ...] | None = None,
         third_parties: int = 1,
+        third_party_names: tuple[str | None, ...] | None = None,
         placed_with: int | None = 0,
+        assigned: bool = True,
     ) -> Debt:
-        """A debtor with own phones, an email, an address and third parties, one case,
-        placed with agency ``placed_with`` (an index into ``agency_ids``; None: unplaced)."""
+        """A debtor with own phones (``()``: none), an email, an address and third parties
+        (siblings, each named apart unless ``third_party_names`` says), one case, placed
+        with agency ``placed_with`` (an index into ``agency_ids``; None: unplaced) and,
+        when ``assigned``, assigned to that agency's collector."""
         cipher = self.objects.cipher
         tag = secrets.token_hex(4)
         default_phone = "+8613812345678" if self.jurisdiction == "CN" else "+12125550123"
@@ -109,12 +113,14 @@ class Lender:
             debtor.timezone = timezone
             debtor.region = region
 
-            def contact(kind: ContactKind, value: str, relation: str = "self") -> Contact:
+            def contact(
+                kind: ContactKind, value: str, relation: str = "self", name: str | None = None
+            ) -> Contact:
                 made = Contact(
                     debtor=debtor,
                     kind=kind,
                     relation=relation,
-                    name=None if relation == "self" else f"Relative {tag}",
+                    name=name,
                     value_ciphertext=cipher.encrypt(value, context=f"contact.{kind.value}"),
                     value_index=cipher.blind_index(value, context=f"contact.{kind.value}"),
                     value_masked=mask(value),
@@ -122,25 +128,40 @@ class Lender:
                 session.add(made)
                 return made
 
-            own = [contact(ContactKind.PHONE, p) for p in (phones or (default_phone,))]
+            own_phones = phones if phones is not None else (default_phone,)
+            own = [contact(ContactKind.PHONE, p) for p in own_phones]
             email = contact(ContactKind.EMAIL, f"debtor{tag}@mail.test")
             address = contact(ContactKind.ADDRESS, f"{tag} Main Street")
+            names = third_party_names or tuple(f"Relative {tag} {n}" for n in range(third_parties))
             others = [
-                contact(ContactKind.PHONE, f"{default_phone[:-4]}{n:04d}", relation="sibling")
-                for n in range(third_parties)
+                contact(
+                    ContactKind.PHONE,
+                    f"{default_phone[:-4]}{n:04d}",
+                    relation="sibling",
+                    name=name,
+                )
+                for n, name in enumerate(names)
             ]
             if placed_with is not None:
-                session.add(
-                    Placement(
-                        case_id=case.id,
-                        agency_id=self.agency_ids[placed_with],
-                        started_on=dt.date(2026, 1, 1),
-                        ends_on=dt.date(2099, 1, 1),
-                        grace_days=0,
-                        balance_at_placement=Decimal("5000.00"),
-                        currency=ZONES[self.jurisdiction][1],
-                    )
+                placement = Placement(
+                    case_id=case.id,
+                    agency_id=self.agency_ids[placed_with],
+                    started_on=dt.date(2026, 1, 1),
+                    ends_on=dt.date(2099, 1, 1),
+                    grace_days=0,
+                    balance_at_placement=Decimal("5000.00"),
+                    currency=ZONES[self.jurisdiction][1],
                 )
+                session.add(placement)
+                if assigned:
+                    session.flush()  # the assignment names the placement
+                    session.add(
+                        Assignment(
+                            placement_id=placement.id,
+                            collector_id=self.collector_ids[placed_with],
+                            reason="override",
+                        )
+                    )
             session.flush()
             return Debt(
                 case_id=case.id,
@@ -161,14 +182,17 @@ class Lender:
         agency: int | None = 0,
         result: str | None = None,
         recording_ref: str | None = "rec-1",
+        actor: Actor | None = None,
     ) -> ContactAttempt:
-        """One attempt through the gate at ``at`` by an agency's collector (None: tenant
-        staff), with its outcome recorded when ``result`` is given and it was allowed."""
-        actor = (
-            Actor(kind="tenant", user_id=1)
-            if agency is None
-            else Actor(kind="agency", agency_id=self.agency_ids[agency], user_id=1)
-        )
+        """One attempt through the gate at ``at`` by an agency's staff (None: tenant
+        staff; ``actor`` overrides both), with its outcome recorded when ``result`` is
+        given and it was allowed."""
+        if actor is None:
+            actor = (
+                Actor(kind="tenant", user_id=1)
+                if agency is None
+                else Actor(kind="agency", agency_id=self.agency_ids[agency], user_id=1)
+            )
         with self.scope() as session:
             made = attempt_contact(
                 session,
@@ -193,6 +217,48 @@ class Lender:
                 )
             session.expunge(made)
             return made
+
+    def outcome(self, attempt: ContactAttempt, result: str) -> None:
+        """Record the outcome of an attempt left pending, with the default code for it."""
+        with self.scope() as session:
+            stored = session.get(ContactAttempt, attempt.id)
+            assert stored is not None
+            codes = {c.result: c.code for c in outcome_codes(session)}
+            record_outcome(
+                session,
+                stored,
+                jurisdiction=self.jurisdiction,
+                code=codes[result],
+                actor="test:lender",
+                recording_ref="rec-1",
+            )
+
+    def assign(self, debt: Debt, collector: int | None) -> None:
+        """End the case's open assignment and, unless None, assign it to collector
+        ``collector`` (an index into ``collector_ids``) on its open placement."""
+        with self.scope() as session:
+            placement = session.scalar(
+                select(Placement).where(
+                    Placement.case_id == debt.case_id, Placement.recalled_on.is_(None)
+                )
+            )
+            assert placement is not None
+            for open_one in session.scalars(
+                select(Assignment).where(
+                    Assignment.placement_id == placement.id, Assignment.ended_at.is_(None)
+                )
+            ):
+                open_one.ended_at = dt.datetime.now(dt.UTC)
+                open_one.end_reason = "test"
+            session.flush()  # one open assignment per placement
+            if collector is not None:
+                session.add(
+                    Assignment(
+                        placement_id=placement.id,
+                        collector_id=self.collector_ids[collector],
+                        reason="reassigned",
+                    )
+                )
 
     def attempts(self, debt: Debt) -> list[ContactAttempt]:
         with self.scope() as session:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from recova.platform.compliance.gate import Actor, attempt_contact
+from recova.platform.compliance.localtime import in_all_windows, phone_zones
 from recova.platform.compliance.policy import PolicyError, save_policy
 from recova.platform.contact.models import Channel, ContactAttempt
 from recova.platform.contact.services import ContactError, outcome_codes, record_outcome
@@ -127,6 +128,46 @@ def test_debtor_zone_differs_from_the_tenants(cn: Lender) -> None:
     assert (made.local_timezone, made.blocked_rule) == (NY, "cn.contact_window")
 
 
+def test_a_number_across_two_zones_must_be_in_both_windows(us: Lender) -> None:
+    """Idaho's 208 covers Boise (Mountain time) and the panhandle (Pacific time), and the
+    number alone cannot say which: the window must be open on both clocks."""
+    la, boise = "America/Los_Angeles", "America/Boise"
+    assert phone_zones("+12085550123") == (boise, la)
+    debt = us.debt(phones=("+12085550123",))
+    # 08:30 in Boise is 07:30 on the Pacific side: too early there.
+    early = us.attempt(debt, local(boise, 2026, 6, 10, 8, 30), channel=Channel.SMS)
+    assert (early.blocked_rule, early.local_timezone) == ("us.contact_window", la)
+    assert early.next_allowed_at == local(la, 2026, 6, 10, 8, 0)
+    assert us.attempt(debt, local(la, 2026, 6, 10, 8, 0), channel=Channel.SMS).status == ("pending")
+    # 20:30 Pacific is 21:30 in Boise: the evening closes on Boise's clock.
+    late = us.attempt(debt, local(la, 2026, 6, 10, 20, 30), channel=Channel.SMS)
+    assert (late.blocked_rule, late.local_timezone) == ("us.contact_window", boise)
+    assert late.next_allowed_at == local(la, 2026, 6, 11, 8, 0)
+
+
+def test_a_toll_free_number_binds_in_every_zone_of_the_plan(us: Lender) -> None:
+    """A US toll-free number names every zone of the numbering plan, America/Adak first:
+    16:00 in Adak is 20:00 in New York and 21:30 in St John's, already too late there."""
+    zones = phone_zones("+18005550123")
+    assert zones[0] == "America/Adak"
+    assert {NY, "Pacific/Guam", "America/St_Johns"} <= set(zones)
+    debt = us.debt(phones=("+18005550123",))
+    at = local("America/Adak", 2026, 6, 10, 16, 0)
+    made = us.attempt(debt, at, channel=Channel.SMS)
+    assert made.blocked_rule == "us.contact_window"
+    # The next allowed instant is the first inside the window on every one of the clocks.
+    opens = made.next_allowed_at
+    assert opens is not None
+    assert opens > at
+    window = (dt.time(8, 0), dt.time(21, 0))
+    assert in_all_windows(opens, zones, *window)
+    assert not in_all_windows(opens - dt.timedelta(minutes=1), zones, *window)
+    assert us.attempt(debt, opens, channel=Channel.SMS).status == "pending"
+    # A number without a known zone falls back to the tenant's zone, as before.
+    unknown = us.debt(phones=("+8640012345678",))
+    assert us.attempt(unknown, at, channel=Channel.SMS).local_timezone == NY
+
+
 def test_letters_are_not_bound_to_the_window(cn: Lender) -> None:
     debt = cn.debt()
     night = local(SH, 2026, 6, 10, 23, 0)
@@ -232,6 +273,71 @@ def test_us_quiet_week_after_a_conversation(us: Lender) -> None:
     assert us.attempt(debt, talk + dt.timedelta(days=7)).status == "pending"
 
 
+def test_cn_refused_calls_count_toward_the_connected_cap(cn: Lender) -> None:
+    """A refusal means someone answered: it is a connected call for the daily cap."""
+    debt = cn.debt()
+    for hour in (9, 10, 11):
+        made = cn.attempt(debt, local(SH, 2026, 6, 10, hour, 0), result="refused")
+        assert made.status == "completed"
+    fourth = cn.attempt(debt, local(SH, 2026, 6, 10, 12, 0))
+    assert fourth.blocked_rule == "cn.connected_calls_per_day"
+
+
+def test_us_quiet_week_after_a_refusal(us: Lender) -> None:
+    debt = us.debt()
+    talk = local(NY, 2026, 6, 1, 10, 0)
+    us.attempt(debt, talk, result="refused")
+    during = us.attempt(debt, local(NY, 2026, 6, 4, 10, 0))
+    assert during.blocked_rule == "us.quiet_after_conversation"
+    assert during.next_allowed_at == talk + dt.timedelta(days=7)
+
+
+def test_us_a_pending_call_holds_the_quiet_week_until_its_outcome(us: Lender) -> None:
+    """The first call's outcome is not recorded yet: it may have been a conversation."""
+    debt = us.debt()
+    first = us.attempt(debt, local(NY, 2026, 6, 1, 10, 0))
+    assert first.status == "pending"
+    second = us.attempt(debt, local(NY, 2026, 6, 1, 11, 0))
+    assert second.blocked_rule == "us.quiet_after_conversation"
+    assert second.next_allowed_at == local(NY, 2026, 6, 8, 10, 0)
+    # Unanswered after all: nobody talked, so the next call may go.
+    us.outcome(first, "no_answer")
+    assert us.attempt(debt, local(NY, 2026, 6, 1, 12, 0)).status == "pending"
+
+
+def test_outcomes_must_fit_the_channel(cn: Lender) -> None:
+    """A call is not "delivered", and nobody answers a text: such an outcome would let
+    the attempt escape the rules that count results by channel."""
+    debt = cn.debt()
+    at = local(SH, 2026, 6, 10, 10, 0)
+    call = cn.attempt(debt, at)
+    text = cn.attempt(debt, at, channel=Channel.SMS)
+    letter = cn.attempt(debt, at, channel=Channel.LETTER, contact_id=debt.address)
+    with cn.scope() as session:
+        codes = {c.result: c.code for c in outcome_codes(session)}
+
+        def record(attempt: ContactAttempt, result: str) -> None:
+            stored = session.get(ContactAttempt, attempt.id)
+            assert stored is not None
+            record_outcome(session, stored, jurisdiction="CN", code=codes[result],
+                           recording_ref="r-1", actor="test:gate")  # fmt: skip
+
+        for attempt, result in (
+            (call, "delivered"),
+            (call, "failed"),
+            (text, "connected"),
+            (text, "refused"),
+            (letter, "no_answer"),
+            (letter, "busy"),
+        ):
+            with pytest.raises(ContactError, match="does not fit"):
+                record(attempt, result)
+        record(call, "refused")
+        record(text, "delivered")
+        record(letter, "wrong_number")  # a wrong number, or address, fits any channel
+    assert [a.result for a in cn.attempts(debt)] == ["refused", "delivered", "wrong_number"]
+
+
 def _race(lender: Lender, debt, at: dt.datetime | None, url: str) -> list[str]:  # type: ignore[no-untyped-def]
     """50 threads, each on its own connection, attempt the same debtor at once."""
     db = Database(url, pool_size=50, max_overflow=0)
@@ -278,23 +384,32 @@ def _race(lender: Lender, debt, at: dt.datetime | None, url: str) -> list[str]: 
 
 
 def test_fifty_concurrent_attempts_pass_exactly_the_us_cap(us: Lender, database_url: str) -> None:
+    """Six unanswered calls this week: the cap lets exactly one more through (and that
+    one, pending, also holds the quiet week for the others)."""
     debt = us.debt()
+    for day in range(4, 10):
+        made = us.attempt(debt, local(NY, 2026, 6, day, 10, 0), result="no_answer")
+        assert made.status == "completed"
     statuses = _race(us, debt, local(NY, 2026, 6, 10, 14, 0), database_url)
-    assert statuses.count("pending") == 7
-    assert statuses.count("blocked") == 43
+    assert statuses.count("pending") == 1
+    assert statuses.count("blocked") == 49
     stored = us.attempts(debt)
-    assert sum(a.status == "pending" for a in stored) == 7
+    assert sum(a.status == "pending" for a in stored) == 1
     assert {a.blocked_rule for a in stored if a.status == "blocked"} == {
         "us.call_attempts_in_7_days"
     }
 
 
 def test_fifty_concurrent_live_attempts_pass_exactly_the_cap(us: Lender, database_url: str) -> None:
-    """Live attempts (the time read by the gate itself, as through the API)."""
+    """Live attempts (the time read by the gate itself, as through the API): a pending
+    call may be a conversation, so exactly one passes the quiet week."""
     debt = us.debt(timezone=zone_where_it_is(12))
     statuses = _race(us, debt, None, database_url)
-    assert statuses.count("pending") == 7
-    assert statuses.count("blocked") == 43
+    assert statuses.count("pending") == 1
+    assert statuses.count("blocked") == 49
+    assert {a.blocked_rule for a in us.attempts(debt) if a.status == "blocked"} == {
+        "us.quiet_after_conversation"
+    }
 
 
 def test_fifty_concurrent_attempts_pass_exactly_the_cn_cap(cn: Lender, database_url: str) -> None:
@@ -338,6 +453,55 @@ def test_a_wrong_number_makes_the_debtor_unreachable(cn: Lender) -> None:
     cn.attempt(debt, at, result="wrong_number")
     made = cn.attempt(debt, at + dt.timedelta(minutes=1), contact_id=debt.third_parties[0])
     assert made.status == "pending"
+
+
+def test_a_debtor_without_an_own_phone_is_not_unreachable(cn: Lender) -> None:
+    """No own number at all is not "every own number wrong": the third party waits."""
+    debt = cn.debt(phones=())
+    made = cn.attempt(debt, local(SH, 2026, 6, 10, 9, 0), contact_id=debt.third_parties[0])
+    assert made.blocked_rule == "third_party.debtor_reachable"
+
+
+def test_a_refusal_binds_every_contact_of_that_third_party(cn: Lender) -> None:
+    """Named third parties are one person per relation and name; unnamed ones are only
+    the contact itself."""
+    debt = cn.debt(third_party_names=("Wang Fang", " wang fang", "Li Lei", None, None))
+    same, same_again, other, unnamed, unnamed_other = debt.third_parties
+    at = local(SH, 2026, 6, 10, 9, 0)
+    cn.attempt(debt, at, result="wrong_number")  # the debtor's only number: unreachable
+    for n, contact in enumerate((same, unnamed), start=1):
+        made = cn.attempt(debt, at + dt.timedelta(minutes=n), contact_id=contact, result="refused")
+        assert made.status == "completed"
+    later = at + dt.timedelta(hours=1)
+    assert cn.attempt(debt, later, contact_id=same_again).blocked_rule == "third_party.refused"
+    assert cn.attempt(debt, later, contact_id=unnamed).blocked_rule == "third_party.refused"
+    assert cn.attempt(debt, later, contact_id=other).status == "pending"
+    assert cn.attempt(debt, later, contact_id=unnamed_other).status == "pending"
+
+
+def test_a_collector_reaches_only_the_cases_assigned_to_them(cn: Lender) -> None:
+    debt = cn.debt(assigned=False)
+    at = local(SH, 2026, 6, 10, 10, 0)
+    collector = Actor(
+        kind="agency", agency_id=cn.agency_ids[0], user_id=cn.collector_ids[0], collector=True
+    )
+
+    def attempt(when: dt.datetime) -> str | None:
+        """The attempt's status, None if the gate does not find the case for them."""
+        with cn.scope() as session:
+            made = attempt_contact(session, cn.objects, tenant=cn.tenant(), case_id=debt.case_id,
+                                   contact_id=debt.phones[0], channel=Channel.SMS,
+                                   actor=collector, at=when)  # fmt: skip
+            return None if made is None else made.status
+
+    assert attempt(at) is None
+    # The agency's manager reaches every case placed with the agency.
+    assert cn.attempt(debt, at, channel=Channel.SMS).status == "pending"
+    cn.assign(debt, 0)
+    assert attempt(at) == "pending"
+    assert cn.attempts(debt)[-1].user_id == cn.collector_ids[0]
+    cn.assign(debt, None)  # the assignment ended: no longer theirs
+    assert attempt(at) is None
 
 
 @pytest.mark.parametrize("flag", ["dispute", "bankruptcy", "deceased", "cease_contact"])

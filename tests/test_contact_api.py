@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from recova.platform.allocation.models import Assignment, Placement
+from recova.platform.allocation.models import Placement
 from recova.platform.audit import events
 from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.contact.models import Channel
@@ -108,6 +108,37 @@ def test_agency_staff_reach_only_their_placed_cases(cn: Lender) -> None:
     made = admin.post(f"/api/v1/cases/{debt.case_id}/attempts", body)
     assert made.status_code == 201
     assert made.json["actor_kind"] == "tenant"
+
+
+def test_collectors_reach_only_their_assigned_cases(cn: Lender) -> None:
+    """A collector works the cases assigned to them; their agency's manager, every case
+    placed with the agency. Anything else is 404, as for other agencies' cases."""
+    debt = cn.debt(timezone=zone_where_it_is(12), assigned=False)
+    base = f"/api/v1/tenants/{cn.slug}/cases/{debt.case_id}/attempts"
+    body = {"contact_id": debt.phones[0], "channel": "call_out"}
+    manager = login(cn.app, cn.manager_emails[0])
+    made = manager.post(base, body)
+    assert made.status_code == 201, made.json
+    assert made.json["status"] == "pending"
+    assert manager.get(base).status_code == 200
+    outcome = f"{base}/{made.json['id']}/outcome"
+    collector = login(cn.app, cn.collector_emails[0])
+    assert collector.get(base).status_code == 404
+    assert collector.post(base, body).status_code == 404
+    assert collector.post(outcome, {"code": "NO_ANSWER"}).status_code == 404
+    proposed = {**body, "case_id": debt.case_id, "at": local(SH, 2031, 3, 3, 10).isoformat()}
+    simulated = collector.post(
+        f"/api/v1/tenants/{cn.slug}/compliance/simulate", {"attempts": [proposed]}
+    )
+    assert simulated.json["attempts"][0]["rule"] == "request.not_found"
+    cn.assign(debt, 0)
+    assert [a["id"] for a in collector.get(base).json] == [made.json["id"]]
+    # A message's result does not fit a call.
+    assert collector.post(outcome, {"code": "DELIVERED"}).status_code == 422
+    assert collector.post(outcome, {"code": "NO_ANSWER"}).status_code == 200
+    cn.assign(debt, None)  # the assignment ended
+    assert collector.get(base).status_code == 404
+    assert manager.get(base).status_code == 200
 
 
 def test_wrong_kind_of_contact_is_a_422(cn: Lender) -> None:
@@ -339,7 +370,7 @@ def test_work_queue_hides_cases_that_cannot_be_called_now(cn: Lender) -> None:
     night = zone_where_it_is(3)
     callable_ = cn.debt(timezone=day)
     misspelt = cn.debt(timezone="Mars/Olympus_Mons")  # falls back to the tenant's clock
-    asleep = cn.debt(timezone=night)
+    cn.debt(timezone=night)  # asleep: hidden
     disputed = cn.debt(timezone=day)
     capped = cn.debt(timezone=day)
     unwilling = cn.debt(timezone=day)
@@ -348,14 +379,7 @@ def test_work_queue_hides_cases_that_cannot_be_called_now(cn: Lender) -> None:
     now = dt.datetime.now(dt.UTC)
     for n in range(3):
         cn.attempt(capped, now - dt.timedelta(minutes=n), result="connected")
-    collector_id = cn.collector_ids[0]
-    with cn.scope() as session:
-        for debt in (callable_, asleep, disputed, capped, unwilling, misspelt):
-            placement = session.scalar(select(Placement).where(Placement.case_id == debt.case_id))
-            assert placement is not None
-            session.add(
-                Assignment(placement_id=placement.id, collector_id=collector_id, reason="override")
-            )
+    # Each debt is assigned to the first agency's collector (``Lender.debt``).
     collector = login(cn.app, cn.collector_emails[0])
     queue = collector.get("/api/v1/agency/queue?page_size=100")
     assert queue.status_code == 200

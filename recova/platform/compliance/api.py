@@ -1,7 +1,7 @@
 """The compliance policy, schedule simulation and validation notices over the API.
 
 Tenant staff read the policy and tenant admins tighten it. Simulation is open to agency
-staff too, on the cases placed with their agency only.
+staff too, on the cases placed with their agency only (a collector: assigned to them).
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ class Simulation(MethodView):
             tenant=current_tenant(),
             cipher=platform().cipher,
             agency_id=principal.agency_id if principal.is_agency_user else None,
+            collector_id=principal.subject_id if principal.role is Role.COLLECTOR else None,
         )
         return {"attempts": answers, "blocked": sum(1 for a in answers if not a["allowed"])}
 

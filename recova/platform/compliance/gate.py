@@ -4,7 +4,8 @@ The API calls it now; the web UI and any dialer call the same function later. Fo
 attempt it:
 
 1. loads the case, debtor, contact and the tenant's policy version in one query (agency
-   staff reach only cases placed with their agency: anything else is "not found");
+   staff reach only cases placed with their agency, and a collector only the cases
+   assigned to them: anything else is "not found");
 2. takes a transaction-level advisory lock on (tenant schema, debtor) in that same
    statement, so two collectors dialling the same debtor at the same instant are decided
    one after the other and cannot both pass a cap only one may pass;
@@ -16,7 +17,9 @@ attempt it:
 Counts are indexed ``count(*)`` queries over ``contact_attempts`` (one statement for all
 of them), per debtor across every agency and the tenant's own staff. A pending call
 counts as the worst case until its outcome is recorded (connected for the connected-call
-cap, unanswered for the unanswered cap), so the lock plus the count is exact.
+cap and the quiet period after a conversation, unanswered for the unanswered cap), so
+the lock plus the count is exact. Someone who answers and refuses has had a
+conversation: ``refused`` counts wherever ``connected`` does.
 """
 
 from __future__ import annotations
@@ -30,17 +33,20 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from recova.platform.audit import record_event
+from recova.platform.auth.models import Role
 from recova.platform.compliance.localtime import (
+    all_windows_open,
     in_window,
-    local_day,
+    local_days,
     resolve_zone,
-    window_opens,
     zone,
 )
 from recova.platform.compliance.policy import PolicyInForce
 from recova.platform.contact.models import (
     CHANNEL_CONTACT_KIND,
+    CONVERSATION_RESULTS,
     FAILED_RESULTS,
+    MESSAGE_CHANNELS,
     AttemptStatus,
     Channel,
     ContactAttempt,
@@ -65,8 +71,8 @@ STOP_FLAGS = {
 #: Case states in which nobody contacts the debtor about the case.
 CLOSED_STATES = ("closed", "paid", "settled", "recalled")
 WINDOW_EXEMPT = (Channel.LETTER,)  # posted, not delivered at a time of day
-MESSAGE_CHANNELS = (Channel.SMS, Channel.EMAIL, Channel.LETTER)
 _FAILED = ", ".join(f"'{r.value}'" for r in FAILED_RESULTS)
+_CONVERSATION = ", ".join(f"'{r.value}'" for r in CONVERSATION_RESULTS)
 
 
 class GateError(ValueError):
@@ -75,20 +81,40 @@ class GateError(ValueError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who makes an attempt: an agency's staff, the tenant's staff, or a tenant API client."""
+    """Who makes an attempt: an agency's staff, the tenant's staff, or a tenant API client.
+
+    ``collector``: an agency collector, who works only the cases assigned to them (an
+    agency manager, ``collector`` false, reaches every case placed with the agency).
+    """
 
     kind: str
     agency_id: int | None = None
     user_id: int | None = None
     client_id: int | None = None
+    collector: bool = False
+
+    def __post_init__(self) -> None:
+        if self.collector and (self.agency_id is None or self.user_id is None):
+            # Without both the assignment check could not run, and must not be skipped.
+            raise ValueError("a collector acts for an agency as a user")
 
     @classmethod
     def of(cls, principal: Principal) -> Actor:
         if principal.is_client:
             return cls(kind="client", client_id=principal.subject_id)
         if principal.is_agency_user:
-            return cls(kind="agency", agency_id=principal.agency_id, user_id=principal.subject_id)
+            return cls(
+                kind="agency",
+                agency_id=principal.agency_id,
+                user_id=principal.subject_id,
+                collector=principal.role is Role.COLLECTOR,
+            )
         return cls(kind="tenant", user_id=principal.subject_id)
+
+    @property
+    def collector_id(self) -> int | None:
+        """The user whose open assignment the case needs (None: no assignment needed)."""
+        return self.user_id if self.collector else None
 
     @property
     def audit_label(self) -> str:
@@ -114,6 +140,8 @@ class Target:
     relation: str
     contact_do_not_contact: bool
     contact_ciphertext: bytes
+    #: A third party's name, as the tenant registered it (None: not given).
+    contact_name: str | None = None
     #: The tenant's policy version in force at the instant asked about (None: the bare pack).
     policy_id: int | None = None
     policy_pack: str | None = None
@@ -138,12 +166,16 @@ class Decision:
     """The gate's answer for one attempt."""
 
     at: dt.datetime
+    #: The zone recorded with the attempt: the one whose window shut it out, else the
+    #: first candidate.
     timezone: str
     zone_source: str
     pack_version: str
     policy_id: int | None
     blocks: tuple[Block, ...] = field(default_factory=tuple)
     next_allowed_at: dt.datetime | None = None
+    #: Every zone the debtor may be in (several only when a phone number says so).
+    timezones: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -172,11 +204,14 @@ def load_target(
     contact_id: int,
     at: dt.datetime,
     agency_id: int | None = None,
+    collector_id: int | None = None,
     lock: bool = False,
 ) -> Target | None:
     """The case, the contact (which must be the case debtor's) and the tenant's policy
     version in force at ``at``, in one round trip; None if the case or contact is missing
-    or, for agency staff, the case is not placed with their agency now.
+    or, for agency staff, the case is not placed with their agency now, or, for a
+    collector (``collector_id``, with ``agency_id``), not assigned to them on that
+    placement now.
 
     With ``lock`` the same statement takes the per-debtor advisory lock, held to the end
     of the transaction, so the counts that follow, in their own statement and snapshot,
@@ -184,13 +219,18 @@ def load_target(
     name and the debtor id into PostgreSQL's 64-bit lock space; a collision between two
     debtors only makes them wait for each other.
     """
-    statement = _load_statement(_schema(session), agency_id is not None, lock)
+    if collector_id is not None and agency_id is None:
+        raise ValueError("a collector's reach is checked within their agency")
+    statement = _load_statement(
+        _schema(session), agency_id is not None, collector_id is not None, lock
+    )
     row = session.execute(
         statement,
         {
             "case_id": case_id,
             "contact_id": contact_id,
             "agency_id": agency_id,
+            "collector_id": collector_id,
             "at": at,
             "lock_prefix": _lock_prefix(session),
         },
@@ -213,16 +253,24 @@ def load_target(
         policy_id=row[12],
         policy_pack=row[13],
         policy_overrides=row[14],
+        contact_name=row[15],
     )
 
 
 @lru_cache(maxsize=1024)
-def _load_statement(s: str, placed: bool, lock: bool) -> Any:
+def _load_statement(s: str, placed: bool, assigned: bool, lock: bool) -> Any:
     """Built once per schema and shape: parsing the SQL for its parameters costs more than
     running it on a warm connection."""
+    assigned_sql = (
+        f"""AND EXISTS (SELECT 1 FROM {s}.assignments a WHERE a.placement_id = pl.id
+                            AND a.collector_id = :collector_id AND a.ended_at IS NULL)"""
+        if assigned
+        else ""
+    )
     placed_sql = (
         f"""AND EXISTS (SELECT 1 FROM {s}.placements pl WHERE pl.case_id = c.id
-                        AND pl.agency_id = :agency_id AND pl.recalled_on IS NULL)"""
+                        AND pl.agency_id = :agency_id AND pl.recalled_on IS NULL
+                        {assigned_sql})"""
         if placed
         else ""
     )
@@ -234,7 +282,7 @@ def _load_statement(s: str, placed: bool, lock: bool) -> Any:
     return text(
         f"""SELECT c.id, c.status::text, c.flags, d.id, d.do_not_contact, d.timezone,
                    d.region, k.id, k.kind::text, k.relation, k.do_not_contact,
-                   k.value_ciphertext, p.id, p.pack, p.overrides {locked}
+                   k.value_ciphertext, p.id, p.pack, p.overrides, k.name {locked}
             FROM {s}.cases c
             JOIN {s}.debtors d ON d.id = c.debtor_id
             JOIN {s}.contacts k ON k.id = :contact_id AND k.debtor_id = d.id
@@ -252,8 +300,9 @@ def _lock_prefix(session: Session) -> str:
 
 def debtor_zone(
     target: Target, *, channel: Channel, tenant_timezone: str, cipher: PersonalDataCipher
-) -> tuple[str, str]:
-    """The debtor's zone; the phone is decrypted (in memory only) when nothing else says."""
+) -> tuple[tuple[str, ...], str]:
+    """The debtor's candidate zones and their source; the phone is decrypted (in memory
+    only) when nothing else says, and may name several zones, all of which then bind."""
     phone = None
     if (
         target.debtor_timezone is None
@@ -279,10 +328,14 @@ def _count_statement(s: str, parts: tuple[str, ...]) -> Any:
     return text("SELECT " + ", ".join(parts).format(s=s))
 
 
-_CONNECTED_TODAY = """(SELECT count(*) FROM {s}.contact_attempts
+_CONNECTED_TODAY = (
+    """(SELECT count(*) FROM {s}.contact_attempts
     WHERE debtor_id = :debtor_id AND attempted_at >= :day_start AND attempted_at < :day_end
       AND status <> 'blocked' AND channel = 'call_out' AND NOT third_party
-      AND (status = 'pending' OR result = 'connected')) AS connected_today"""
+      AND (status = 'pending' OR result IN ("""
+    + _CONVERSATION
+    + """))) AS connected_today"""
+)
 _UNANSWERED_TODAY = """(SELECT count(*) FROM {s}.contact_attempts
     WHERE contact_id = :contact_id AND attempted_at >= :day_start AND attempted_at < :day_end
       AND status <> 'blocked' AND channel = 'call_out'
@@ -292,13 +345,28 @@ _CAPPED_CALL = """(SELECT attempted_at FROM {s}.contact_attempts
     WHERE case_id = :case_id AND attempted_at > :week_ago AND attempted_at <= :at
       AND status <> 'blocked' AND channel = 'call_out' AND NOT third_party
     ORDER BY attempted_at DESC OFFSET :calls_offset LIMIT 1) AS capped_call"""
-_LAST_CONVERSATION = """(SELECT max(attempted_at) FROM {s}.contact_attempts
+# A call still pending may turn out a conversation: it counts as one until its outcome is
+# recorded, or a second call would pass while the first one's is unknown.
+_LAST_CONVERSATION = (
+    """(SELECT max(attempted_at) FROM {s}.contact_attempts
     WHERE case_id = :case_id AND attempted_at > :quiet_since AND attempted_at <= :at
-      AND status = 'completed' AND channel IN ('call_out', 'call_in') AND NOT third_party
-      AND result = 'connected') AS last_conversation"""
-_REFUSED = """(SELECT count(*) FROM {s}.contact_attempts
-    WHERE contact_id = :contact_id AND attempted_at <= :at AND status = 'completed'
-      AND result = 'refused') AS refusals"""
+      AND status <> 'blocked' AND channel IN ('call_out', 'call_in') AND NOT third_party
+      AND (status = 'pending' OR result IN ("""
+    + _CONVERSATION
+    + """))) AS last_conversation"""
+)
+# A refusal by a third party, through this contact or any other the tenant registered
+# for the same person (same relation and name, see ``_read_counts``).
+_REFUSED = """(SELECT count(*) FROM {s}.contact_attempts x
+    JOIN {s}.contacts k ON k.id = x.contact_id
+    WHERE x.debtor_id = :debtor_id AND x.third_party AND x.attempted_at <= :at
+      AND x.status = 'completed' AND x.result = 'refused'
+      AND (x.contact_id = :contact_id
+           OR (k.relation = :relation
+               AND lower(btrim(k.name)) = lower(CAST(:contact_name AS text))))) AS refusals"""
+_OWN_PHONES = """(SELECT count(*) FROM {s}.contacts k
+    WHERE k.debtor_id = :debtor_id AND k.relation = 'self' AND k.kind = 'phone')
+    AS own_phones"""
 _FAILED_RUN = (
     """(SELECT count(*) = :failures AND bool_and(result IN ("""
     + _FAILED
@@ -339,29 +407,39 @@ def decide(
         overrides=target.policy_overrides,
         version_id=target.policy_id,
     )
-    zone_name, source = debtor_zone(
+    zones, source = debtor_zone(
         target, channel=channel, tenant_timezone=tenant.timezone, cipher=cipher
     )
-    blocks = _blocks(
-        session, target, channel=channel, at=at, zone_name=zone_name, policy=policy, live=live
-    )
+    rules = policy.rules
+    blocks = _blocks(session, target, channel=channel, at=at, zones=zones, policy=policy, live=live)
     next_at: dt.datetime | None = None
     if blocks and all(b.until is not None for b in blocks):
-        rules = policy.rules
         latest = max(b.until for b in blocks if b.until is not None)
         next_at = (
             latest
             if channel in WINDOW_EXEMPT
-            else window_opens(latest, zone_name, rules.window_start, rules.window_end)
+            else all_windows_open(latest, zones, rules.window_start, rules.window_end)
         )
     return Decision(
         at=at,
-        timezone=zone_name,
+        timezone=_outside_window(at, zones, channel, rules) or zones[0],
         zone_source=source,
         pack_version=policy.pack.version,
         policy_id=policy.version_id,
         blocks=tuple(blocks),
         next_allowed_at=next_at,
+        timezones=zones,
+    )
+
+
+def _outside_window(
+    at: dt.datetime, zones: tuple[str, ...], channel: Channel, rules: Any
+) -> str | None:
+    """The first candidate zone whose local clock is outside the window at ``at``."""
+    if channel in WINDOW_EXEMPT:
+        return None
+    return next(
+        (z for z in zones if not in_window(at, z, rules.window_start, rules.window_end)), None
     )
 
 
@@ -371,27 +449,31 @@ def _blocks(
     *,
     channel: Channel,
     at: dt.datetime,
-    zone_name: str,
+    zones: tuple[str, ...],
     policy: PolicyInForce,
     live: bool,
 ) -> list[Block]:
     blocks = _standing_blocks(target)
     rules = policy.rules
     p = policy.pack.pack.lower()
-    if channel not in WINDOW_EXEMPT and not in_window(
-        at, zone_name, rules.window_start, rules.window_end
-    ):
-        local = at.astimezone(zone(zone_name))
+    outside = _outside_window(at, zones, channel, rules)
+    if outside is not None:
+        local = at.astimezone(zone(outside))
+        where = (
+            "the debtor's local time"
+            if len(zones) == 1
+            else f"every one of the {len(zones)} zones the debtor's number may be in"
+        )
         blocks.append(
             Block(
                 f"{p}.contact_window",
                 f"Outside the contact window {rules.window_start:%H:%M}-{rules.window_end:%H:%M}"
-                f" in the debtor's local time (now {local:%H:%M} {zone_name}).",
-                window_opens(at, zone_name, rules.window_start, rules.window_end),
+                f" in {where} (now {local:%H:%M} {outside}).",
+                all_windows_open(at, zones, rules.window_start, rules.window_end),
             )
         )
     if channel is Channel.CALL_OUT or target.third_party:
-        blocks += _counted_blocks(session, target, channel=channel, at=at, zone_name=zone_name,
+        blocks += _counted_blocks(session, target, channel=channel, at=at, zones=zones,
                                   policy=policy, live=live)  # fmt: skip
     return blocks
 
@@ -421,7 +503,7 @@ def _counted_blocks(
     *,
     channel: Channel,
     at: dt.datetime,
-    zone_name: str,
+    zones: tuple[str, ...],
     policy: PolicyInForce,
     live: bool,
 ) -> list[Block]:
@@ -429,7 +511,7 @@ def _counted_blocks(
     rules = policy.rules
     p = policy.pack.pack.lower()
     blocks: list[Block] = []
-    day_start, day_end = local_day(at, zone_name)
+    day_start, day_end = local_days(at, zones)
     parts: list[str] = []
     params: dict[str, Any] = {
         "debtor_id": target.debtor_id,
@@ -458,8 +540,10 @@ def _counted_blocks(
         parts.append(_LAST_CONVERSATION)
         params["quiet_since"] = at - dt.timedelta(days=rules.quiet_days_after_conversation)
     if target.third_party:
-        parts += [_REFUSED, _FAILED_RUN, _OWN_PHONES_VALID]
+        parts += [_REFUSED, _FAILED_RUN, _OWN_PHONES, _OWN_PHONES_VALID]
         params["failures"] = rules.third_party_after_failures
+        params["relation"] = target.relation
+        params["contact_name"] = (target.contact_name or "").strip().lower() or None
     if not parts:
         return blocks
 
@@ -507,16 +591,24 @@ def _read_counts(
         blocks.append(
             Block(
                 f"{p}.quiet_after_conversation",
-                f"A telephone conversation about this debt took place in the last {quiet} days.",
+                f"A telephone conversation about this debt took place in the last {quiet} days"
+                " (a call whose outcome is not recorded yet counts as one).",
                 counts["last_conversation"] + dt.timedelta(days=quiet),
             )
         )
     if target.third_party:
+        # A refusal binds the person, not only the number they refused on. Contacts carry
+        # a relation and a name, so a named third party is every contact of the debtor's
+        # with the same relation and name (trimmed, any case); an unnamed one is only the
+        # contact that refused, since nothing ties it to any other.
         if counts["refusals"]:
             blocks.append(
                 Block("third_party.refused", "This third party refused further contact.", None)
             )
-        unreachable = bool(counts["failed_run"]) or counts["own_phones_valid"] == 0
+        # Every own number proven wrong only means something if there is one: a debtor
+        # with no phone of their own is not unreachable by that half of the rule.
+        all_wrong = counts["own_phones"] > 0 and counts["own_phones_valid"] == 0
+        unreachable = bool(counts["failed_run"]) or all_wrong
         if not unreachable:
             blocks.append(
                 Block(
@@ -538,13 +630,20 @@ def check_contact(
     contact_id: int,
     channel: Channel,
     agency_id: int | None = None,
+    collector_id: int | None = None,
     at: dt.datetime | None = None,
 ) -> Decision | None:
     """The gate's decision for an attempt, under the debtor's lock, recording nothing
     (a dialler asking before it dials; the caller's transaction ends the lock)."""
     when = at or utcnow()
     target = load_target(
-        session, case_id=case_id, contact_id=contact_id, at=when, agency_id=agency_id, lock=True
+        session,
+        case_id=case_id,
+        contact_id=contact_id,
+        at=when,
+        agency_id=agency_id,
+        collector_id=collector_id,
+        lock=True,
     )
     if target is None:
         return None
@@ -611,13 +710,14 @@ def attempt_contact(
         contact_id=contact_id,
         at=when,
         agency_id=actor.agency_id,
+        collector_id=actor.collector_id,
         lock=True,
     )
     if target is None:
         return None
     _check_request(target, channel, template)
     if channel is Channel.CALL_IN:
-        zone_name, _ = debtor_zone(
+        zones, _ = debtor_zone(
             target, channel=channel, tenant_timezone=tenant.timezone, cipher=objects.cipher
         )
         pack = PolicyInForce.of(
@@ -629,10 +729,11 @@ def attempt_contact(
         )
         decision = Decision(
             at=when,
-            timezone=zone_name,
+            timezone=zones[0],
             zone_source="",
             pack_version=pack.pack.version,
             policy_id=pack.version_id,
+            timezones=zones,
         )
     else:
         decision = decide(

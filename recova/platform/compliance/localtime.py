@@ -4,6 +4,12 @@ The zone comes from the debtor's own ``timezone``, else their address region (a 
 or a Chinese province), else the region of the phone number being called (phonenumbers'
 time-zone data), else the tenant's zone. Every edge is computed with ``zoneinfo`` on the
 local calendar, so a window opens at 08:00 local even on the day clocks change.
+
+A phone number may name several zones (an area code across a zone line; a US toll-free
+or 5xx number names every zone of the plan). Nothing says which one the debtor lives
+in, so every one of them is a candidate and the rules must hold in all of them: an
+attempt is inside the window only if it is inside it in each candidate zone, and a
+"day" spans from the earliest candidate midnight to the latest.
 """
 
 from __future__ import annotations
@@ -103,14 +109,18 @@ def region_zone(region: str | None) -> str | None:
     return cleaned if "/" in cleaned and is_zone(cleaned) else None
 
 
-def phone_zone(number: str) -> str | None:
-    """The zone of an E.164 number when its region has exactly one (or a clear first)."""
+def phone_zones(number: str) -> tuple[str, ...]:
+    """Every zone phonenumbers lists for an E.164 number (its "unknown" marker and names
+    ``zoneinfo`` does not know left out); empty when the number names none."""
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
-        return None
-    zones = [z for z in phone_timezone.time_zones_for_number(parsed) if is_zone(z)]
-    return zones[0] if zones else None
+        return ()
+    return tuple(
+        z
+        for z in phone_timezone.time_zones_for_number(parsed)
+        if z != phone_timezone.UNKNOWN_TIMEZONE and is_zone(z)
+    )
 
 
 def resolve_zone(
@@ -119,18 +129,19 @@ def resolve_zone(
     region: str | None,
     phone: str | None,
     tenant_timezone: str,
-) -> tuple[str, str]:
-    """The debtor's zone and where it came from: debtor, region, phone or tenant."""
+) -> tuple[tuple[str, ...], str]:
+    """The debtor's candidate zones and where they came from: debtor, region, phone or
+    tenant. Only a phone number gives more than one (see the module's docstring)."""
     if debtor_timezone and is_zone(debtor_timezone):
-        return debtor_timezone, "debtor"
+        return (debtor_timezone,), "debtor"
     from_region = region_zone(region)
     if from_region is not None:
-        return from_region, "region"
+        return (from_region,), "region"
     if phone:
-        from_phone = phone_zone(phone)
-        if from_phone is not None:
+        from_phone = phone_zones(phone)
+        if from_phone:
             return from_phone, "phone"
-    return tenant_timezone, "tenant"
+    return (tenant_timezone,), "tenant"
 
 
 def local_day(at: dt.datetime, zone_name: str) -> tuple[dt.datetime, dt.datetime]:
@@ -168,3 +179,39 @@ def window_opens(at: dt.datetime, zone_name: str, start: dt.time, end: dt.time) 
         return at
     day = local.date() if local.time() < start else local.date() + dt.timedelta(days=1)
     return _local(day, start, tz).astimezone(dt.UTC)
+
+
+def local_days(at: dt.datetime, zones: tuple[str, ...]) -> tuple[dt.datetime, dt.datetime]:
+    """The local day holding ``at`` in every candidate zone, as one span of UTC instants
+    [earliest start, latest end): a count over it is at least the count of any one
+    candidate's day, so a daily cap that holds over it holds wherever the debtor is."""
+    days = [local_day(at, z) for z in zones]
+    return min(d[0] for d in days), max(d[1] for d in days)
+
+
+def in_all_windows(at: dt.datetime, zones: tuple[str, ...], start: dt.time, end: dt.time) -> bool:
+    """Whether ``at`` falls in [start, end) on the local clock of every candidate zone."""
+    return all(in_window(at, z, start, end) for z in zones)
+
+
+#: How far ahead ``all_windows_open`` looks for a common opening before giving up.
+_COMMON_WINDOW_HORIZON = dt.timedelta(days=8)
+
+
+def all_windows_open(
+    at: dt.datetime, zones: tuple[str, ...], start: dt.time, end: dt.time
+) -> dt.datetime | None:
+    """The first instant at or after ``at`` inside the window in every candidate zone, or
+    None if the windows never meet (zones too far apart for a narrow window).
+
+    No common instant comes before the latest of the zones' own next openings; if one
+    zone's window has closed again by then, the search moves on from there. A week and a
+    day covers every weekday and a change of clocks; past that they never meet.
+    """
+    moment = at
+    while moment - at <= _COMMON_WINDOW_HORIZON:
+        opening = max(window_opens(moment, z, start, end) for z in zones)
+        if in_all_windows(opening, zones, start, end):
+            return opening
+        moment = opening
+    return None

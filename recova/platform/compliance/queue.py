@@ -28,9 +28,12 @@ from sqlalchemy.orm import Session
 from recova.platform.compliance.localtime import REGION_ZONES
 from recova.platform.compliance.packs import Rules, pack_in_force
 from recova.platform.compliance.policy import tighten
+from recova.platform.contact.models import CONVERSATION_RESULTS
 from recova.tenants.models import Tenant
 
 _REGIONS = json.dumps(REGION_ZONES, ensure_ascii=False)
+# As in the gate: a refusal means someone answered, and a pending call may be a conversation.
+_CONVERSATION = ", ".join(f"'{r.value}'" for r in CONVERSATION_RESULTS)
 
 
 @lru_cache(maxsize=1)
@@ -100,7 +103,7 @@ def contactable_sql(
         conditions.append(
             f"""({calls} AND x.debtor_id = c.debtor_id
                  AND x.attempted_at >= (date_trunc('day', cz{n}.local_now) AT TIME ZONE cz{n}.tz)
-                 AND (x.status = 'pending' OR x.result = 'connected')) < :cz_connected{n}"""
+                 AND (x.status = 'pending' OR x.result IN ({_CONVERSATION}))) < :cz_connected{n}"""
         )
     if rules.max_call_attempts_in_7_days is not None:
         params[f"cz_week{n}"] = rules.max_call_attempts_in_7_days
@@ -112,8 +115,9 @@ def contactable_sql(
         params[f"cz_quiet{n}"] = rules.quiet_days_after_conversation
         conditions.append(
             f"""NOT EXISTS (SELECT 1 FROM {schema}.contact_attempts x
-                 WHERE x.case_id = c.id AND x.status = 'completed' AND NOT x.third_party
-                   AND x.channel IN ('call_out', 'call_in') AND x.result = 'connected'
+                 WHERE x.case_id = c.id AND x.status <> 'blocked' AND NOT x.third_party
+                   AND x.channel IN ('call_out', 'call_in')
+                   AND (x.status = 'pending' OR x.result IN ({_CONVERSATION}))
                    AND x.attempted_at > now() - make_interval(days => :cz_quiet{n}))"""
         )
     return joins, " AND ".join(conditions), params

@@ -40,8 +40,10 @@ def simulate_schedule(
     tenant: Tenant,
     cipher: PersonalDataCipher,
     agency_id: int | None = None,
+    collector_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The gate's answer for each proposed attempt, in the order given."""
+    """The gate's answer for each proposed attempt, in the order given (agency staff, and
+    a collector among them, reach the cases the live gate lets them reach)."""
     order = sorted(range(len(schedule)), key=lambda i: schedule[i].at)
     answers: list[dict[str, Any]] = [{} for _ in schedule]
     savepoint = session.begin_nested()
@@ -49,7 +51,13 @@ def simulate_schedule(
         for index in order:
             proposed = schedule[index]
             answers[index] = _simulate_one(
-                session, proposed, index=index, tenant=tenant, cipher=cipher, agency_id=agency_id
+                session,
+                proposed,
+                index=index,
+                tenant=tenant,
+                cipher=cipher,
+                agency_id=agency_id,
+                collector_id=collector_id,
             )
     finally:
         savepoint.rollback()
@@ -64,6 +72,7 @@ def _simulate_one(
     tenant: Tenant,
     cipher: PersonalDataCipher,
     agency_id: int | None,
+    collector_id: int | None,
 ) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "index": index,
@@ -78,6 +87,7 @@ def _simulate_one(
         contact_id=proposed.contact_id,
         at=proposed.at,
         agency_id=agency_id,
+        collector_id=collector_id,
     )
     if target is None:
         return {**answer, "allowed": False, "rule": "request.not_found",

@@ -1,8 +1,9 @@
 """Contact work over the API: attempts through the compliance gate, outcomes, codes,
 templates and do-not-contact marks.
 
-Agency staff reach only cases placed with their agency now (anything else is 404, as if
-it did not exist); tenant staff reach every case of their tenant.
+Agency staff reach only cases placed with their agency now, and a collector among them
+only the cases assigned to them on that placement now (anything else is 404, as if it
+did not exist); tenant staff reach every case of their tenant.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import Select, exists, select
 
-from recova.platform.allocation.models import Placement
+from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.api import SelectPage, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
@@ -51,17 +52,24 @@ def _agency_id() -> int | None:
 
 
 def _reachable_case(case_id: int) -> Case:
-    """The case, if the caller may work it (agency staff: placed with their agency now)."""
+    """The case, if the caller may work it (agency staff: placed with their agency now; a
+    collector: also assigned to them on that placement now, as the gate requires)."""
     statement = select(Case).where(Case.id == case_id)
+    principal = _principal()
     agency_id = _agency_id()
     if agency_id is not None:
-        statement = statement.where(
-            exists().where(
-                Placement.case_id == Case.id,
-                Placement.agency_id == agency_id,
-                Placement.recalled_on.is_(None),
-            )
-        )
+        placed = [
+            Placement.case_id == Case.id,
+            Placement.agency_id == agency_id,
+            Placement.recalled_on.is_(None),
+        ]
+        if principal.role is Role.COLLECTOR:
+            placed += [
+                Assignment.placement_id == Placement.id,
+                Assignment.collector_id == principal.subject_id,
+                Assignment.ended_at.is_(None),
+            ]
+        statement = statement.where(exists().where(*placed))
     case = db_session().scalar(statement)
     if case is None:
         abort(404, message=f"no case {case_id}")

@@ -75,7 +75,7 @@ def _first_worked_cases(session: Session, count: int) -> list[Worked]:
         others = [c for c, relation in phones if relation != "self"]
         if not own:
             continue
-        actor = Actor(kind="agency", agency_id=agency_id, user_id=collector_id)
+        actor = Actor(kind="agency", agency_id=agency_id, user_id=collector_id, collector=True)
         found.append(Worked(case_id, actor, own[0], others[0] if others else None))
         if len(found) == count:
             break

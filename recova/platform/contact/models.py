@@ -68,6 +68,28 @@ class Result(enum.StrEnum):
 
 #: Results that count toward "the debtor is unreachable" (third parties).
 FAILED_RESULTS = (Result.NO_ANSWER, Result.BUSY, Result.WRONG_NUMBER, Result.FAILED)
+#: Results meaning someone answered the phone: a refusal is a conversation too, however
+#: short, so both count toward the connected-call cap and the quiet period after one.
+CONVERSATION_RESULTS = (Result.CONNECTED, Result.REFUSED)
+
+CALL_CHANNELS = (Channel.CALL_OUT, Channel.CALL_IN)
+#: Channels that send a message rather than reach a person at that moment.
+MESSAGE_CHANNELS = (Channel.SMS, Channel.EMAIL, Channel.LETTER)
+#: Results only a call can have (nobody answers, or refuses, a letter) and only a
+#: message can have (a call is not "delivered"). A wrong number (or address) fits both;
+#: a field visit is not constrained.
+CALL_ONLY_RESULTS = (Result.CONNECTED, Result.NO_ANSWER, Result.BUSY, Result.REFUSED)
+MESSAGE_ONLY_RESULTS = (Result.DELIVERED, Result.FAILED)
+
+
+def result_fits(channel: str, result: str) -> bool:
+    """Whether ``result`` can be the outcome of an attempt by ``channel``: the rules count
+    results by channel (calls for the call caps), so a mismatch would escape them."""
+    if channel in CALL_CHANNELS:
+        return result not in MESSAGE_ONLY_RESULTS
+    if channel in MESSAGE_CHANNELS:
+        return result not in CALL_ONLY_RESULTS
+    return True
 
 
 class AttemptStatus(enum.StrEnum):

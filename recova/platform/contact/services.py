@@ -18,6 +18,7 @@ from recova.platform.contact.models import (
     MessageTemplate,
     OutcomeCode,
     Result,
+    result_fits,
 )
 from recova.platform.contact.templates import render
 from recova.platform.db import utcnow
@@ -109,6 +110,12 @@ def record_outcome(
     found = next((c for c in outcome_codes(session) if c.code == code and c.is_active), None)
     if found is None:
         raise ContactError(f"no active outcome code {code!r}")
+    if not result_fits(attempt.channel, found.result):
+        # A call "delivered" would escape the call caps that count connected calls, and
+        # a letter "connected" would start a quiet period nobody had.
+        raise ContactError(
+            f"outcome {code!r} ({found.result}) does not fit a {attempt.channel} attempt"
+        )
     rules = policy_in_force(session, jurisdiction=jurisdiction, at=attempt.attempted_at).rules
     is_call = attempt.channel in ("call_out", "call_in")
     if (
