@@ -1,10 +1,24 @@
-"""Agency contracts: which agency may work which tenant's cases, and for what period."""
+"""Agency contracts: which agency may work which tenant's cases, for what period, and what
+the agency is paid: a share of the platform's commission, or its own rate schedule."""
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, and_, or_, select
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    and_,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from recova.platform.agencies.models import Agency
@@ -20,6 +34,11 @@ class AgencyContract(Timestamped, SharedModel):
         CheckConstraint("ends_on IS NULL OR ends_on > starts_on", name="period_ordered"),
         CheckConstraint("placement_days > 0", name="placement_days_positive"),
         CheckConstraint("grace_days >= 0", name="grace_days_not_negative"),
+        CheckConstraint("payout_mode IN ('share', 'rates')", name="payout_mode_known"),
+        CheckConstraint("payout_share >= 0 AND payout_share <= 100", name="payout_share_percent"),
+        CheckConstraint(
+            "(payout_mode = 'rates') = (payout_rates IS NOT NULL)", name="payout_rates_with_mode"
+        ),
         Index("ix_agency_contracts_tenant_agency", "tenant_id", "agency_id"),
         {"schema": SHARED_SCHEMA},
     )
@@ -33,6 +52,13 @@ class AgencyContract(Timestamped, SharedModel):
     placement_days: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     #: Days after a recall during which the case's payments still credit the agency.
     grace_days: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    #: ``share``: the agency gets ``payout_share`` percent of each line's commission;
+    #: ``rates``: its own percent of the money by bucket at placement (``payout_rates``).
+    payout_mode: Mapped[str] = mapped_column(String(8), default="share", server_default="share")
+    payout_share: Mapped[Decimal] = mapped_column(
+        Numeric(7, 4), default=Decimal(0), server_default="0"
+    )
+    payout_rates: Mapped[dict[str, str] | None] = mapped_column(JSONB(none_as_null=True))
 
     tenant: Mapped[Tenant] = relationship()
     agency: Mapped[Agency] = relationship()

@@ -1,6 +1,13 @@
 """Imports every model module so ``Base.metadata`` knows all tables (for Alembic and tests)."""
 
 from recova.billing.contracts import AgencyContract
+from recova.billing.models import (
+    AgencyStatement,
+    CommissionLine,
+    ContractVersion,
+    Invoice,
+    InvoiceCounter,
+)
 from recova.connectors.models import (
     HttpSource,
     IngestionFile,
@@ -35,16 +42,19 @@ __all__ = [
     "Account",
     "Agency",
     "AgencyContract",
+    "AgencyStatement",
     "AllocationRun",
     "AllocationSettings",
     "Assignment",
     "BucketTransition",
     "Case",
+    "CommissionLine",
     "CaseScore",
     "CaseSegment",
     "CollectorProfile",
     "CollectorWorkload",
     "Contact",
+    "ContractVersion",
     "Debtor",
     "HttpSource",
     "IngestionFile",
@@ -53,6 +63,8 @@ __all__ = [
     "IngestionRowError",
     "IngestionRun",
     "IngestionSeen",
+    "Invoice",
+    "InvoiceCounter",
     "Membership",
     "OAuthClient",
     "OAuthToken",
