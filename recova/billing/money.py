@@ -45,34 +45,33 @@ def round_places(amount: Decimal, places: int, mode: str = DEFAULT_ROUNDING) -> 
         return amount.quantize(exponent, rounding=ROUNDING_MODES[mode])
 
 
-def round_sql(value: str, places: str, mode: str) -> str:
-    """SQL rounding ``value`` (numeric) to ``places`` digits under ``mode`` (all SQL text).
+def round_sql(value: str, places: str, mode: str, *, unit: str | None = None) -> str:
+    """SQL rounding ``value`` (numeric) to ``places`` digits after the point under ``mode``.
 
-    ``mode`` is an SQL expression yielding one of ``ROUNDING_MODES``; the CASE picks the
+    All arguments are SQL text. ``mode`` is a quoted mode name (``'half_even'``) or an
+    SQL expression yielding one of ``ROUNDING_MODES``, in which case a CASE picks the
     rule per row, so lines of different contract versions round in one statement.
-    PostgreSQL's ``round(numeric)`` rounds half away from zero; the other modes are built
-    from ``trunc``, ``floor`` and ``ceil`` on the value scaled to whole minor units.
+    ``unit``, if given, is an expression for 10 ** places (a column, so it is not
+    computed per row). ``value`` appears several times: pass a column, not an expression
+    to compute. PostgreSQL's ``round(numeric, int)`` rounds half away from zero and
+    ``trunc`` toward it; the other modes are built from those two.
     """
-    scaled = f"(({value}) * power(10::numeric, {places}))"
-    down = f"trunc({scaled})"
-    fraction = f"abs({scaled} - {down})"
-    away = f"({down} + sign({scaled}))"
-    half_even = (
-        f"CASE WHEN {fraction} = 0.5"
-        f" THEN CASE WHEN mod({down}, 2) = 0 THEN {down} ELSE {away} END"
-        f" ELSE round({scaled}) END"
-    )
-    half_down = f"CASE WHEN {fraction} = 0.5 THEN {down} ELSE round({scaled}) END"
-    up = f"CASE WHEN {fraction} = 0 THEN {down} ELSE {away} END"
-    whole = (
-        f"CASE {mode}"
-        f" WHEN 'half_even' THEN {half_even}"
-        f" WHEN 'half_up' THEN round({scaled})"
-        f" WHEN 'half_down' THEN {half_down}"
-        f" WHEN 'up' THEN {up}"
-        f" WHEN 'down' THEN {down}"
-        f" WHEN 'ceiling' THEN ceil({scaled})"
-        f" WHEN 'floor' THEN floor({scaled})"
-        f" END"
-    )
-    return f"(({whole}) / power(10::numeric, {places}))"
+    unit = unit or f"power(10::numeric, {places})"
+    down = f"trunc({value}, {places})"
+    near = f"round({value}, {places})"
+    on_half = f"abs({value} - {down}) * 2 * {unit} = 1"
+    step = f"sign({value}) / {unit}"
+    branches = {
+        "half_even": f"CASE WHEN {on_half} AND mod({down} * {unit}, 2) = 0 THEN {down}"
+        f" ELSE {near} END",
+        "half_up": near,
+        "half_down": f"CASE WHEN {on_half} THEN {down} ELSE {near} END",
+        "up": f"CASE WHEN {value} = {down} THEN {down} ELSE {down} + {step} END",
+        "down": down,
+        "ceiling": f"CASE WHEN {value} <= {down} THEN {down} ELSE {down} + 1 / {unit} END",
+        "floor": f"CASE WHEN {value} >= {down} THEN {down} ELSE {down} - 1 / {unit} END",
+    }
+    if mode.strip("'") in branches:  # one mode known in advance: no per-row choice
+        return f"({branches[mode.strip(chr(39))]})"
+    whens = " ".join(f"WHEN '{name}' THEN {branch}" for name, branch in branches.items())
+    return f"(CASE {mode} {whens} END)"
