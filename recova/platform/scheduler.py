@@ -5,8 +5,9 @@ the ``JobSpec`` to enqueue and a *plan*: a function that, for one active tenant 
 due slot, returns the job's deterministic id and its keyword arguments. ``PERIODIC_JOBS``
 is the one list of them; adding a job is one line there.
 
-Registered today: the daily days-past-due refresh and the daily allocation of every
-active tenant. Promise evaluation, month close, retention erasure and the audit head export
+Registered today: the daily days-past-due refresh, the daily allocation and the daily
+close of the previous month (it refreshes that month's draft invoice until it is issued)
+of every active tenant. Promise evaluation, retention erasure and the audit head export
 are registered by the issues that build those jobs, each as one line in
 ``periodic_jobs()``.
 
@@ -140,8 +141,16 @@ def _allocate(run: TenantRun) -> tuple[str, dict[str, Any]]:
     return allocation_job_id(run.tenant_id, as_of), {"tenant_id": run.tenant_id, "as_of": as_of}
 
 
+def _close_month(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    from recova.billing.jobs import close_job_id, previous_month
+
+    month = previous_month(run.local_date).strftime("%Y-%m")
+    return close_job_id(run.tenant_id, month), {"tenant_id": run.tenant_id, "month": month}
+
+
 def periodic_jobs() -> list[PeriodicJob]:
     """Every periodic job, in the order they are enqueued when due together."""
+    from recova.billing.jobs import close_month_job
     from recova.platform.allocation.jobs import allocate_tenant_job
     from recova.platform.cases.jobs import refresh_days_past_due_job
 
@@ -151,6 +160,9 @@ def periodic_jobs() -> list[PeriodicJob]:
         PeriodicJob("refresh-dpd", daily("16:05"), refresh_days_past_due_job, _refresh_dpd),
         # After the refresh, on the same tenant date; the same job id as "run now".
         PeriodicJob("allocate", daily("16:20"), allocate_tenant_job, _allocate),
+        # Every day, the month before the tenant's date: late payments of a month join its
+        # draft until the invoice is issued; after that a re-run changes nothing.
+        PeriodicJob("close-month", daily("16:40"), close_month_job, _close_month),
     ]
 
 

@@ -30,6 +30,8 @@ SCOPES: dict[str, str] = {
     "ingest:write": "Send portfolios and payments: mappings, files, sources and runs",
     "allocation:read": "Read allocation settings, strategies, runs, placements and scores",
     "allocation:write": "Change allocation settings and strategies, run allocation, recall",
+    "billing:read": "Read contract versions, the commission ledger, invoices and statements",
+    "billing:write": "Add contract versions, close months, issue, pay and void invoices",
 }
 
 
