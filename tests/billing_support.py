@@ -20,7 +20,13 @@ from recova.platform.agencies.models import Agency
 from recova.platform.db import Database
 from recova.platform.extension import platform
 from recova.tenants.scope import tenant_scope
-from tests.allocation_support import AllocTenant, make_agencies, make_tenant, seed_cases
+from tests.allocation_support import (
+    Agencies,
+    AllocTenant,
+    make_agencies,
+    make_tenant,
+    seed_cases,
+)
 
 #: A month safely in the past, so every close and issue is allowed.
 MONTH = dt.date(2026, 3, 1)
@@ -30,9 +36,13 @@ _ids = itertools.count(1)
 class Ledger:
     """One billing tenant and the calls a scenario makes on it."""
 
-    def __init__(self, app: Flask, *, agencies: int = 2, cases: int = 10) -> None:
+    def __init__(
+        self, app: Flask, *, agencies: int | Agencies = 2, cases: int = 10
+    ) -> None:
         self.app = app
-        self.agencies = make_agencies(app, agencies, collectors=0)
+        self.agencies = (
+            agencies if isinstance(agencies, Agencies) else make_agencies(app, agencies, collectors=0)
+        )
         self.tenant: AllocTenant = make_tenant(app, self.agencies)
         self.case_ids = seed_cases(self.tenant, cases, as_of=MONTH)
         self.accounts = dict(
