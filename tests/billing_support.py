@@ -20,6 +20,7 @@ from recova.platform.agencies.models import Agency
 from recova.platform.db import Database
 from recova.platform.extension import platform
 from recova.tenants.scope import tenant_scope
+from recova.billing.invoices import close_month
 from tests.allocation_support import (
     Agencies,
     AllocTenant,
@@ -199,3 +200,55 @@ def _instant(at: dt.datetime | dt.date) -> dt.datetime:
 
 def day(number: int, month: dt.date = MONTH) -> dt.date:
     return month.replace(day=number)
+
+
+def seed_world_billing(world: Any) -> None:
+    """Billing objects in both tenants of the isolation world; B holds more of each (three
+    invoices, five versions, a statement), so B's ids exist in A for none of them."""
+    from recova.platform.extension import platform as platform_of
+    from recova.tenants.models import tenant_today
+
+    db = platform_of(world.app).db
+    with tenant_scope(world.a.slug, db=db) as session:
+        create_contract_version(
+            session,
+            tenant_id=world.a.id,
+            data={"currency": "CNY", "effective_from": dt.date(2020, 1, 1), "rates": {"*": "9"}},
+        )
+    with tenant_scope(world.b.slug, db=db) as session:
+        tenant = session.info["tenant"]
+        # Five versions: the walk adds a few to A's one, never as many.
+        for number, year in enumerate(range(2020, 2025), start=1):
+            start = dt.date(year, 1, 1)
+            create_contract_version(
+                session,
+                tenant_id=world.b.id,
+                data={
+                    "currency": "USD",
+                    "effective_from": start,
+                    "rates": {"*": str(10 + number)},
+                    "unplaced_commission": True,
+                },
+            )
+        schema = tenant.schema_name
+        today = tenant_today(tenant.timezone)
+    months = [
+        (today.replace(day=1) - dt.timedelta(days=40)).replace(day=1),
+        (today.replace(day=1) - dt.timedelta(days=10)).replace(day=1),
+        today.replace(day=1),
+    ]
+    with db.engine.begin() as connection:
+        for n, month in enumerate(months):
+            # The last month's payment is today: the case is with agency B by then.
+            paid_on = today if n == 2 else month + dt.timedelta(days=3)
+            connection.execute(
+                text(
+                    f'INSERT INTO "{schema}".payments (external_id, account_id, kind, amount,'
+                    " currency, paid_at, paid_to) SELECT 'WALK-' || :n, account_id, 'payment',"
+                    f' 100, \'USD\', :at, \'tenant\' FROM "{schema}".cases ORDER BY id LIMIT 1'
+                ),
+                {"n": n, "at": dt.datetime.combine(paid_on, dt.time(17, 0), tzinfo=dt.UTC)},
+            )
+    for month in months:
+        close_month(db, tenant=world.b.id, month=month)
+    world.hostile_ids.update({"invoice_id": "3", "version_id": "5", "statement_id": "1"})

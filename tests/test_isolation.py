@@ -11,6 +11,7 @@ app's URL map, and a route without an access rule or a sample body fails the sui
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from typing import Any
 
@@ -26,6 +27,7 @@ from recova.platform.extension import platform
 from recova.platform.jobs import QUEUES, job_queue
 from recova.tenants.models import Tenant
 from tests.allocation_support import seed_world_allocation
+from tests.billing_support import seed_world_billing
 from tests.support import (
     B_MARK,
     WALK_COLUMNS,
@@ -39,8 +41,14 @@ from tests.support import (
     unique,
 )
 
+_DAYS = itertools.count()
 PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "swagger_assets"}
 TENANT_TABLES = (
+    "billing_contract_versions",
+    "commission_lines",
+    "invoices",
+    "invoice_counter",
+    "agency_statements",
     "allocation_settings",
     "segment_rules",
     "case_segments",
@@ -136,6 +144,17 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
         ("/placements/<int:placement_id>/assignment", "PUT"): {"collector_id": 1},
         ("/cases/<int:case_id>/flags", "PUT"): {"flags": ["dispute"]},
         ("/agency/collectors/<int:collector_id>", "PATCH"): {"max_cases": 50},
+        ("/billing/contract-versions", "POST"): {
+            "currency": "CNY",
+            # a new date on every call: a version per currency and date
+            "effective_from": (dt.date(2040, 1, 1) + dt.timedelta(days=next(_DAYS))).isoformat(),
+            "rates": {"*": "10"},
+        },
+        ("/billing/closes", "POST"): {"month": "2026-10"},
+        ("/billing/invoices/preview", "POST"): {"month": "2026-10"},
+        ("/billing/invoices/<int:invoice_id>/issue", "POST"): None,
+        ("/billing/invoices/<int:invoice_id>/mark-paid", "POST"): {},
+        ("/billing/invoices/<int:invoice_id>/void", "POST"): {"reason": "walk"},
     }
     if (path, method) not in bodies:
         pytest.fail(f"add a sample body for {method} {rule} to the isolation walk")
@@ -243,8 +262,10 @@ def run_all_jobs(app) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _allocation_objects(world: World) -> None:
-    """Strategies, rules, runs and placements in both tenants; B holds more of each."""
+    """Strategies, rules, runs and placements in both tenants; B holds more of each; then
+    contract versions, invoices and statements, B holding more of each again."""
     seed_world_allocation(world)
+    seed_world_billing(world)
 
 
 def test_every_api_route_declares_who_may_call_it(app) -> None:

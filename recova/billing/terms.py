@@ -20,6 +20,7 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from babel.numbers import list_currencies
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -58,6 +59,11 @@ def _decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+def _plain(number: Decimal) -> str:
+    """A number as plain digits without trailing zeros: ``10``, ``12.5``, never ``1E+1``."""
+    return f"{number.normalize():f}" if number else "0"
+
+
 def validate_rates(
     rates: Any, *, buckets: list[str] | None = None, field: str = "rates"
 ) -> dict[str, str]:
@@ -72,7 +78,7 @@ def validate_rates(
             raise TermsError({field: f"bucket names are 1-16 characters, not {bucket!r}"})
         if number is None or not Decimal(0) <= number <= Decimal(100):
             raise TermsError({field: f"{bucket}: a percentage from 0 to 100, not {value!r}"})
-        clean[bucket] = str(number.normalize() if number else Decimal(0))
+        clean[bucket] = _plain(number)
     if buckets is not None and ANY_BUCKET not in clean:
         missing = [name for name in buckets if name not in clean]
         if missing:
@@ -120,7 +126,11 @@ def validate_tiers(tiers: Any) -> list[dict[str, str | None]] | None:
         if factor is None or factor < 0 or factor > 10:
             raise TermsError({"tiers": f"tier {index}: 'factor' must be from 0 to 10"})
         clean.append(
-            {"from": str(low), "to": None if high is None else str(high), "factor": str(factor)}
+            {
+                "from": _plain(low),
+                "to": None if high is None else _plain(high),
+                "factor": _plain(factor),
+            }
         )
         expected = high if high is not None else expected
     return clean
@@ -132,11 +142,7 @@ def validate_terms(
     """Check every field of a contract version; returns them normalised."""
     currency = str(data.get("currency", "")).upper()
     errors: dict[str, Any] = {}
-    try:
-        minor_units(currency)
-        if len(currency) != 3 or not currency.isalpha():
-            raise ValueError(currency)
-    except (ValueError, KeyError):
+    if currency not in list_currencies():
         errors["currency"] = "an ISO 4217 code"
     clean: dict[str, Any] = {"currency": currency, "effective_from": data.get("effective_from")}
     for name, check in (
