@@ -20,7 +20,6 @@ from recova.platform.agencies.models import Agency
 from recova.platform.db import Database
 from recova.platform.extension import platform
 from recova.tenants.scope import tenant_scope
-from recova.billing.invoices import close_month
 from tests.allocation_support import (
     Agencies,
     AllocTenant,
@@ -37,12 +36,12 @@ _ids = itertools.count(1)
 class Ledger:
     """One billing tenant and the calls a scenario makes on it."""
 
-    def __init__(
-        self, app: Flask, *, agencies: int | Agencies = 2, cases: int = 10
-    ) -> None:
+    def __init__(self, app: Flask, *, agencies: int | Agencies = 2, cases: int = 10) -> None:
         self.app = app
         self.agencies = (
-            agencies if isinstance(agencies, Agencies) else make_agencies(app, agencies, collectors=0)
+            agencies
+            if isinstance(agencies, Agencies)
+            else make_agencies(app, agencies, collectors=0)
         )
         self.tenant: AllocTenant = make_tenant(app, self.agencies)
         self.case_ids = seed_cases(self.tenant, cases, as_of=MONTH)
@@ -245,7 +244,7 @@ def seed_world_billing(world: Any) -> None:
                 text(
                     f'INSERT INTO "{schema}".payments (external_id, account_id, kind, amount,'
                     " currency, paid_at, paid_to) SELECT 'WALK-' || :n, account_id, 'payment',"
-                    f' 100, \'USD\', :at, \'tenant\' FROM "{schema}".cases ORDER BY id LIMIT 1'
+                    f" 100, 'USD', :at, 'tenant' FROM \"{schema}\".cases ORDER BY id LIMIT 1"
                 ),
                 {"n": n, "at": dt.datetime.combine(paid_on, dt.time(17, 0), tzinfo=dt.UTC)},
             )

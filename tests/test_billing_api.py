@@ -42,9 +42,16 @@ def test_contract_versions_are_numbered_and_listed(ledger: Ledger) -> None:
     first = caller.post("/api/v1/billing/contract-versions", TERMS)
     second = caller.post(
         "/api/v1/billing/contract-versions",
-        {**TERMS, "effective_from": "2026-01-01", "minimum_fee": "500.00", "vat_rate": 6,
-         "tiers": [{"from": "0", "to": "1000", "factor": "1"},
-                   {"from": "1000", "to": None, "factor": "0.5"}]},
+        {
+            **TERMS,
+            "effective_from": "2026-01-01",
+            "minimum_fee": "500.00",
+            "vat_rate": 6,
+            "tiers": [
+                {"from": "0", "to": "1000", "factor": "1"},
+                {"from": "1000", "to": None, "factor": "0.5"},
+            ],
+        },
     )
 
     assert first.status_code == 201, first.json
@@ -66,16 +73,24 @@ def test_contract_versions_are_numbered_and_listed(ledger: Ledger) -> None:
 @pytest.mark.parametrize(
     ("tiers", "message"),
     [
-        ([{"from": "0", "to": "100", "factor": "1"}, {"from": "150", "to": None, "factor": "1"}],
-         "gap"),
-        ([{"from": "0", "to": "100", "factor": "1"}, {"from": "90", "to": None, "factor": "1"}],
-         "overlap"),
+        (
+            [{"from": "0", "to": "100", "factor": "1"}, {"from": "150", "to": None, "factor": "1"}],
+            "gap",
+        ),
+        (
+            [{"from": "0", "to": "100", "factor": "1"}, {"from": "90", "to": None, "factor": "1"}],
+            "overlap",
+        ),
         ([{"from": "10", "to": None, "factor": "1"}], "must start at 0"),
         ([{"from": "0", "to": "100", "factor": "1"}], "must be open"),
-        ([{"from": "0", "to": None, "factor": "1"}, {"from": "0", "to": None, "factor": "1"}],
-         "only the last tier may be open"),
-        ([{"from": "0", "to": "0", "factor": "1"}, {"from": "0", "to": None, "factor": "1"}],
-         "above 'from'"),
+        (
+            [{"from": "0", "to": None, "factor": "1"}, {"from": "0", "to": None, "factor": "1"}],
+            "only the last tier may be open",
+        ),
+        (
+            [{"from": "0", "to": "0", "factor": "1"}, {"from": "0", "to": None, "factor": "1"}],
+            "above 'from'",
+        ),
     ],
 )
 def test_tiers_that_leave_a_gap_or_overlap_are_refused(
@@ -123,7 +138,8 @@ def test_invoice_lifecycle_and_exports(ledger: Ledger) -> None:
     (previewed,) = preview.json["invoices"]
     assert previewed["number"] is None
     assert previewed["commission_total"] == "80.0000"
-    assert ledger.lines() == [] and ledger.invoices() == []  # nothing written
+    assert ledger.lines() == []  # nothing written
+    assert ledger.invoices() == []
 
     ledger.close(FEB)
     ledger.close(MONTH)
@@ -145,11 +161,13 @@ def test_invoice_lifecycle_and_exports(ledger: Ledger) -> None:
     assert issued.json["status"] == "issued"
     assert caller.post(f"/api/v1/billing/invoices/{feb_id}/issue").status_code == 409
     paid = caller.post(f"/api/v1/billing/invoices/{feb_id}/mark-paid", {"paid_on": "2026-04-10"})
-    assert paid.json["status"] == "paid" and paid.json["paid_on"] == "2026-04-10"
+    assert paid.json["status"] == "paid"
+    assert paid.json["paid_on"] == "2026-04-10"
     refused = caller.post(f"/api/v1/billing/invoices/{feb_id}/void", {"reason": "late"})
     assert refused.status_code == 409
     voided = caller.post(f"/api/v1/billing/invoices/{march_id}/void", {"reason": "wrong rate"})
-    assert voided.json["status"] == "void" and voided.json["void_reason"] == "wrong rate"
+    assert voided.json["status"] == "void"
+    assert voided.json["void_reason"] == "wrong rate"
     assert caller.post(f"/api/v1/billing/invoices/{march_id}/void", {}).status_code == 422
 
     csv_response = caller.get(f"/api/v1/billing/invoices/{feb_id}/export.csv")

@@ -105,8 +105,14 @@ def test_a_close_killed_half_way_leaves_nothing_and_the_next_one_is_whole(app) -
     strip = ("created_at", "closed_at")
 
     def shape(rows: list[dict]) -> list[dict]:  # type: ignore[type-arg]
-        return [{k: v for k, v in row.items() if k not in strip and not k.endswith("_id")
-                 and k != "id" and k != "summary"} for row in rows]
+        return [
+            {
+                k: v
+                for k, v in row.items()
+                if k not in {*strip, "id", "summary"} and not k.endswith("_id")
+            }
+            for row in rows
+        ]
 
     assert [line["id"] for line in ledger.lines()] == [line["id"] for line in control.lines()]
     assert shape(ledger.lines()) == shape(control.lines())
@@ -167,7 +173,9 @@ def test_the_close_job_runs_on_the_billing_queue(app) -> None:
     ledger = busy_ledger(app)
     objects = platform(app)
     job = close_month_job.enqueue(
-        objects, job_id=close_job_id(ledger.tenant.id, "2026-03"), tenant_id=ledger.tenant.id,
+        objects,
+        job_id=close_job_id(ledger.tenant.id, "2026-03"),
+        tenant_id=ledger.tenant.id,
         month="2026-03",
     )
     assert job.origin.endswith("billing")
@@ -176,7 +184,8 @@ def test_the_close_job_runs_on_the_billing_queue(app) -> None:
         SimpleWorker([queue], connection=objects.redis, serializer=JSONSerializer).work(burst=True)
     assert queue.failed_job_registry.get_job_ids() == []
     (invoice,) = ledger.invoices()
-    assert invoice["period"] == MONTH and invoice["number"] == 1
+    assert invoice["period"] == MONTH
+    assert invoice["number"] == 1
 
 
 def test_the_cli_closes_a_month_and_writes_its_exports(app, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -195,10 +204,26 @@ def test_the_cli_closes_a_month_and_writes_its_exports(app, settings, tmp_path: 
     assert "preview: nothing was changed" in preview.output
     assert ledger.lines() == []
 
-    first = recova(env, "billing", "close", ledger.tenant.slug, "--month", "2026-03",
-                   "--out", str(tmp_path / "one"))
-    second = recova(env, "billing", "close", ledger.tenant.slug, "--month", "2026-03",
-                    "--out", str(tmp_path / "two"))
+    first = recova(
+        env,
+        "billing",
+        "close",
+        ledger.tenant.slug,
+        "--month",
+        "2026-03",
+        "--out",
+        str(tmp_path / "one"),
+    )
+    second = recova(
+        env,
+        "billing",
+        "close",
+        ledger.tenant.slug,
+        "--month",
+        "2026-03",
+        "--out",
+        str(tmp_path / "two"),
+    )
 
     assert first.exit_code == 0, first.output
     # March and the February before it, which no close has lined yet.

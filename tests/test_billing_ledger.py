@@ -7,14 +7,14 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from recova.billing.invoices import BillingError, issue_invoice, void_invoice
 from recova.billing.models import Invoice
 from recova.billing.money import round_money
 from recova.tenants.scope import tenant_scope
-from tests.billing_support import MONTH, Ledger, day
+from tests.billing_support import Ledger, day
 
 D = Decimal
 APRIL = dt.date(2026, 4, 1)
@@ -27,9 +27,7 @@ def ledger(app) -> Ledger:  # type: ignore[no-untyped-def]
 
 def issue(ledger: Ledger, number: int) -> None:
     with tenant_scope(ledger.tenant.slug, db=ledger.db) as session:
-        invoice = session.scalar(
-            __import__("sqlalchemy").select(Invoice).where(Invoice.number == number)
-        )
+        invoice = session.scalar(select(Invoice).where(Invoice.number == number))
         assert invoice is not None
         issue_invoice(session, invoice, tenant=session.info["tenant"])
 
@@ -106,7 +104,7 @@ def test_a_reversal_after_the_invoice_was_issued_lands_on_the_next_invoice_as_a_
 
     march, april = ledger.invoices()
     assert march == issued_before  # the issued invoice never changes
-    claw = [line for line in ledger.lines() if line["kind"] == "clawback"][0]
+    claw = next(line for line in ledger.lines() if line["kind"] == "clawback")
     assert claw["period"] == APRIL
     assert claw["commission"] == D("-50.00")
     assert april["commission_total"] == D("-50.00")
@@ -166,9 +164,7 @@ def test_a_tenant_with_two_currencies_gets_one_invoice_per_currency(ledger: Ledg
     ]
 
 
-@pytest.mark.parametrize(
-    ("mode", "expected"), [("half_even", D("0.12")), ("half_up", D("0.13"))]
-)
+@pytest.mark.parametrize(("mode", "expected"), [("half_even", D("0.12")), ("half_up", D("0.13"))])
 def test_half_even_and_half_up_differ_on_half_a_cent(
     ledger: Ledger, mode: str, expected: Decimal
 ) -> None:
@@ -197,7 +193,11 @@ def test_partial_reversals_claw_back_proportionally_and_a_full_one_nets_to_zero(
     ledger.reverse(payment, "5.05", day(4))
     ledger.close()
 
-    lines = [line for line in ledger.lines() if line["payment_id"] == payment or line["kind"] == "clawback"]
+    lines = [
+        line
+        for line in ledger.lines()
+        if line["payment_id"] == payment or line["kind"] == "clawback"
+    ]
     assert [line["commission"] for line in lines] == [D("1.01"), D("-0.51"), D("-0.50")]
     assert sum(line["commission"] for line in lines) == 0
     assert sum(line["agency_share"] for line in lines) == 0
@@ -229,7 +229,11 @@ def test_the_cap_per_case_limits_what_a_case_is_charged(ledger: Ledger) -> None:
 
     ledger.close()
 
-    assert [ledger.line_of(p)["commission"] for p in payments] == [D("10.00"), D("10.00"), D("5.00")]
+    assert [ledger.line_of(p)["commission"] for p in payments] == [
+        D("10.00"),
+        D("10.00"),
+        D("5.00"),
+    ]
 
 
 def test_an_agency_on_its_own_rates_is_paid_by_them(ledger: Ledger) -> None:

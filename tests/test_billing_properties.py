@@ -59,26 +59,22 @@ def days() -> st.SearchStrategy[dt.date]:
 
 amounts = st.integers(1, 200_000).map(lambda cents: D(cents) / 100)
 percent = st.sampled_from(["0", "5", "8", "12.5", "18", "25", "33.3333"])
-tier_list = (
-    st.lists(
-        st.tuples(st.integers(1, 120), st.sampled_from(["0.8", "0.5", "0.25", "1"])),
-        min_size=1,
-        max_size=3,
-    ).map(
-        lambda steps: [
-            {"from": "0", "to": str(steps[0][0] * 10), "factor": "1"},
-            *[
-                {
-                    "from": str(sum(s[0] for s in steps[: i + 1]) * 10),
-                    "to": str(sum(s[0] for s in steps[: i + 2]) * 10)
-                    if i + 1 < len(steps)
-                    else None,
-                    "factor": steps[i][1],
-                }
-                for i in range(len(steps))
-            ],
-        ]
-    )
+tier_list = st.lists(
+    st.tuples(st.integers(1, 120), st.sampled_from(["0.8", "0.5", "0.25", "1"])),
+    min_size=1,
+    max_size=3,
+).map(
+    lambda steps: [
+        {"from": "0", "to": str(steps[0][0] * 10), "factor": "1"},
+        *[
+            {
+                "from": str(sum(s[0] for s in steps[: i + 1]) * 10),
+                "to": str(sum(s[0] for s in steps[: i + 2]) * 10) if i + 1 < len(steps) else None,
+                "factor": steps[i][1],
+            }
+            for i in range(len(steps))
+        ],
+    ]
 )
 tiers = st.one_of(st.none(), tier_list, tier_list, tier_list)
 
@@ -210,8 +206,11 @@ class Model:
         """Line every payment and reversal before ``cutoff`` not yet lined."""
         lined = {line.payment for line in self.lines}
         fresh = [
-            p for p in payments
-            if p["kind"] == "payment" and p["day"] < cutoff and p["id"] not in lined
+            p
+            for p in payments
+            if p["kind"] == "payment"
+            and p["day"] < cutoff
+            and p["id"] not in lined
             and self.version(p["day"]) is not None
         ]
         fresh.sort(key=lambda p: (p["day"].replace(day=1), p["at"], p["id"]))
@@ -239,7 +238,9 @@ class Model:
             before = volume[month]
             exact = D(0)
             if commissionable:
-                exact = rate / 100 * (charge(version, before + p["amount"]) - charge(version, before))
+                exact = (
+                    rate / 100 * (charge(version, before + p["amount"]) - charge(version, before))
+                )
                 volume[month] += p["amount"]
             raws[p["id"]] = round_money(exact, "CNY", version["rounding"])
             computed[p["id"]] = (version, placement, bucket, commissionable, month)
@@ -282,8 +283,11 @@ class Model:
         lined = {line.payment: line for line in self.lines}
         fresh = sorted(
             (
-                p for p in payments
-                if p["kind"] == "reversal" and p["day"] < cutoff and p["id"] not in lined
+                p
+                for p in payments
+                if p["kind"] == "reversal"
+                and p["day"] < cutoff
+                and p["id"] not in lined
                 and p["reverses"] in lined
             ),
             key=lambda p: (p["at"], p["id"]),
@@ -299,7 +303,9 @@ class Model:
             after = before + p["amount"]
             reversed_[original.id] = after
 
-            def kept(value: Decimal, gone: Decimal, original: Line = original, mode: str = mode) -> Decimal:
+            def kept(
+                value: Decimal, gone: Decimal, original: Line = original, mode: str = mode
+            ) -> Decimal:
                 return round_money(value * (original.base - gone) / original.base, "CNY", mode)
 
             month = max(p["day"].replace(day=1), original.period)
@@ -348,6 +354,13 @@ def _at(day: dt.date, seconds: int) -> dt.datetime:
 )
 @given(scenario=scenarios())
 def test_billing_properties(app, agencies, scenario: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    ledger, model = _set_up(app, agencies, scenario)
+    payments, snapshots = _play(ledger, model, scenario)
+    _check(ledger, model, payments, snapshots)
+
+
+def _set_up(app, agencies, scenario: dict[str, Any]) -> tuple[Ledger, Model]:  # type: ignore[no-untyped-def]
+    """A fresh tenant with the scenario's versions, placements and buckets, and its model."""
     ledger = Ledger(app, agencies=agencies, cases=3)
     share_agency, rates_agency = ledger.agency(0), ledger.agency(1)
     ledger.set_payout(share_agency, share=str(SHARE))
@@ -365,12 +378,18 @@ def test_billing_properties(app, agencies, scenario: dict[str, Any]) -> None:  #
         agency = ledger.agency(spec["agency"])
         case = cases[spec["case"]]
         ledger.place(
-            case, agency, spec["start"], grace_days=spec["grace"], recalled_on=spec["recalled"],
+            case,
+            agency,
+            spec["start"],
+            grace_days=spec["grace"],
+            recalled_on=spec["recalled"],
             bucket=spec["bucket"],
         )
         if spec["recalled"] is not None and spec["again"]:
             ledger.place(
-                case, ledger.agency(1 - spec["agency"]), spec["recalled"] + dt.timedelta(days=1),
+                case,
+                ledger.agency(1 - spec["agency"]),
+                spec["recalled"] + dt.timedelta(days=1),
                 bucket=spec["bucket"],
             )
     placements = defaultdict(list)
@@ -385,7 +404,8 @@ def test_billing_properties(app, agencies, scenario: dict[str, Any]) -> None:  #
     }
     model = Model(
         versions=[
-            {**v, "tiers": v["tiers"]} for v in sorted(scenario["versions"], key=lambda v: v["effective_from"])
+            {**v, "tiers": v["tiers"]}
+            for v in sorted(scenario["versions"], key=lambda v: v["effective_from"])
         ],
         placements=placements,
         buckets=buckets,
@@ -394,6 +414,14 @@ def test_billing_properties(app, agencies, scenario: dict[str, Any]) -> None:  #
             rates_agency: {"mode": "rates", "rates": AGENCY_RATES},
         },
     )
+    return ledger, model
+
+
+def _play(
+    ledger: Ledger, model: Model, scenario: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[int, tuple[Any, bytes, bytes]]]:
+    """Each batch of payments and reversals, then its month's close (and issue)."""
+    cases = ledger.case_ids
     payments: list[dict[str, Any]] = []
     snapshots: dict[int, tuple[Any, bytes, bytes]] = {}
     for batch, month in enumerate(MONTHS):
@@ -403,8 +431,14 @@ def test_billing_properties(app, agencies, scenario: dict[str, Any]) -> None:  #
             at = _at(day, n)
             pid = ledger.pay(cases[case_index], amount, at)
             payments.append(
-                {"id": pid, "kind": "payment", "case": cases[case_index], "amount": amount,
-                 "day": day, "at": at}
+                {
+                    "id": pid,
+                    "kind": "payment",
+                    "case": cases[case_index],
+                    "amount": amount,
+                    "day": day,
+                    "at": at,
+                }
             )
         for n, (which, part, later, when) in enumerate(scenario["reversals"]):
             originals = [p for p in payments if p["kind"] == "payment"]
@@ -426,8 +460,15 @@ def test_billing_properties(app, agencies, scenario: dict[str, Any]) -> None:  #
             at = _at(day, 1000 + n)
             rid = ledger.reverse(original["id"], amount, at)
             payments.append(
-                {"id": rid, "kind": "reversal", "case": original["case"], "amount": amount,
-                 "day": day, "at": at, "reverses": original["id"]}
+                {
+                    "id": rid,
+                    "kind": "reversal",
+                    "case": original["case"],
+                    "amount": amount,
+                    "day": day,
+                    "at": at,
+                    "reverses": original["id"],
+                }
             )
         ledger.close(month)
         model.close(next_month(month), payments)
@@ -439,29 +480,48 @@ def test_billing_properties(app, agencies, scenario: dict[str, Any]) -> None:  #
                 if invoice is not None:
                     issue_invoice(session, invoice, tenant=session.info["tenant"])
                     snapshots[invoice.id] = (
-                        _row(invoice), invoice_csv(session, invoice), invoice_pdf(session, invoice)
+                        _row(invoice),
+                        invoice_csv(session, invoice),
+                        invoice_pdf(session, invoice),
                     )
                     model.issued.add(month)
 
+    return payments, snapshots
+
+
+def _check(
+    ledger: Ledger,
+    model: Model,
+    payments: list[dict[str, Any]],
+    snapshots: dict[int, tuple[Any, bytes, bytes]],
+) -> None:
     lines = ledger.lines()
     # Every line is the model's line.
     assert [
-        (l["payment_id"], l["kind"], l["period"], l["agency_id"], l["base_amount"],
-         l["commission"], l["agency_share"])
-        for l in lines
+        (
+            ln["payment_id"],
+            ln["kind"],
+            ln["period"],
+            ln["agency_id"],
+            ln["base_amount"],
+            ln["commission"],
+            ln["agency_share"],
+        )
+        for ln in lines
     ] == [
-        (m.payment, m.kind, m.period, m.agency, m.base, m.commission, m.share)
-        for m in model.lines
+        (m.payment, m.kind, m.period, m.agency, m.base, m.commission, m.share) for m in model.lines
     ]
     # 1. The lines add up to the individually rounded commissions of the money not reversed.
     reversed_total: dict[int, Decimal] = defaultdict(Decimal)
     for p in payments:
-        if p["kind"] == "reversal" and any(l["payment_id"] == p["id"] for l in lines):
+        if p["kind"] == "reversal" and any(ln["payment_id"] == p["id"] for ln in lines):
             reversed_total[p["reverses"]] += p["amount"]
     expected = D(0)
     for line in lines:
         if line["kind"] == "commission":
-            version = next(m.__dict__["version"] for m in model.lines if m.payment == line["payment_id"])
+            version = next(
+                m.__dict__["version"] for m in model.lines if m.payment == line["payment_id"]
+            )
             left = line["base_amount"] - reversed_total[line["payment_id"]]
             expected += round_money(
                 line["commission"] * left / line["base_amount"], "CNY", version["rounding"]
@@ -471,9 +531,12 @@ def test_billing_properties(app, agencies, scenario: dict[str, Any]) -> None:  #
     by_payment = {line["payment_id"]: line for line in lines}
     for pid, gone in reversed_total.items():
         if gone == by_payment[pid]["base_amount"]:
-            group = [by_payment[pid], *(l for l in lines if l["original_line_id"] == by_payment[pid]["id"])]
-            assert sum(l["commission"] for l in group) == 0
-            assert sum(l["agency_share"] for l in group) == 0
+            group = [
+                by_payment[pid],
+                *(ln for ln in lines if ln["original_line_id"] == by_payment[pid]["id"]),
+            ]
+            assert sum(ln["commission"] for ln in group) == 0
+            assert sum(ln["agency_share"] for ln in group) == 0
     # 3. Nothing is billed twice.
     assert len({line["payment_id"] for line in lines}) == len(lines)
     invoices = ledger.invoices()
@@ -481,11 +544,15 @@ def test_billing_properties(app, agencies, scenario: dict[str, Any]) -> None:  #
     assert len({(i["period"], i["currency"]) for i in live}) == len(live)
     assert [i["number"] for i in invoices] == list(range(1, len(invoices) + 1))
     for invoice in live:
-        own = [l for l in lines if l["period"] == invoice["period"] and l["id"] <= invoice["last_line_id"]]
+        own = [
+            ln
+            for ln in lines
+            if ln["period"] == invoice["period"] and ln["id"] <= invoice["last_line_id"]
+        ]
         assert invoice["line_count"] == len(own)
-        assert invoice["commission_total"] == sum(l["commission"] for l in own)
+        assert invoice["commission_total"] == sum(ln["commission"] for ln in own)
         if invoice["status"] == "draft":
-            assert len(own) == sum(1 for l in lines if l["period"] == invoice["period"])
+            assert len(own) == sum(1 for ln in lines if ln["period"] == invoice["period"])
     # 4. An issued invoice never changes.
     with tenant_scope(ledger.tenant.slug, db=ledger.db) as session:
         for invoice_id, (row, csv_bytes, pdf_bytes) in snapshots.items():

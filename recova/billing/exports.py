@@ -194,7 +194,7 @@ class _Document(FPDF):
         self.cell(0, 7, _latin(title), new_x="LMARGIN", new_y="NEXT")
         self.set_text_color(0, 0, 0)
 
-    def table(
+    def grid(
         self,
         headings: list[str],
         rows: list[list[str]],
@@ -262,8 +262,17 @@ def _clip(value: str, size: int) -> str:
     return value if len(value) <= size else value[: size - 1] + "~"
 
 
-LINE_HEADINGS = ["Paid on", "Payment", "Kind", "Agency", "Bucket", "Base", "Rate",
-                 "Commission", "Agency share"]
+LINE_HEADINGS = [
+    "Paid on",
+    "Payment",
+    "Kind",
+    "Agency",
+    "Bucket",
+    "Base",
+    "Rate",
+    "Commission",
+    "Agency share",
+]
 LINE_WIDTHS = [19.0, 27.0, 15.0, 27.0, 13.0, 23.0, 13.0, 21.0, 20.0]
 
 
@@ -282,51 +291,67 @@ def invoice_pdf(session: Session, invoice: Invoice) -> bytes:
     pdf.facts(
         [
             ("Billed to", f"{tenant.get('name', '')} ({tenant.get('slug', '')})"),
-            ("Period", f"{invoice.period:%Y-%m-%d} to "
-             f"{next_month(invoice.period) - dt.timedelta(days=1):%Y-%m-%d}"),
-            ("Status", invoice.status
-             + (f" on {invoice.issued_at:%Y-%m-%d}" if invoice.issued_at else "")
-             + (f", paid {invoice.paid_on:%Y-%m-%d}" if invoice.paid_on else "")
-             + (f": {invoice.void_reason}" if invoice.void_reason else "")),
+            (
+                "Period",
+                f"{invoice.period:%Y-%m-%d} to "
+                f"{next_month(invoice.period) - dt.timedelta(days=1):%Y-%m-%d}",
+            ),
+            (
+                "Status",
+                invoice.status
+                + (f" on {invoice.issued_at:%Y-%m-%d}" if invoice.issued_at else "")
+                + (f", paid {invoice.paid_on:%Y-%m-%d}" if invoice.paid_on else "")
+                + (f": {invoice.void_reason}" if invoice.void_reason else ""),
+            ),
             ("Lines", f"{invoice.line_count:,}"),
             ("Rounding", f"each line to {places} decimals, {invoice.rounding.replace('_', '-')}"),
         ]
     )
     pdf.section("Amount due")
-    vat_label = (
-        f"VAT {invoice.vat_rate.normalize():f}%" if invoice.vat_rate is not None else "VAT"
-    )
+    vat_label = f"VAT {invoice.vat_rate.normalize():f}%" if invoice.vat_rate is not None else "VAT"
     totals = [
-        ["Commission on this month's recoveries", grouped(invoice.commission_total
-                                                          - invoice.credits, places)],
+        [
+            "Commission on this month's recoveries",
+            grouped(invoice.commission_total - invoice.credits, places),
+        ],
         ["Credits for lines invoiced earlier", grouped(invoice.credits, places)],
-        ["Minimum monthly fee top-up" + (
-            f" (minimum {grouped(invoice.minimum_fee, places)})" if invoice.minimum_fee else ""),
-         grouped(invoice.top_up, places)],
+        [
+            "Minimum monthly fee top-up"
+            + (f" (minimum {grouped(invoice.minimum_fee, places)})" if invoice.minimum_fee else ""),
+            grouped(invoice.top_up, places),
+        ],
         [vat_label, grouped(invoice.vat, places)],
         [f"Total due ({cur})", grouped(invoice.total, places)],
     ]
-    pdf.table(["", cur], totals, [140.0, 38.0], numeric_from=1, bold_last=True, size=10)
+    pdf.grid(["", cur], totals, [140.0, 38.0], numeric_from=1, bold_last=True, size=10)
     pdf.section("By bucket at placement")
-    pdf.table(
+    pdf.grid(
         ["Bucket", "Lines", "Recovered", "Commission"],
         [
-            [entry["bucket"] or "-", f"{entry['lines']:,}", grouped(Decimal(entry["base"]), places),
-             grouped(Decimal(entry["commission"]), places)]
+            [
+                entry["bucket"] or "-",
+                f"{entry['lines']:,}",
+                grouped(Decimal(entry["base"]), places),
+                grouped(Decimal(entry["commission"]), places),
+            ]
             for entry in summary.get("by_bucket", [])
         ],
         [70.0, 30.0, 40.0, 38.0],
         numeric_from=1,
     )
     pdf.section("By agency")
-    pdf.table(
+    pdf.grid(
         ["Agency", "Lines", "Recovered", "Commission", "Agency share"],
         [
-            [_clip(entry["agency_name"] or entry["agency"] or "Tenant's own recoveries", 34)
-             if entry["agency_id"] else "Tenant's own recoveries",
-             f"{entry['lines']:,}", grouped(Decimal(entry["base"]), places),
-             grouped(Decimal(entry["commission"]), places),
-             grouped(Decimal(entry["agency_share"]), places)]
+            [
+                _clip(entry["agency_name"] or entry["agency"] or "Tenant's own recoveries", 34)
+                if entry["agency_id"]
+                else "Tenant's own recoveries",
+                f"{entry['lines']:,}",
+                grouped(Decimal(entry["base"]), places),
+                grouped(Decimal(entry["commission"]), places),
+                grouped(Decimal(entry["agency_share"]), places),
+            ]
             for entry in summary.get("by_agency", [])
         ],
         [62.0, 20.0, 34.0, 31.0, 31.0],
@@ -335,14 +360,15 @@ def invoice_pdf(session: Session, invoice: Invoice) -> bytes:
     pdf.section("Lines")
     if invoice.line_count > PDF_LINE_LIMIT:
         pdf.set_font("Helvetica", "", 9)
-        pdf.multi_cell(
-            0, 5, f"{invoice.line_count:,} lines: see the CSV export for every line."
-        )
+        pdf.multi_cell(0, 5, f"{invoice.line_count:,} lines: see the CSV export for every line.")
     else:
         lines = invoice_lines(session, invoice)
-        pdf.table(
-            LINE_HEADINGS, _line_rows(lines, places, _agency_slugs(invoice)), LINE_WIDTHS,
-            numeric_from=5, size=7.5,
+        pdf.grid(
+            LINE_HEADINGS,
+            _line_rows(lines, places, _agency_slugs(invoice)),
+            LINE_WIDTHS,
+            numeric_from=5,
+            size=7.5,
         )
     return bytes(pdf.output())
 
@@ -352,8 +378,11 @@ def statement_pdf(session: Session, invoice: Invoice, statement: AgencyStatement
     places = minor_units(invoice.currency)
     slugs = _agency_slugs(invoice)
     name = next(
-        (e["agency_name"] or e["agency"] for e in invoice.summary.get("by_agency", [])
-         if e["agency_id"] == statement.agency_id),
+        (
+            e["agency_name"] or e["agency"]
+            for e in invoice.summary.get("by_agency", [])
+            if e["agency_id"] == statement.agency_id
+        ),
         str(statement.agency_id),
     )
     tenant = invoice.summary.get("tenant", {})
@@ -376,12 +405,16 @@ def statement_pdf(session: Session, invoice: Invoice, statement: AgencyStatement
         ]
     )
     pdf.section("By bucket at placement")
-    pdf.table(
+    pdf.grid(
         ["Bucket", "Lines", "Recovered", "Commission", "Agency share"],
         [
-            [entry["bucket"] or "-", f"{entry['lines']:,}", grouped(Decimal(entry["base"]), places),
-             grouped(Decimal(entry["commission"]), places),
-             grouped(Decimal(entry["agency_share"]), places)]
+            [
+                entry["bucket"] or "-",
+                f"{entry['lines']:,}",
+                grouped(Decimal(entry["base"]), places),
+                grouped(Decimal(entry["commission"]), places),
+                grouped(Decimal(entry["agency_share"]), places),
+            ]
             for entry in statement.by_bucket
         ],
         [50.0, 24.0, 36.0, 34.0, 34.0],
@@ -393,18 +426,25 @@ def statement_pdf(session: Session, invoice: Invoice, statement: AgencyStatement
         pdf.multi_cell(0, 5, f"{statement.line_count:,} lines: see the CSV export.")
     else:
         lines = invoice_lines(session, invoice, agency_id=statement.agency_id)
-        pdf.table(LINE_HEADINGS, _line_rows(lines, places, slugs), LINE_WIDTHS,
-                  numeric_from=5, size=7.5)
+        pdf.grid(
+            LINE_HEADINGS, _line_rows(lines, places, slugs), LINE_WIDTHS, numeric_from=5, size=7.5
+        )
     return bytes(pdf.output())
 
 
 def export_file_name(tenant_slug: str, invoice: Invoice, extension: str) -> str:
     """``lendco-cn-2026-11-CNY-invoice-3.pdf``."""
-    return f"{tenant_slug}-{invoice.period:%Y-%m}-{invoice.currency}-invoice-{invoice.number}.{extension}"
+    month = f"{invoice.period:%Y-%m}"
+    return f"{tenant_slug}-{month}-{invoice.currency}-invoice-{invoice.number}.{extension}"
 
 
 def write_month_exports(
-    db: Any, *, tenant: str | int, month: dt.date, folder: Any, formats: tuple[str, ...] = ("csv", "pdf")
+    db: Any,
+    *,
+    tenant: str | int,
+    month: dt.date,
+    folder: Any,
+    formats: tuple[str, ...] = ("csv", "pdf"),
 ) -> list[Any]:
     """Write the CSV and PDF of every live invoice of ``month`` into ``folder``; the paths."""
     from pathlib import Path

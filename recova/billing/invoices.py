@@ -149,8 +149,7 @@ def close_month(
 
 
 def _bucket_table(cur: Any, schema: str) -> list[dict[str, Any]]:
-    table = AllocationSettings.__table__
-    cur.execute(f'SELECT buckets FROM "{schema}".{table.name} WHERE id = 1')
+    cur.execute(f'SELECT buckets FROM "{schema}".{AllocationSettings.__tablename__} WHERE id = 1')
     row = cur.fetchone()
     return row[0] if row else DEFAULT_BUCKETS
 
@@ -256,9 +255,7 @@ def _build_invoice(
                 "commission": _money(g[6]),
                 "agency_share": _money(g[7]),
             }
-            for g in sorted(
-                (g for g in groups if g[0] == 0 and g[1] == 1), key=lambda g: g[2] or 0
-            )
+            for g in sorted((g for g in groups if g[0] == 0 and g[1] == 1), key=lambda g: g[2] or 0)
         ],
     }
     values = {
@@ -306,17 +303,17 @@ def _build_invoice(
             invoice_id=invoice_id,
             **values,
         )
-    _write_statements(ctx, invoice_id, period, currency, groups, values["rounding"])
+    _write_statements(ctx, invoice_id=invoice_id, period=period, currency=currency, groups=groups)
     return _invoice_row(ctx, invoice_id)
 
 
 def _write_statements(
     ctx: ledger.CloseContext,
+    *,
     invoice_id: int,
     period: dt.date,
     currency: str,
     groups: list[Any],
-    rounding: str,
 ) -> None:
     s = ctx.s
     by_agency: dict[int, dict[str, Any]] = {}
@@ -459,7 +456,9 @@ def statements_for(
         select(AgencyStatement)
         .join(Invoice, Invoice.id == AgencyStatement.invoice_id)
         .where(Invoice.status != "void")
-        .order_by(AgencyStatement.period.desc(), AgencyStatement.currency, AgencyStatement.agency_id)
+        .order_by(
+            AgencyStatement.period.desc(), AgencyStatement.currency, AgencyStatement.agency_id
+        )
     )
     if agency_id is not None:
         statement = statement.where(AgencyStatement.agency_id == agency_id)

@@ -364,7 +364,9 @@ def write_commission_lines(ctx: CloseContext) -> int:
                    paid_to, amount, rate, volume_before, commission_exact, commission,
                    agency_share, commission - agency_share
             FROM (
-                SELECT q.*, {round_sql("q.share_exact", "q.places", mode, unit="q.unit")} AS agency_share
+                SELECT q.*, {
+            round_sql("q.share_exact", "q.places", mode, unit="q.unit")
+        } AS agency_share
                 FROM (
                     SELECT q.*,
                            CASE WHEN q.agency_contract_id IS NULL THEN 0
@@ -375,12 +377,14 @@ def write_commission_lines(ctx: CloseContext) -> int:
                         SELECT q.*, {capped} AS commission
                         FROM (
                             SELECT q.*,
-                                   {round_sql("q.commission_exact", "q.places", mode, unit="q.unit")} AS raw
+                                   {
+            round_sql("q.commission_exact", "q.places", mode, unit="q.unit")
+        } AS raw
                             FROM (
                                 SELECT o.*,
                                        CASE WHEN o.commissionable THEN o.rate / 100 * {
-                                           terms.charge("o.version_id", "o.volume_before",
-                                                        "o.amount")}
+            terms.charge("o.version_id", "o.volume_before", "o.amount")
+        }
                                             ELSE 0 END AS commission_exact
                                 FROM (
                                     SELECT base.*, row_number() OVER events AS n,
@@ -461,6 +465,10 @@ def write_clawback_lines(ctx: CloseContext) -> int:
         return f"{share} / r.original_amount"
 
     mode = ctx.terms.rounding("e.rounding") if ctx.terms else "e.rounding"
+
+    def rounded(value: str) -> str:
+        return round_sql(value, "e.places", mode, unit="e.unit")
+
     ctx.execute(
         f"""CREATE TEMP TABLE bill_claw ON COMMIT DROP AS
             WITH running AS MATERIALIZED (
@@ -482,10 +490,9 @@ def write_clawback_lines(ctx: CloseContext) -> int:
                 FROM running r
             )
             SELECT e.*,
-                   {round_sql("e.commission_after", "e.places", mode, unit="e.unit")}
-                   - {round_sql("e.commission_before", "e.places", mode, unit="e.unit")} AS commission,
-                   {round_sql("e.share_after", "e.places", mode, unit="e.unit")}
-                   - {round_sql("e.share_before", "e.places", mode, unit="e.unit")} AS agency_share
+                   {rounded("e.commission_after")} - {rounded("e.commission_before")}
+                       AS commission,
+                   {rounded("e.share_after")} - {rounded("e.share_before")} AS agency_share
             FROM exact e"""
     )
     ctx.execute(

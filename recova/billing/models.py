@@ -159,9 +159,7 @@ class Invoice(Timestamped, TenantModel):
             unique=True,
             postgresql_where=text("status <> 'void'"),
         ),
-        CheckConstraint(
-            "status IN ('draft', 'issued', 'paid', 'void')", name="status_known"
-        ),
+        CheckConstraint("status IN ('draft', 'issued', 'paid', 'void')", name="status_known"),
         CheckConstraint("(status = 'void') = (void_reason IS NOT NULL)", name="void_has_reason"),
         {"schema": T},
     )

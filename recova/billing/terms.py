@@ -109,8 +109,10 @@ def validate_tiers(tiers: Any) -> list[dict[str, str | None]] | None:
         if low != expected:
             problem = "a gap" if low > expected else "an overlap"
             raise TermsError(
-                {"tiers": f"tier {index} starts at {low}, leaving {problem}: it must start at"
-                 f" {expected} (tiers are [from, to) and follow one another)"}
+                {
+                    "tiers": f"tier {index} starts at {low}, leaving {problem}: it must start at"
+                    f" {expected} (tiers are [from, to) and follow one another)"
+                }
             )
         last = index == len(tiers) - 1
         if tier.get("to") is None:
@@ -120,8 +122,10 @@ def validate_tiers(tiers: Any) -> list[dict[str, str | None]] | None:
             raise TermsError({"tiers": f"tier {index}: 'to' must be an amount above 'from'"})
         elif last:
             raise TermsError(
-                {"tiers": f"tier {index}: the last tier must be open ('to': null), so every"
-                 " amount has a tier"}
+                {
+                    "tiers": f"tier {index}: the last tier must be open ('to': null), so every"
+                    " amount has a tier"
+                }
             )
         if factor is None or factor < 0 or factor > 10:
             raise TermsError({"tiers": f"tier {index}: 'factor' must be from 0 to 10"})
@@ -136,9 +140,7 @@ def validate_tiers(tiers: Any) -> list[dict[str, str | None]] | None:
     return clean
 
 
-def validate_terms(
-    data: dict[str, Any], *, buckets: list[str] | None = None
-) -> dict[str, Any]:
+def validate_terms(data: dict[str, Any], *, buckets: list[str] | None = None) -> dict[str, Any]:
     """Check every field of a contract version; returns them normalised."""
     currency = str(data.get("currency", "")).upper()
     errors: dict[str, Any] = {}
@@ -198,8 +200,10 @@ def create_contract_version(
     )
     if last_lined is not None and effective_from <= last_lined:
         raise TermsError(
-            {"effective_from": f"{currency} payments up to {last_lined} are already on the"
-             f" ledger; a new version must start after that date"}
+            {
+                "effective_from": f"{currency} payments up to {last_lined} are already on the"
+                f" ledger; a new version must start after that date"
+            }
         )
     billed = session.scalar(
         select(func.max(Invoice.period)).where(
@@ -208,8 +212,10 @@ def create_contract_version(
     )
     if billed is not None and effective_from < next_month(billed):
         raise TermsError(
-            {"effective_from": f"{currency} is invoiced up to {billed:%Y-%m}; a new version"
-             " must start after that month"}
+            {
+                "effective_from": f"{currency} is invoiced up to {billed:%Y-%m}; a new version"
+                " must start after that month"
+            }
         )
     if session.scalar(
         select(ContractVersion.id).where(

@@ -30,9 +30,7 @@ def upgrade() -> None:
         sa.Column("payout_share", sa.Numeric(7, 4), server_default="0", nullable=False),
         schema=S,
     )
-    op.add_column(
-        "agency_contracts", sa.Column("payout_rates", postgresql.JSONB()), schema=S
-    )
+    op.add_column("agency_contracts", sa.Column("payout_rates", postgresql.JSONB()), schema=S)
     op.create_check_constraint(
         op.f("ck_agency_contracts_payout_mode_known"),
         "agency_contracts",

@@ -127,7 +127,8 @@ def upgrade() -> None:
             name="ck_billing_contract_versions_minimum_fee_positive",
         ),
         sa.CheckConstraint(
-            "case_cap IS NULL OR case_cap >= 0", name="ck_billing_contract_versions_case_cap_positive"
+            "case_cap IS NULL OR case_cap >= 0",
+            name="ck_billing_contract_versions_case_cap_positive",
         ),
         sa.CheckConstraint(
             "vat_rate IS NULL OR vat_rate BETWEEN 0 AND 100",
@@ -164,7 +165,9 @@ def upgrade() -> None:
         sa.Column("agency_share", MONEY, nullable=False),
         sa.Column("platform_net", MONEY, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
-        sa.CheckConstraint("kind IN ('commission', 'clawback')", name="ck_commission_lines_kind_known"),
+        sa.CheckConstraint(
+            "kind IN ('commission', 'clawback')", name="ck_commission_lines_kind_known"
+        ),
         sa.CheckConstraint(
             "(kind = 'clawback') = (original_line_id IS NOT NULL)",
             name="ck_commission_lines_clawback_has_original",
@@ -267,22 +270,18 @@ def upgrade() -> None:
             ["invoice_id"], [f"{T}.invoices.id"], name="fk_agency_statements_invoice_id_invoices"
         ),
         sa.PrimaryKeyConstraint("id", name="pk_agency_statements"),
-        sa.UniqueConstraint(
-            "invoice_id", "agency_id", name="uq_agency_statements_invoice_agency"
-        ),
+        sa.UniqueConstraint("invoice_id", "agency_id", name="uq_agency_statements_invoice_agency"),
         schema=T,
     )
-    op.create_index(
-        "ix_agency_statements_agency_id", "agency_statements", ["agency_id"], schema=T
-    )
+    op.create_index("ix_agency_statements_agency_id", "agency_statements", ["agency_id"], schema=T)
 
     # Raw SQL does not go through the schema translate map: name the real schema.
     s = f'"{current_tenant_schema()}"'
-    op.execute(f"INSERT INTO {s}.invoice_counter (id, last_number) VALUES (1, 0)")
+    op.execute(f"INSERT INTO {s}.invoice_counter (id, last_number) VALUES (1, 0)")  # noqa: S608 - the schema is a validated, quoted name
     for name, body in FUNCTIONS.items():
+        function = body.replace("%%", "%")
         op.execute(
-            f"CREATE FUNCTION {s}.{name}() RETURNS trigger LANGUAGE plpgsql AS $fn${body}$fn$"
-            .replace("%%", "%")
+            f"CREATE FUNCTION {s}.{name}() RETURNS trigger LANGUAGE plpgsql AS $fn${function}$fn$"
         )
     for trigger in TRIGGERS:
         op.execute(trigger.format(s=s))
