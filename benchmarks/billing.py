@@ -420,8 +420,10 @@ def set_up(objects: Any, payments: int) -> tuple[int, str]:
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
-    payments = 50_000 if args.small else 1_000_000
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("--payments", type=int, default=None, help="payments to close")
+    args = arguments.parse_args()
+    payments = args.payments or (50_000 if args.small else 1_000_000)
     with bench_environment("billing") as settings:
         objects = platform(create_app(settings))
         engine = objects.db.engine

@@ -16,7 +16,6 @@ from recova.billing.contracts import AgencyContract
 from recova.billing.invoices import (
     BillingError,
     close_month,
-    invoice_or_none,
     issue_invoice,
     mark_invoice_paid,
     month_start,
@@ -321,7 +320,7 @@ class InvoicePreview(MethodView):
 
 
 def _invoice_or_404(invoice_id: int) -> Invoice:
-    found = invoice_or_none(db_session(), invoice_id)
+    found = db_session().get(Invoice, invoice_id)
     if found is None:
         abort(404, message=f"no invoice {invoice_id}")
     return found

@@ -238,8 +238,8 @@ def _build_invoice(
             {
                 "bucket": g[3],
                 "lines": g[4],
-                "base": _money(g[5]),
-                "commission": _money(g[6]),
+                "base": str(g[5]),
+                "commission": str(g[6]),
             }
             for g in sorted(
                 (g for g in groups if g[0] == 1 and g[1] == 0), key=lambda g: g[3] or ""
@@ -251,9 +251,9 @@ def _build_invoice(
                 "agency": agency_names.get(g[2], {}).get("slug") if g[2] else None,
                 "agency_name": agency_names.get(g[2], {}).get("name") if g[2] else None,
                 "lines": g[4],
-                "base": _money(g[5]),
-                "commission": _money(g[6]),
-                "agency_share": _money(g[7]),
+                "base": str(g[5]),
+                "commission": str(g[6]),
+                "agency_share": str(g[7]),
             }
             for g in sorted((g for g in groups if g[0] == 0 and g[1] == 1), key=lambda g: g[2] or 0)
         ],
@@ -327,9 +327,9 @@ def _write_statements(
                     {
                         "bucket": g[3],
                         "lines": g[4],
-                        "base": _money(g[5]),
-                        "commission": _money(g[6]),
-                        "agency_share": _money(g[7]),
+                        "base": str(g[5]),
+                        "commission": str(g[6]),
+                        "agency_share": str(g[7]),
                     }
                 )
     for agency_id, entry in sorted(by_agency.items()):
@@ -382,16 +382,7 @@ def _invoice_row(ctx: ledger.CloseContext, invoice_id: int) -> dict[str, Any]:
     return dict(zip(names, cur.fetchone(), strict=True))
 
 
-def _money(value: Decimal) -> str:
-    return str(value)
-
-
 # --- lifecycle -------------------------------------------------------------------------------
-
-
-def invoice_or_none(session: Session, invoice_id: int) -> Invoice | None:
-    """One invoice of the session's tenant."""
-    return session.get(Invoice, invoice_id)
 
 
 def issue_invoice(session: Session, invoice: Invoice, *, tenant: Tenant) -> Invoice:
