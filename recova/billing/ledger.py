@@ -1,10 +1,14 @@
 """The commission ledger: writing the lines of a month close, set-based.
 
 One statement per step over every payment not yet on the ledger, never a Python loop
-over payments:
+over payments; the small tables (terms, buckets, months) are resolved first, then one
+INSERT ... SELECT streams the million payments through windows and rounding into the
+ledger:
 
-1. *Terms*: contract versions with their validity ranges, rates by bucket and tiers as
-   arrays (lower bounds, factors, and the charge of every tier below), agency payouts.
+1. *Terms*: contract versions with their validity ranges, rates by bucket (with the
+   ``"*"`` fallback resolved per version and bucket), agency payouts, and each month's
+   terms (currency unit, rounding, cap, the month's volume already on the ledger, the
+   month its lines land in).
 2. *Payments*: every payment dated before the month's end (tenant calendar) without a
    line, priced under its currency's version in force on its date. A payment no version
    covers waits, unbilled, for a version that does.
@@ -20,7 +24,8 @@ over payments:
    month). With F(v) the charge for the first v of a month's money (tier by tier, each
    slice at its own factor), a payment's commission is
    ``rate x (F(before + amount) - F(before))``: every slice at its own tier, never an
-   average. F is found per row with ``width_bucket`` on the version's tier bounds.
+   average. F is written into the statement from the versions' validated tiers, as a
+   CASE on the version and the volume with the bounds and factors as numeric literals.
 6. *Rounding and cap*: each line's commission is rounded to the currency's minor unit
    under the version's mode; the cap per case then limits what the case's lines add up
    to (earlier lines on the ledger count), each payment in event order taking what room
