@@ -65,7 +65,7 @@ DEMO_CONTRACTS_FROM = dt.date(2026, 10, 1)
 #: What each demo agency is paid: Swift a share of the commission, Harbor its own rates.
 DEMO_PAYOUTS: dict[str, dict[str, Any]] = {
     "swift-recoveries": {"mode": "share", "share": "40"},
-    "harbor-collections": {"mode": "rates", "rates": {"M1": "4", "M2": "6", "*": "8"}},
+    "harbor-collections": {"mode": "rates", "rates": {"M1": "3", "M2": "4", "*": "5"}},
 }
 #: Each lender's contract with the platform (one version, from the start of 2026).
 DEMO_TERMS: dict[str, dict[str, Any]] = {
@@ -83,7 +83,7 @@ DEMO_TERMS: dict[str, dict[str, Any]] = {
         "currency": "USD",
         "rates": {"M1": "10", "M2": "15", "M3": "20", "*": "25"},
         "minimum_fee": "2500.00",
-        "case_cap": "400.00",
+        "rounding": "half_up",
     },
 }
 
