@@ -11,6 +11,7 @@ app's URL map, and a route without an access rule or a sample body fails the sui
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from typing import Any
 
@@ -31,6 +32,7 @@ from recova.platform.privacy.settings import save_settings
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
 from tests.allocation_support import seed_world_allocation
+from tests.billing_support import seed_world_billing
 from tests.compliance_support import seed_world_contact
 from tests.support import (
     B_MARK,
@@ -46,8 +48,14 @@ from tests.support import (
 )
 from tests.work_support import seed_world_work
 
+_DAYS = itertools.count()
 PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "swagger_assets"}
 TENANT_TABLES = (
+    "billing_contract_versions",
+    "commission_lines",
+    "invoices",
+    "invoice_counter",
+    "agency_statements",
     "allocation_settings",
     "segment_rules",
     "case_segments",
@@ -221,6 +229,17 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
             "field": "national_id",
             "reason": "the walk checks who may reveal",
         },
+        ("/billing/contract-versions", "POST"): {
+            "currency": "CNY",
+            # a new date on every call: a version per currency and date
+            "effective_from": (dt.date(2040, 1, 1) + dt.timedelta(days=next(_DAYS))).isoformat(),
+            "rates": {"*": "10"},
+        },
+        ("/billing/closes", "POST"): {"month": "2026-10"},
+        ("/billing/invoices/preview", "POST"): {"month": "2026-10"},
+        ("/billing/invoices/<int:invoice_id>/issue", "POST"): None,
+        ("/billing/invoices/<int:invoice_id>/mark-paid", "POST"): {},
+        ("/billing/invoices/<int:invoice_id>/void", "POST"): {"reason": "walk"},
     }
     if (path, method) not in bodies:
         pytest.fail(f"add a sample body for {method} {rule} to the isolation walk")
@@ -352,6 +371,8 @@ def _allocation_objects(world: World) -> None:
         export_daily_head(session, day=dt.date(2026, 1, 1), actor="job:walk")
     # Contacts, attempts, outcome codes, templates and policies: B holds more of each.
     seed_world_contact(world)
+    # Contract versions, invoices and statements: B holds more of each again.
+    seed_world_billing(world)
 
 
 def test_every_api_route_declares_who_may_call_it(app) -> None:

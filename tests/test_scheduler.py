@@ -97,7 +97,7 @@ def test_every_is_aligned_so_replicas_agree() -> None:
 
 def test_the_days_past_due_refresh_uses_the_tenant_s_date_and_the_api_s_job_id() -> None:
     jobs = {job.name: job for job in periodic_jobs()}
-    refresh, allocate = jobs["refresh-dpd"], jobs["allocate"]
+    refresh, allocate, close = jobs["refresh-dpd"], jobs["allocate"], jobs["close-month"]
     slot = refresh.schedule.latest_slot(NOW)
     assert slot == dt.datetime(2026, 3, 10, 16, 5, tzinfo=dt.UTC)
     shanghai = TenantRun(tenant_id=4, slug="a", timezone="Asia/Shanghai", slot=slot)
@@ -119,6 +119,12 @@ def test_the_days_past_due_refresh_uses_the_tenant_s_date_and_the_api_s_job_id()
         {"tenant_id": 4, "as_of": "2026-03-11"},
     )
     assert allocate.job.queue == "allocate"
+    # Month close: every day, the month before the tenant's date, under the API's job id.
+    assert close.plan(shanghai) == (
+        "billing-close-4-2026-02",
+        {"tenant_id": 4, "month": "2026-02"},
+    )
+    assert close.job.queue == "billing"
 
 
 def test_audit_heads_cover_the_tenant_s_previous_day_and_retention_runs_daily() -> None:

@@ -1,1 +1,2 @@
-"""Contracts between tenants and agencies, and (in later work) the commission ledger."""
+"""Billing: agency contracts and payouts, the tenant's contract versions, the commission
+ledger, month close, invoices, agency statements and their exports."""

@@ -1,4 +1,5 @@
-"""Agency contracts: which agency may work which tenant's cases, and for what period."""
+"""Agency contracts: which agency may work which tenant's cases, for what period, and what
+the agency is paid: a share of the platform's commission, or its own rate schedule."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    String,
     and_,
     or_,
     select,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from recova.platform.agencies.models import Agency
@@ -33,6 +36,11 @@ class AgencyContract(Timestamped, SharedModel):
         CheckConstraint("grace_days >= 0", name="grace_days_not_negative"),
         CheckConstraint(
             "settlement_discount_limit BETWEEN 0 AND 100", name="settlement_limit_percent"
+        ),
+        CheckConstraint("payout_mode IN ('share', 'rates')", name="payout_mode_known"),
+        CheckConstraint("payout_share >= 0 AND payout_share <= 100", name="payout_share_percent"),
+        CheckConstraint(
+            "(payout_mode = 'rates') = (payout_rates IS NOT NULL)", name="payout_rates_with_mode"
         ),
         Index("ix_agency_contracts_tenant_agency", "tenant_id", "agency_id"),
         {"schema": SHARED_SCHEMA},
@@ -52,6 +60,13 @@ class AgencyContract(Timestamped, SharedModel):
     settlement_discount_limit: Mapped[Decimal] = mapped_column(
         Numeric(5, 2), default=Decimal(0), server_default="0"
     )
+    #: ``share``: the agency gets ``payout_share`` percent of each line's commission;
+    #: ``rates``: its own percent of the money by bucket at placement (``payout_rates``).
+    payout_mode: Mapped[str] = mapped_column(String(8), default="share", server_default="share")
+    payout_share: Mapped[Decimal] = mapped_column(
+        Numeric(7, 4), default=Decimal(0), server_default="0"
+    )
+    payout_rates: Mapped[dict[str, str] | None] = mapped_column(JSONB(none_as_null=True))
 
     tenant: Mapped[Tenant] = relationship()
     agency: Mapped[Agency] = relationship()

@@ -1,8 +1,10 @@
-"""Creating and ending agency contracts."""
+"""Creating and ending agency contracts, and the agency's payout on them."""
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
@@ -48,6 +50,35 @@ def create_agency_contract(
     contract.agency = agency
     session.add(contract)
     session.flush()  # callers return the new id
+    return contract
+
+
+def set_agency_payout(
+    contract: AgencyContract,
+    *,
+    mode: str,
+    share: Decimal | str | None = None,
+    rates: dict[str, Any] | None = None,
+) -> AgencyContract:
+    """The agency's payout: ``share`` percent of each line's commission (mode ``share``), or
+    its own percent of the money by bucket at placement (mode ``rates``)."""
+    from recova.billing.terms import TermsError, validate_rates
+
+    if mode == "share":
+        try:
+            percent = Decimal(str(share))
+        except (InvalidOperation, ValueError):
+            percent = Decimal(-1)
+        if share is None or not Decimal(0) <= percent <= Decimal(100) or rates is not None:
+            raise TermsError({"share": "a percentage from 0 to 100 (and no rates)"})
+        contract.payout_mode, contract.payout_share, contract.payout_rates = "share", percent, None
+    elif mode == "rates":
+        if share is not None:
+            raise TermsError({"share": "not with mode rates"})
+        contract.payout_rates = validate_rates(rates, field="rates")
+        contract.payout_mode, contract.payout_share = "rates", Decimal(0)
+    else:
+        raise TermsError({"mode": "share or rates"})
     return contract
 
 

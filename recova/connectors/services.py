@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from sqlalchemy import delete, select, text
 from sqlalchemy.exc import OperationalError
@@ -291,7 +291,9 @@ def run_progress(objects: Platform, tenant: Tenant, run: IngestionRun) -> dict[s
     done: int = run.received
     total = run.total_estimate
     if run.status is RunStatus.RUNNING:
-        live = objects.redis.hgetall(progress_key(objects.settings.queue_prefix, tenant.id, run.id))
+        key = progress_key(objects.settings.queue_prefix, tenant.id, run.id)
+        # A synchronous client: redis-py's stubs type replies for both clients at once.
+        live = cast("dict[bytes, bytes]", objects.redis.hgetall(key))
         if live:
             done = max(done, int(live.get(b"done", 0)))
             total = int(live[b"total"]) if b"total" in live else total

@@ -30,6 +30,7 @@ from recova.platform.request_scope import SESSION_USER_KEY, bearer_token, init_r
 
 def _api_blueprints() -> list[Any]:
     """Every API blueprint, registered in this order under ``/api/v1``."""
+    from recova.billing.api import billing_blp as billing
     from recova.billing.api import blp as contracts
     from recova.connectors.api import blp as ingestion
     from recova.platform.agencies.api import blp as agencies
@@ -56,6 +57,7 @@ def _api_blueprints() -> list[Any]:
         work,
         contact,
         compliance,
+        billing,
     ]
 
 

@@ -1,5 +1,5 @@
 """The ``recova`` command: demo, serve, worker, scheduler, migrate, tenants, keys, ingest,
-allocate."""
+allocate, billing."""
 
 from __future__ import annotations
 
@@ -50,9 +50,11 @@ def demo(host: str, port: int, serve: bool) -> None:
     """Start the services, migrate, seed demo data, print logins, serve app and worker."""
     from recova.platform.contact.demo import demo_contact_day
     from recova.platform.demo import (
+        DEMO_BOOK_DATE,
         DEMO_PASSWORD,
         TENANTS,
         allocate_demo,
+        bill_demo,
         load_demo_portfolios,
         seed_demo,
     )
@@ -85,6 +87,12 @@ def demo(host: str, port: int, serve: bool) -> None:
     click.echo("Recording the collectors' promises, plans and settlement offers ...")
     for slug, summary in demo_case_work(objects.db, [spec["slug"] for spec in TENANTS]):
         click.echo(f"  {slug:<10} {summary}")
+    click.echo(f"Closing {DEMO_BOOK_DATE:%B %Y} for the demo lenders ...")
+    for bill in bill_demo(objects, objects.settings.home / "demo" / "invoices"):
+        click.echo(
+            f"  {bill.tenant:<10} invoice {bill.number} ({bill.status}) {bill.lines} lines,"
+            f" total {bill.total} {bill.currency}: {bill.pdf}"
+        )
     base = f"http://{host}:{port}"
     click.echo("Recova demo is ready.\n")
     click.echo(f"  Portal login   {base}/login")
@@ -392,6 +400,53 @@ def _register_domain_commands() -> None:
 
 
 _register_domain_commands()
+
+
+@main.group()
+def billing() -> None:
+    """Month close, invoices and exports."""
+
+
+@billing.command("close")
+@click.argument("tenant")
+@click.option("--month", required=True, help="The month to close, YYYY-MM.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write each invoice's CSV and PDF into this folder.",
+)
+@click.option("--preview", is_flag=True, help="Compute the invoices and change nothing.")
+def billing_close(tenant: str, month: str, out: Path | None, preview: bool) -> None:
+    """Close MONTH for TENANT: ledger lines, invoices and agency statements (re-runnable)."""
+    from recova.billing.exports import write_month_exports
+    from recova.billing.invoices import BillingError, close_month
+    from recova.platform.extension import platform
+
+    objects = platform(_app())
+    try:
+        result = close_month(objects.db, tenant=tenant, month=month, dry_run=preview)
+    except (BillingError, LookupError) as error:
+        raise click.ClickException(str(error)) from error
+    counts = result.counts
+    click.echo(
+        f"{result.tenant} {result.month:%Y-%m}: {counts.get('commission_lines', 0)} commission"
+        f" and {counts.get('clawback_lines', 0)} clawback lines written,"
+        f" {counts.get('unpriced_payments', 0)} payments with no contract version"
+        + (" (preview: nothing was changed)" if preview else "")
+    )
+    for invoice in result.invoices:
+        click.echo(
+            f"  invoice {invoice['number'] if not preview else '-'} {invoice['currency']}"
+            f" {invoice['status']}: {invoice['line_count']} lines, commission"
+            f" {invoice['commission_total']}, top-up {invoice['top_up']}, VAT {invoice['vat']},"
+            f" total {invoice['total']}"
+        )
+    if out is not None and not preview:
+        for path in write_month_exports(objects.db, tenant=tenant, month=result.month, folder=out):
+            click.echo(f"  wrote {path}")
+
 
 if __name__ == "__main__":
     main()

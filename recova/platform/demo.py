@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from recova.billing.contracts import AgencyContract
-from recova.billing.services import create_agency_contract
+from recova.billing.services import create_agency_contract, set_agency_payout
 from recova.connectors.models import IngestionRun
 from recova.platform.agencies.models import Agency
 from recova.platform.agencies.services import create_agency
@@ -57,15 +57,43 @@ AGENCIES = [
     {"slug": "swift-recoveries", "name": "Swift Recoveries"},
     {"slug": "harbor-collections", "name": "Harbor Collections"},
 ]
+#: The demo book's date: the portfolios are as of it, the cases are placed on it, and the
+#: payment files fall in its month, which the demo then closes.
+DEMO_BOOK_DATE = dt.date(2026, 11, 1)
+#: The demo agencies' contracts start a month before the book's date.
+DEMO_CONTRACTS_FROM = dt.date(2026, 10, 1)
+#: What each demo agency is paid: Swift a share of the commission, Harbor its own rates.
+DEMO_PAYOUTS: dict[str, dict[str, Any]] = {
+    "swift-recoveries": {"mode": "share", "share": "40"},
+    "harbor-collections": {"mode": "rates", "rates": {"M1": "3", "M2": "4", "*": "5"}},
+}
+#: Each lender's contract with the platform (one version, from the start of 2026).
+DEMO_TERMS: dict[str, dict[str, Any]] = {
+    "lendco-cn": {
+        "currency": "CNY",
+        "rates": {"M1": "8", "M2": "12", "M3": "18", "*": "25"},
+        "tiers": [
+            {"from": "0", "to": "200000", "factor": "1"},
+            {"from": "200000", "to": None, "factor": "0.8"},
+        ],
+        "minimum_fee": "20000.00",
+        "vat_rate": "6",
+    },
+    "lendco-us": {
+        "currency": "USD",
+        "rates": {"M1": "10", "M2": "15", "M3": "20", "*": "25"},
+        "minimum_fee": "2500.00",
+        "rounding": "half_up",
+    },
+}
 
 
-def seed_demo(db: Database, *, today: dt.date | None = None) -> list[DemoLogin]:
+def seed_demo(db: Database) -> list[DemoLogin]:
     """Create the demo organisations and logins if they are missing.
 
     Their borrowers arrive the way a real lender's do, by ingestion:
     see ``load_demo_portfolios``.
     """
-    today = today or dt.date.today()  # noqa: DTZ011 - the operator's calendar
     logins: list[DemoLogin] = []
     session = db.session()
     try:
@@ -73,7 +101,7 @@ def seed_demo(db: Database, *, today: dt.date | None = None) -> list[DemoLogin]:
         agencies = [_agency(session, spec) for spec in AGENCIES]
         for tenant in tenants:
             for agency in agencies:
-                _contract(session, tenant, agency, today)
+                _contract(session, tenant, agency)
         logins.append(
             _user(session, "admin@recova.local", "Platform Admin", Role.PLATFORM_ADMIN, "platform")
         )
@@ -140,16 +168,20 @@ def _agency(session: Session, spec: dict[str, str]) -> Agency:
     return found or create_agency(session, **spec)
 
 
-def _contract(session: Session, tenant: Tenant, agency: Agency, today: dt.date) -> None:
+def _contract(session: Session, tenant: Tenant, agency: Agency) -> None:
     exists = session.scalar(
         select(AgencyContract.id).where(
             AgencyContract.tenant_id == tenant.id, AgencyContract.agency_id == agency.id
         )
     )
     if exists is None:
-        create_agency_contract(
-            session, tenant=tenant, agency=agency, starts_on=today.replace(day=1)
+        contract = create_agency_contract(
+            session,
+            tenant=tenant,
+            agency=agency,
+            starts_on=DEMO_CONTRACTS_FROM,
         )
+        set_agency_payout(contract, **DEMO_PAYOUTS[agency.slug])
 
 
 def _user(
@@ -307,7 +339,56 @@ def allocate_demo(objects: Platform) -> list[tuple[str, str]]:
                     effective_from=dt.date(2000, 1, 1),
                     activate=True,
                 )
-        run_allocation(objects.db, tenant=spec["slug"])
+        run_allocation(objects.db, tenant=spec["slug"], as_of=DEMO_BOOK_DATE)
         with tenant_scope(spec["slug"], db=objects.db) as scoped:
             lines.append((spec["slug"], allocation_summary(scoped).line()))
     return lines
+
+
+@dataclass(frozen=True)
+class DemoInvoice:
+    tenant: str
+    number: int
+    currency: str
+    status: str
+    lines: int
+    total: str
+    pdf: Path
+
+
+def bill_demo(objects: Platform, folder: Path) -> list[DemoInvoice]:
+    """Give each lender its contract, close the demo month and write the invoice PDFs
+    (and CSVs) into ``folder``; a second run finds every line written and changes nothing.
+    """
+    from recova.billing.exports import write_month_exports
+    from recova.billing.invoices import close_month
+    from recova.billing.models import ContractVersion
+    from recova.billing.terms import create_contract_version
+
+    month = DEMO_BOOK_DATE
+    invoices = []
+    for spec in TENANTS:
+        slug = spec["slug"]
+        with tenant_scope(slug, db=objects.db) as scoped:
+            if scoped.scalar(select(ContractVersion.id).limit(1)) is None:
+                create_contract_version(
+                    scoped,
+                    tenant_id=scoped.info["tenant"].id,
+                    data={"effective_from": dt.date(2026, 1, 1), **DEMO_TERMS[slug]},
+                )
+        result = close_month(objects.db, tenant=slug, month=month)
+        paths = write_month_exports(objects.db, tenant=slug, month=month, folder=folder)
+        for invoice in result.invoices:
+            pdf = next(p for p in paths if p.suffix == ".pdf" and invoice["currency"] in p.name)
+            invoices.append(
+                DemoInvoice(
+                    slug,
+                    invoice["number"],
+                    invoice["currency"],
+                    invoice["status"],
+                    invoice["line_count"],
+                    f"{invoice['total']:,.2f}",
+                    pdf,
+                )
+            )
+    return invoices

@@ -1,6 +1,13 @@
 """Imports every model module so ``Base.metadata`` knows all tables (for Alembic and tests)."""
 
 from recova.billing.contracts import AgencyContract
+from recova.billing.models import (
+    AgencyStatement,
+    CommissionLine,
+    ContractVersion,
+    Invoice,
+    InvoiceCounter,
+)
 from recova.connectors.models import (
     HttpSource,
     IngestionFile,
@@ -47,6 +54,7 @@ __all__ = [
     "Account",
     "Agency",
     "AgencyContract",
+    "AgencyStatement",
     "AllocationRun",
     "AllocationSettings",
     "Assignment",
@@ -58,8 +66,10 @@ __all__ = [
     "CaseTransition",
     "CollectorProfile",
     "CollectorWorkload",
+    "CommissionLine",
     "Contact",
     "ContactAttempt",
+    "ContractVersion",
     "Debtor",
     "Dispute",
     "HttpSource",
@@ -70,6 +80,8 @@ __all__ = [
     "IngestionRun",
     "IngestionSeen",
     "Instalment",
+    "Invoice",
+    "InvoiceCounter",
     "Membership",
     "MessageTemplate",
     "OAuthClient",

@@ -6,8 +6,10 @@ due slot, returns the job's deterministic id and its keyword arguments. ``PERIOD
 is the one list of them; adding a job is one line there.
 
 Registered today: the daily days-past-due refresh, the daily promise and plan evaluation
-and settlement expiry, the daily allocation, the daily audit head export and the daily
-retention erasure of every active tenant; adding a job is one line in ``periodic_jobs()``.
+and settlement expiry, the daily allocation, the daily audit head export, the daily
+retention erasure and the daily close of the previous month (it refreshes that month's
+draft invoice until it is issued) of every active tenant; adding a job is one line in
+``periodic_jobs()``.
 
 Never twice, three ways:
 
@@ -163,8 +165,16 @@ def _retention(run: TenantRun) -> tuple[str, dict[str, Any]]:
     return f"retention-{run.tenant_id}-{run.local_date.isoformat()}", {"tenant_id": run.tenant_id}
 
 
+def _close_month(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    from recova.billing.jobs import close_job_id, previous_month
+
+    month = previous_month(run.local_date).strftime("%Y-%m")
+    return close_job_id(run.tenant_id, month), {"tenant_id": run.tenant_id, "month": month}
+
+
 def periodic_jobs() -> list[PeriodicJob]:
     """Every periodic job, in the order they are enqueued when due together."""
+    from recova.billing.jobs import close_month_job
     from recova.platform.allocation.jobs import allocate_tenant_job
     from recova.platform.audit.jobs import export_audit_head_job
     from recova.platform.cases.jobs import refresh_days_past_due_job
@@ -185,6 +195,9 @@ def periodic_jobs() -> list[PeriodicJob]:
         ),
         PeriodicJob("audit-head", daily("16:10"), export_audit_head_job, _audit_head),
         PeriodicJob("retention", daily("18:00"), retention_erasure_job, _retention),
+        # Every day, the month before the tenant's date: late payments of a month join its
+        # draft until the invoice is issued; after that a re-run changes nothing.
+        PeriodicJob("close-month", daily("16:40"), close_month_job, _close_month),
     ]
 
 

@@ -38,6 +38,8 @@ SCOPES: dict[str, str] = {
     "compliance:write": "Tighten the compliance policy; manage outcome codes and templates",
     "audit:read": "Read and verify the tenant's audit chain and its exported heads",
     "privacy:reveal": "Reveal a debtor's national id or phone number, with a stated reason",
+    "billing:read": "Read contract versions, the commission ledger, invoices and statements",
+    "billing:write": "Add contract versions, close months, issue, pay and void invoices",
 }
 
 
