@@ -180,3 +180,39 @@ def heading(title: str, **details: Any) -> None:
     print(f"== {title} ==")
     for key, value in details.items():
         print(f"{key.replace('_', ' ')}: {value}")
+
+
+# --- a tenant to load ---------------------------------------------------------------------
+
+
+def provision_bench_client(db: Any) -> tuple[str, str]:
+    """Tenant ``bench`` with an admin and a ``cases:read`` API client; its id and secret."""
+    from recova.platform.auth.models import Role
+    from recova.platform.auth.services import create_api_client, create_user
+    from recova.tenants.services import provision_tenant
+
+    session = db.session()
+    try:
+        tenant = provision_tenant(
+            session,
+            slug="bench",
+            name="Bench lender",
+            jurisdiction="CN",
+            timezone="Asia/Shanghai",
+            currency="CNY",
+        )
+        admin = create_user(
+            session,
+            email="admin@bench.test",
+            full_name="Bench admin",
+            password=secrets.token_urlsafe(16),
+            role=Role.TENANT_ADMIN,
+            tenant=tenant,
+        )
+        issued = create_api_client(
+            session, tenant=tenant, name="bench client", scopes=["cases:read"], created_by=admin.id
+        )
+        session.commit()
+        return issued.client.client_id, issued.client_secret
+    finally:
+        session.close()

@@ -24,7 +24,6 @@ import contextlib
 import datetime as dt
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -39,7 +38,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from _common import bench_environment, describe_machine, heading, parser, verdict
+from _common import (
+    bench_environment,
+    describe_machine,
+    heading,
+    parser,
+    provision_bench_client,
+    verdict,
+)
 from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,41 +99,16 @@ def bare_app() -> Any:
 def seed(settings: Any, cases: int) -> tuple[str, int, int]:
     """A tenant with ``cases`` cases and an API client; a bearer token and the id range."""
     from recova.platform.app import create_app
-    from recova.platform.auth.models import Role
-    from recova.platform.auth.services import create_api_client, create_user
     from recova.platform.cases.services import open_case
     from recova.platform.crypto import PersonalDataCipher
     from recova.platform.extension import platform
     from recova.tenants.migrate import migrate_shared
     from recova.tenants.scope import tenant_scope
-    from recova.tenants.services import provision_tenant
 
     app = create_app(settings)
     db = platform(app).db
     migrate_shared(db.engine)
-    session = db.session()
-    tenant = provision_tenant(
-        session,
-        slug="bench",
-        name="Bench lender",
-        jurisdiction="CN",
-        timezone="Asia/Shanghai",
-        currency="CNY",
-    )
-    admin = create_user(
-        session,
-        email="admin@bench.test",
-        full_name="Bench admin",
-        password=secrets.token_urlsafe(16),
-        role=Role.TENANT_ADMIN,
-        tenant=tenant,
-    )
-    issued = create_api_client(
-        session, tenant=tenant, name="bench client", scopes=["cases:read"], created_by=admin.id
-    )
-    client_id, client_secret = issued.client.client_id, issued.client_secret
-    session.commit()
-    session.close()
+    client_id, client_secret = provision_bench_client(db)
 
     cipher = PersonalDataCipher(settings.data_key)
     today = dt.datetime.now(dt.UTC).date()

@@ -23,13 +23,19 @@ import cProfile
 import datetime as dt
 import io
 import pstats
-import secrets
 import statistics
 import time
 from decimal import Decimal
 from typing import Any
 
-from _common import bench_environment, describe_machine, heading, parser, verdict
+from _common import (
+    bench_environment,
+    describe_machine,
+    heading,
+    parser,
+    provision_bench_client,
+    verdict,
+)
 from flask import Flask
 from flask.testing import FlaskClient
 from flask.views import MethodView
@@ -38,8 +44,6 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import joinedload, sessionmaker
 
 from recova.platform.app import create_app
-from recova.platform.auth.models import Role
-from recova.platform.auth.services import create_api_client, create_user
 from recova.platform.cases.models import Case
 from recova.platform.cases.schemas import CaseSchema
 from recova.platform.cases.services import open_case
@@ -48,7 +52,6 @@ from recova.platform.db import TENANT_PLACEHOLDER
 from recova.platform.extension import platform
 from recova.tenants.migrate import migrate_shared
 from recova.tenants.scope import tenant_scope
-from recova.tenants.services import provision_tenant
 
 GOAL_RATIO = 0.7
 CASES = 50  # rows in each table; the benchmark reads one in the middle
@@ -76,29 +79,7 @@ def build_recova(settings: Any) -> tuple[Flask, str, dict[str, str], dict[str, A
     app.config["TESTING"] = True
     db = platform(app).db
     migrate_shared(db.engine)
-    session = db.session()
-    tenant = provision_tenant(
-        session,
-        slug="bench",
-        name="Bench lender",
-        jurisdiction="CN",
-        timezone="Asia/Shanghai",
-        currency="CNY",
-    )
-    admin = create_user(
-        session,
-        email="admin@bench.test",
-        full_name="Bench admin",
-        password=secrets.token_urlsafe(16),
-        role=Role.TENANT_ADMIN,
-        tenant=tenant,
-    )
-    issued = create_api_client(
-        session, tenant=tenant, name="bench client", scopes=["cases:read"], created_by=admin.id
-    )
-    client_id, client_secret = issued.client.client_id, issued.client_secret
-    session.commit()
-    session.close()
+    client_id, client_secret = provision_bench_client(db)
 
     cipher = PersonalDataCipher(settings.data_key)
     today = dt.datetime.now(dt.UTC).date()

@@ -132,7 +132,8 @@ def _last(session: Session) -> tuple[int, bytes, dt.datetime | None]:
     return (0, GENESIS, None) if row is None else (row.seq, row.hash, row.occurred_at)
 
 
-def _head(session: Session) -> tuple[int, bytes]:
+def head(session: Session) -> tuple[int, bytes]:
+    """``(seq, hash)`` of the newest event; ``(0, 32 zero bytes)`` for an empty chain."""
     seq, digest, _ = _last(session)
     return seq, digest
 
@@ -233,11 +234,6 @@ def events(
     return list(session.scalars(query))
 
 
-def head(session: Session) -> tuple[int, bytes]:
-    """``(seq, hash)`` of the newest event; ``(0, 32 zero bytes)`` for an empty chain."""
-    return _head(session)
-
-
 # Only the chain's own fixed expression and, later, the registry's schema name go in.
 _VERIFY_SQL = f"""
 WITH checked AS (
@@ -333,7 +329,7 @@ def export_head(session: Session, *, day: dt.date) -> tuple[AuditHeadExport, boo
     existing = session.get(AuditHeadExport, day)
     if existing is not None:
         return existing, False
-    seq, digest = _head(session)
+    seq, digest = head(session)
     export = AuditHeadExport(day=day, head_seq=seq, head_hash=digest, exported_at=utcnow())
     session.add(export)
     session.flush()
