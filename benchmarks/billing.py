@@ -12,7 +12,11 @@ to the cent by an independent ``Decimal`` reference.
 (b) The baseline, in the same run: one SELECT computing the same totals (commission,
     agency shares, platform net) from the same payments, placements and terms, writing
     nothing.
-(c) The reference: the benchmark reads the raw payments, placements and buckets back and
+(c) The write floor, in the same run: the lines the close wrote, copied by one
+    ``INSERT ... SELECT`` into an empty table with the ledger's columns, keys and checks
+    (``LIKE ... INCLUDING ALL``): what storing them costs at all, before any of them is
+    computed.
+(d) The reference: the benchmark reads the raw payments, placements and buckets back and
     computes every line in Python with ``decimal`` (its own attribution, tiers, cap,
     rounding and clawbacks), then compares totals, per agency too. They must be equal.
 
@@ -247,6 +251,24 @@ def aggregate(engine: Engine, schema: str) -> tuple[float, dict[str, Decimal]]:
     }
 
 
+def write_floor(engine: Engine, schema: str) -> float:
+    """Seconds to insert the ledger's lines again into an empty copy of the table."""
+    s = f'"{schema}"'
+    with engine.begin() as connection:
+        connection.execute(
+            text(f"CREATE TABLE public.bench_floor (LIKE {s}.commission_lines INCLUDING ALL)")
+        )
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        connection.execute(
+            text(f"INSERT INTO public.bench_floor SELECT * FROM {s}.commission_lines")
+        )
+    seconds = time.perf_counter() - started
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE public.bench_floor"))
+    return seconds
+
+
 def raw_rows(engine: Engine, schema: str) -> dict[str, Any]:
     """What the reference reads: placements, buckets, cases, payouts and every payment."""
     s = f'"{schema}"'
@@ -441,6 +463,8 @@ def main() -> None:
         # The aggregate again after the close, so cache warmth favours neither side.
         baseline_seconds = min(baseline_seconds, aggregate(engine, schema)[0])
 
+        floor_seconds = write_floor(engine, schema)
+
         (invoice,) = result.invoices
         with engine.connect() as connection:
             agency_totals = dict(
@@ -467,6 +491,12 @@ def main() -> None:
         print(f"close_month:        {close_seconds:8.2f} s")
         print(f"one SQL aggregate:  {baseline_seconds:8.2f} s")
         print(f"ratio close / aggregate: {close_seconds / baseline_seconds:.2f}")
+        lines = sum(v for k, v in result.counts.items() if k.endswith("_lines"))
+        print(
+            f"write floor, the same {lines:,} lines into an empty copy of the table:"
+            f" {floor_seconds:8.2f} s ({floor_seconds / close_seconds:.0%} of the close,"
+            f" {floor_seconds / GOAL_SECONDS:.0%} of the goal)"
+        )
         exact = closed == expected == baseline
         by_agency = agency_totals == {
             agency: share for agency, share in expected_by_agency.items() if share

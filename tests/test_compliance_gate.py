@@ -248,6 +248,32 @@ def test_cn_unanswered_cap_is_per_number(cn: Lender) -> None:
     assert other.status == "pending"
 
 
+def test_cn_unanswered_cap_counts_a_number_shared_by_two_debtors(cn: Lender) -> None:
+    """A family phone registered for two debtors is one number: six unanswered dials
+    today, whoever's debt they were for, and it rests until tomorrow."""
+    shared = "+8613800000077"
+    husband = cn.debt(phones=(shared,))
+    wife = cn.debt(phones=(shared, "+8613800000078"))
+    for minute in range(4):
+        cn.attempt(husband, local(SH, 2026, 6, 10, 9, minute), result="no_answer")
+    for minute in range(2):
+        made = cn.attempt(wife, local(SH, 2026, 6, 10, 9, 10 + minute), result="busy")
+        assert made.status == "completed"
+    seventh = cn.attempt(husband, local(SH, 2026, 6, 10, 11, 0))
+    assert seventh.blocked_rule == "cn.unanswered_calls_per_number"
+    assert seventh.next_allowed_at == local(SH, 2026, 6, 11, 8, 0)
+    assert cn.attempt(wife, local(SH, 2026, 6, 10, 11, 1)).blocked_rule == (
+        "cn.unanswered_calls_per_number"
+    )
+    # The wife's own other number is another number; texts are not dials.
+    own = cn.attempt(wife, local(SH, 2026, 6, 10, 11, 2), contact_id=wife.phones[1])
+    assert own.status == "pending"
+    assert cn.attempt(husband, local(SH, 2026, 6, 10, 11, 3), channel=Channel.SMS).status == (
+        "pending"
+    )
+    assert cn.attempt(husband, local(SH, 2026, 6, 11, 9, 0)).status == "pending"
+
+
 def test_us_eighth_call_in_seven_days_is_blocked(us: Lender) -> None:
     debt = us.debt()
     first = local(NY, 2026, 6, 1, 9, 0)
@@ -338,8 +364,10 @@ def test_outcomes_must_fit_the_channel(cn: Lender) -> None:
     assert [a.result for a in cn.attempts(debt)] == ["refused", "delivered", "wrong_number"]
 
 
-def _race(lender: Lender, debt, at: dt.datetime | None, url: str) -> list[str]:  # type: ignore[no-untyped-def]
-    """50 threads, each on its own connection, attempt the same debtor at once."""
+def _race(lender: Lender, debt, at: dt.datetime | None, url: str, *others) -> list[str]:  # type: ignore[no-untyped-def]
+    """50 threads, each on its own connection, attempt the same debtor at once (with
+    ``others``, the debts take turns: thread n calls debt n mod their count)."""
+    debts = (debt, *others)
     db = Database(url, pool_size=50, max_overflow=0)
     tenant = lender.tenant()
     barrier = threading.Barrier(50)
@@ -352,12 +380,13 @@ def _race(lender: Lender, debt, at: dt.datetime | None, url: str) -> list[str]: 
             with tenant_scope(tenant, db=db) as session:
                 session.connection()  # check out before the start line
                 barrier.wait()
+                target = debts[n % len(debts)]
                 made = attempt_contact(
                     session,
                     lender.objects,
                     tenant=tenant,
-                    case_id=debt.case_id,
-                    contact_id=debt.phones[0],
+                    case_id=target.case_id,
+                    contact_id=target.phones[0],
                     channel=Channel.CALL_OUT,
                     # The agency's collectors and the tenant's own staff, all at once.
                     actor=Actor(kind="agency", agency_id=lender.agency_ids[0], user_id=n)
@@ -417,6 +446,24 @@ def test_fifty_concurrent_attempts_pass_exactly_the_cn_cap(cn: Lender, database_
     statuses = _race(cn, debt, local(SH, 2026, 6, 10, 14, 0), database_url)
     assert statuses.count("pending") == 3
     assert statuses.count("blocked") == 47
+
+
+def test_fifty_concurrent_dials_of_a_shared_number_pass_exactly_its_cap(
+    cn: Lender, database_url: str
+) -> None:
+    """Two debtors share a phone that has rung unanswered four times today: of fifty
+    dials at once, half for each debtor, exactly two pass (each debtor alone would let
+    three through the connected-call cap), because the number is locked too."""
+    shared = "+8613800000099"
+    first, second = cn.debt(phones=(shared,)), cn.debt(phones=(shared,))
+    for minute in range(4):
+        made = cn.attempt(first, local(SH, 2026, 6, 10, 9, minute), result="no_answer")
+        assert made.status == "completed"
+    statuses = _race(cn, first, local(SH, 2026, 6, 10, 14, 0), database_url, second)
+    assert statuses.count("pending") == 2
+    assert statuses.count("blocked") == 48
+    pending = [a for debt in (first, second) for a in cn.attempts(debt) if a.status == "pending"]
+    assert len(pending) == 2
 
 
 # --- third parties, flags ------------------------------------------------------------------

@@ -153,12 +153,22 @@ def test_wrong_kind_of_contact_is_a_422(cn: Lender) -> None:
 def test_third_party_templates_never_carry_the_debt(cn: Lender) -> None:
     debt = cn.debt(timezone=zone_where_it_is(12))
     admin = login(cn.app, cn.admin_email)
-    for body in ("Please tell {debtor_name} they owe {amount}.", "Call us about 1,200.00 yuan"):
+    for body, names in (
+        ("Please tell {debtor_name} they owe {amount}.", "{amount}"),
+        ("Call us about 1,200.00 yuan", "amount"),
+        ("Please tell {debtor_name} the loan is past due.", "'loan'"),
+        ("Ask {debtor_name} to call us about the overdue balance.", "'overdue'"),
+        ("Hello, this is the Collections Department for {debtor_name}.", "'Collections'"),
+        ("请转告{debtor_name}尽快处理逾期账单。", "'逾期'"),
+        ("请{debtor_name}尽快还款，谢谢。", "'还款'"),  # noqa: RUF001
+        ("请转告{debtor_name}，他的欠款需要处理。", "'欠'"),  # noqa: RUF001
+    ):
         refused = admin.post(
             "/api/v1/contact/templates",
             {"name": "tp-bad", "channel": "sms", "audience": "third_party", "body": body},
         )
         assert refused.status_code == 422, body
+        assert names in refused.json["message"], refused.json
     third = admin.post(
         "/api/v1/contact/templates",
         {
@@ -169,6 +179,19 @@ def test_third_party_templates_never_carry_the_debt(cn: Lender) -> None:
         },
     )
     assert third.status_code == 201, third.json
+    # Words that merely contain a stem ("bowl", "recollect") and a neutral Chinese
+    # message pass; so does a callback number.
+    for n, body in enumerate(
+        (
+            "Hello {recipient_name}, please ask {debtor_name} to recollect and call 400-820-1234.",
+            "您好，请转告{debtor_name}回电{callback_number}，谢谢。",  # noqa: RUF001
+        )
+    ):
+        fine = admin.post(
+            "/api/v1/contact/templates",
+            {"name": f"tp-fine-{n}", "channel": "sms", "audience": "third_party", "body": body},
+        )
+        assert fine.status_code == 201, (body, fine.json)
     with cn.scope() as session:
         saved = events(
             session, action="config.changed", subject=("message_template", third.json["id"])

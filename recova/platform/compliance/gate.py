@@ -6,16 +6,19 @@ attempt it:
 1. loads the case, debtor, contact and the tenant's policy version in one query (agency
    staff reach only cases placed with their agency, and a collector only the cases
    assigned to them: anything else is "not found");
-2. takes a transaction-level advisory lock on (tenant schema, debtor) in that same
-   statement, so two collectors dialling the same debtor at the same instant are decided
-   one after the other and cannot both pass a cap only one may pass;
+2. takes transaction-level advisory locks on (tenant schema, debtor) and then on
+   (tenant schema, number) in that same statement, so two collectors dialling the same
+   debtor, or the same number for two debtors who share it, at the same instant are
+   decided one after the other and cannot both pass a cap only one may pass;
 3. decides under the rules in force at that instant (``decide``): flags, the local
    contact window, the caps, the third-party rules;
 4. records the attempt: ``pending`` when allowed (its outcome follows), ``blocked`` with
    the rule, a message and the next allowed time otherwise, and counts the block.
 
 Counts are indexed ``count(*)`` queries over ``contact_attempts`` (one statement for all
-of them), per debtor across every agency and the tenant's own staff. A pending call
+of them), per debtor across every agency and the tenant's own staff; the unanswered
+cap counts per number, across every contact row that holds it (its blind index), so a
+phone shared by two debtors is not dialled twice the cap. A pending call
 counts as the worst case until its outcome is recorded (connected for the connected-call
 cap and the quiet period after a conversation, unanswered for the unanswered cap), so
 the lock plus the count is exact. Someone who answers and refuses has had a
@@ -142,6 +145,9 @@ class Target:
     contact_ciphertext: bytes
     #: A third party's name, as the tenant registered it (None: not given).
     contact_name: str | None = None
+    #: The contact's blind index: the same number registered for several debtors (a
+    #: shared family phone, a relative's number) shares it, so per-number caps count it.
+    contact_index: bytes | None = None
     #: The tenant's policy version in force at the instant asked about (None: the bare pack).
     policy_id: int | None = None
     policy_pack: str | None = None
@@ -213,11 +219,12 @@ def load_target(
     collector (``collector_id``, with ``agency_id``), not assigned to them on that
     placement now.
 
-    With ``lock`` the same statement takes the per-debtor advisory lock, held to the end
-    of the transaction, so the counts that follow, in their own statement and snapshot,
-    see every attempt committed by whoever held it before. The key hashes the schema
-    name and the debtor id into PostgreSQL's 64-bit lock space; a collision between two
-    debtors only makes them wait for each other.
+    With ``lock`` the same statement takes the per-debtor advisory lock, then the
+    per-number one (the contact's blind index), both held to the end of the transaction,
+    so the counts that follow, in their own statement and snapshot, see every attempt
+    committed by whoever held them before. The keys hash the schema name and the debtor
+    id (or the number's index) into PostgreSQL's 64-bit lock space; a collision only
+    makes two attempts wait for each other.
     """
     if collector_id is not None and agency_id is None:
         raise ValueError("a collector's reach is checked within their agency")
@@ -254,6 +261,7 @@ def load_target(
         policy_pack=row[13],
         policy_overrides=row[14],
         contact_name=row[15],
+        contact_index=row[16],
     )
 
 
@@ -274,15 +282,20 @@ def _load_statement(s: str, placed: bool, assigned: bool, lock: bool) -> Any:
         if placed
         else ""
     )
+    # The debtor's lock first, then the number's: every taker goes in that order, and a
+    # transaction makes one attempt, so two never wait on each other in a cycle.
     locked = (
-        ", pg_advisory_xact_lock(hashtextextended(:lock_prefix || d.id::text, 0)) IS NULL"
+        ", pg_advisory_xact_lock(hashtextextended(:lock_prefix || d.id::text, 0)) IS NULL,"
+        " pg_advisory_xact_lock(hashtextextended("
+        ":lock_prefix || 'number:' || encode(k.value_index, 'hex'), 0)) IS NULL"
         if lock
         else ""
     )
     return text(
         f"""SELECT c.id, c.status::text, c.flags, d.id, d.do_not_contact, d.timezone,
                    d.region, k.id, k.kind::text, k.relation, k.do_not_contact,
-                   k.value_ciphertext, p.id, p.pack, p.overrides, k.name {locked}
+                   k.value_ciphertext, p.id, p.pack, p.overrides, k.name, k.value_index
+                   {locked}
             FROM {s}.cases c
             JOIN {s}.debtors d ON d.id = c.debtor_id
             JOIN {s}.contacts k ON k.id = :contact_id AND k.debtor_id = d.id
@@ -336,8 +349,10 @@ _CONNECTED_TODAY = (
     + _CONVERSATION
     + """))) AS connected_today"""
 )
+# Per number, whoever's debt it was dialled for: every contact row holding the number.
 _UNANSWERED_TODAY = """(SELECT count(*) FROM {s}.contact_attempts
-    WHERE contact_id = :contact_id AND attempted_at >= :day_start AND attempted_at < :day_end
+    WHERE contact_id IN (SELECT id FROM {s}.contacts WHERE value_index = :contact_index)
+      AND attempted_at >= :day_start AND attempted_at < :day_end
       AND status <> 'blocked' AND channel = 'call_out'
       AND (status = 'pending' OR result IN ('no_answer', 'busy'))) AS unanswered_today"""
 # The call that must leave the 7-day window before another is allowed: the cap-th newest.
@@ -527,6 +542,7 @@ def _counted_blocks(
         parts.append(_CONNECTED_TODAY)
     if is_call and rules.max_unanswered_calls_per_number_per_day is not None:
         parts.append(_UNANSWERED_TODAY)
+        params["contact_index"] = target.contact_index
     if is_call and own and rules.max_call_attempts_in_7_days is not None:
         if rules.max_call_attempts_in_7_days == 0:
             blocks.append(

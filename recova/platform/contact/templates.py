@@ -2,8 +2,10 @@
 
 A third party (a relative, a colleague) may be asked to pass on a message, never told
 about the debt: a third-party template may not name any amount or debt placeholder, nor
-carry an amount written into its text. Rendering for a third party refuses any template
-that is not a third-party one, so a debtor's template cannot be sent to them by mistake.
+carry an amount written into its text, nor words that say there is a debt (owe, overdue,
+loan, collection, 欠款, 逾期, 催收 and their kin, in English and Chinese). Rendering for a
+third party refuses any template that is not a third-party one, so a debtor's template
+cannot be sent to them by mistake.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ PLACEHOLDERS = DEBT_PLACEHOLDERS | NEUTRAL_PLACEHOLDERS
 # Written-in money: a currency sign or code, or a number with two decimals.
 _AMOUNT_TEXT = re.compile(
     r"[¥$€£元]|\b(?:CNY|USD|RMB|EUR|dollars?)\b|\d[\d,]*\.\d{2}\b", re.IGNORECASE
+)
+
+# Written-in debt: words that tell a third party there is a debt, whatever the amount.
+# English by word stem (so "owed", "collections", "repayment" match, "bowl" does not);
+# Chinese by the characters' compounds (no word boundaries to lean on).
+_DEBT_TEXT = re.compile(
+    r"\b(?:owe[sd]?|owing|debts?|debtors?|overdue|past[ -]due|arrears?|delinquen\w*"
+    r"|loans?|lend\w*|borrow\w*|credits?|creditors?|repay\w*|default(?:ed|s)?"
+    r"|collect(?:ion|ions|or|ors|ing)?|instal(?:l)?ments?|outstanding)\b"
+    r"|欠|债|逾期|催收|催缴|催款|还款|借款|贷款|还钱|到期未还|分期|违约|征信",
+    re.IGNORECASE,
 )
 
 
@@ -79,8 +92,14 @@ def validate_template(audience: str, subject: str | None, body: str) -> None:
                 "a third-party template may not disclose the debt: remove"
                 f" {', '.join('{' + n + '}' for n in disclosing)}"
             )
-        if _AMOUNT_TEXT.search(f"{subject or ''}\n{body}"):
+        text = f"{subject or ''}\n{body}"
+        if _AMOUNT_TEXT.search(text):
             raise TemplateError("a third-party template may not carry an amount")
+        word = _DEBT_TEXT.search(text)
+        if word:
+            raise TemplateError(
+                f"a third-party template may not disclose the debt: remove {word.group(0)!r}"
+            )
 
 
 def save_template(
