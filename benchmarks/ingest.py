@@ -10,6 +10,12 @@
     encrypted (account, debtor and phone columns), exported to a file, then loaded with
     one ``COPY`` into a plain table without indexes.
 
+(c) Where (a) spent its time: the seconds the reading thread spent inside the parser
+    (``ChunkParser.parse``: validate, normalise, encrypt, digest) and the writer thread
+    inside ``ChunkWriter.write`` (COPY into staging, the set-based upserts of debtors,
+    contacts, accounts and cases, the run's seen keys, the commit), timed by wrapping the
+    two methods in this process. The two overlap; each alone bounds the rate from above.
+
 Peak RSS is the process's high-water mark during (a), read with ``getrusage``; the file
 is generated in a child process so its generator's memory does not count.
 
@@ -24,6 +30,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import bench_environment, describe_machine, heading, parser, verdict
 from sqlalchemy import text
@@ -91,6 +98,41 @@ def copy_baseline(engine, schema: str, folder: Path) -> tuple[int, float]:  # ty
         raw.close()
 
 
+class StageClock:
+    """Seconds spent inside ``ChunkParser.parse`` and ``ChunkWriter.write``, by wrapping
+    them for the benchmark's own run (the threads overlap, so each is summed apart)."""
+
+    def __init__(self) -> None:
+        self.seconds = {"parse": 0.0, "write": 0.0}
+        self.saved: list[tuple[type, str, Any]] = []
+
+    def __enter__(self) -> StageClock:
+        from recova.connectors.pipeline import ChunkParser, ChunkWriter
+
+        for owner, name, stage in (
+            (ChunkParser, "parse", "parse"),
+            (ChunkWriter, "write", "write"),
+        ):
+            original = getattr(owner, name)
+            self.saved.append((owner, name, original))
+            setattr(owner, name, self._timed(original, stage))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in self.saved:
+            setattr(owner, name, original)
+
+    def _timed(self, original: Any, stage: str) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - started
+
+        return timed
+
+
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
     arguments.add_argument("--rows", type=int, default=None)
@@ -131,9 +173,14 @@ def main() -> None:
 
         rss_before = peak_rss_mb()
         started = time.perf_counter()
-        _, run_id = ingest_local_file(
-            objects, tenant_slug="bench", path=path, mapping_name="portfolio", mode=RunMode.SNAPSHOT
-        )
+        with StageClock() as stages:
+            _, run_id = ingest_local_file(
+                objects,
+                tenant_slug="bench",
+                path=path,
+                mapping_name="portfolio",
+                mode=RunMode.SNAPSHOT,
+            )
         first = time.perf_counter() - started
         rss_peak = peak_rss_mb()
         started = time.perf_counter()
@@ -162,6 +209,16 @@ def main() -> None:
         print(f"end to end:  {first:.1f} s, {rate:,.0f} rows/s")
         print(f"plain COPY:  {copy_seconds:.1f} s, {copy_rate:,.0f} rows/s (same rows, normalised)")
         print(f"ratio to COPY: {rate / copy_rate:.2f} (Recova rows/s / COPY rows/s)")
+        for stage, label in (
+            ("parse", "parser (Python: validate, normalise, encrypt)"),
+            ("write", "writer (PostgreSQL: staging, upserts into five tables, commit)"),
+        ):
+            busy = stages.seconds[stage]
+            print(
+                f"{label}: busy {busy:.1f} s; alone it would allow {rows / busy:,.0f} rows/s"
+                if busy
+                else f"{label}: not timed"
+            )
         print(f"re-ingest unchanged: {second:.1f} s ({first / second:.1f}x faster than first)")
         print(f"peak RSS:    {rss_peak:.0f} MB (before the run: {rss_before:.0f} MB)")
         print(
