@@ -512,8 +512,8 @@ class ChunkWriter:
             return chunk.rows  # every key is new to this run: no duplicates
         cur.execute(
             f"SELECT k.external_id, k.row_number, seen.row_number FROM recova_stage_keys k "
-            f"JOIN {s}.ingestion_seen seen ON seen.run_id = %s "
-            "AND seen.external_id = k.external_id AND seen.row_number <> k.row_number",
+            f"JOIN LATERAL (SELECT row_number FROM {s}.ingestion_seen WHERE run_id = %s "
+            "AND external_id = k.external_id LIMIT 1) seen ON seen.row_number <> k.row_number",
             (self.plan.run_id,),
         )
         duplicates = {key: (row, first) for key, row, first in cur.fetchall()}
