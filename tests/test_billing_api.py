@@ -218,6 +218,57 @@ def test_agencies_see_only_their_own_statements(ledger: Ledger) -> None:
     assert manager.get(f"/api/v1/tenants/{ledger.tenant.slug}/billing/invoices").status_code == 403
 
 
+def test_an_agency_manager_sees_the_agencys_statements_across_tenants(
+    app,  # type: ignore[no-untyped-def]
+    ledger: Ledger,
+) -> None:
+    second = Ledger(app, agencies=ledger.agencies, cases=2)
+    second.set_payout(second.agency(0), share="50")
+    for book in (ledger, second):
+        book.version(rates={"*": "10"})
+    billed(ledger)
+    for case in second.case_ids:
+        second.place(case, second.agency(0), FEB, days=90)
+        second.pay(case, "500.00", day(5, FEB))
+    ledger.close(FEB)
+    second.close(FEB)
+
+    manager = login(app, ledger.agencies.managers[ledger.agency(0)])
+    rows = manager.get("/api/v1/agency/statements?month=2026-02").json
+    assert {(r["tenant"], r["agency_total"]) for r in rows} == {
+        (ledger.tenant.slug, "16.0000"),  # 40% of 2 x 20.00
+        (second.tenant.slug, "50.0000"),  # 50% of 2 x 50.00
+    }
+    for row in rows:  # each statement, with its exports, under its own tenant
+        assert row["invoice_status"] == "draft"
+        base = f"/api/v1/tenants/{row['tenant']}/billing/statements/{row['id']}"
+        assert manager.get(base).json["agency_total"] == row["agency_total"]
+        assert manager.get(f"{base}/export.pdf").data.startswith(b"%PDF-")
+    narrowed = manager.get(f"/api/v1/agency/statements?tenant={second.tenant.slug}").json
+    assert [r["tenant"] for r in narrowed] == [second.tenant.slug]
+    assert manager.get("/api/v1/agency/statements?month=2026-03").json == []
+    assert manager.get("/api/v1/agency/statements?month=2026-3").status_code == 422
+
+    # The other agency worked only for the first tenant: it sees that one, never ours.
+    other = login(app, ledger.agencies.managers[ledger.agency(1)])
+    theirs = other.get("/api/v1/agency/statements").json
+    # (its contract pays it no share: a statement of its lines, for nothing)
+    assert [(r["tenant"], r["agency_total"]) for r in theirs] == [(ledger.tenant.slug, "0.0000")]
+    assert {r["id"] for r in theirs}.isdisjoint(
+        {r["id"] for r in rows if r["tenant"] == ledger.tenant.slug}
+    )
+
+    # A void invoice takes its statements with it; tenant staff have no agency view.
+    invoice = second.invoices()[0]["id"]
+    voided = login(app, second.tenant.admin_email).post(
+        f"/api/v1/billing/invoices/{invoice}/void", {"reason": "wrong month"}
+    )
+    assert voided.status_code == 200, voided.json
+    after = manager.get("/api/v1/agency/statements").json
+    assert {r["tenant"] for r in after} == {ledger.tenant.slug}
+    assert admin(ledger).get("/api/v1/agency/statements").status_code == 403
+
+
 def test_platform_admin_sets_an_agency_payout(app, world) -> None:  # type: ignore[no-untyped-def]
     root = login(app, world.platform_admin_email)
     path = f"/api/v1/platform/contracts/{world.contract_a_id}"

@@ -15,11 +15,13 @@ from recova.billing import exports, schemas
 from recova.billing.contracts import AgencyContract
 from recova.billing.invoices import (
     BillingError,
+    agency_statements_sql,
     close_month,
     issue_invoice,
     mark_invoice_paid,
     month_start,
     statements_for,
+    tenants_billed_with,
     void_invoice,
 )
 from recova.billing.jobs import close_job_id, close_month_job
@@ -33,7 +35,7 @@ from recova.billing.services import (
 )
 from recova.billing.terms import TermsError, create_contract_version
 from recova.platform.agencies.models import Agency
-from recova.platform.api import SelectPage, StrictSchema, tenant_routes
+from recova.platform.api import RowsPage, SelectPage, StrictSchema, TextQuery, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.errors import abort
@@ -436,6 +438,27 @@ class StatementCollection(MethodView):
         only their own agency's)."""
         month = month_start(query["month"]) if "month" in query else None
         return statements_for(db_session(), agency_id=_own_agency(), period=month)
+
+
+@blp.route("/agency/statements")
+class AgencyStatements(MethodView):
+    @access(Role.AGENCY_MANAGER)
+    @blp.arguments(schemas.AgencyStatementQuerySchema, location="query")
+    @blp.response(200, schemas.AgencyStatementRowSchema(many=True))
+    @blp.paginate(RowsPage)
+    def get(self, query: dict[str, Any]) -> TextQuery:
+        """The agency's statements in every tenant it holds or held a contract with, newest
+        month first; ``tenant`` narrows to one, ``month`` (YYYY-MM) to one month. Each row
+        names its tenant: the statement's CSV and PDF are under that tenant's
+        ``/billing/statements/<id>``."""
+        agency_id = _own_agency()
+        assert agency_id is not None  # agency managers only
+        tenants = tenants_billed_with(db_session(), agency_id)
+        if "tenant" in query:
+            tenants = [tenant for tenant in tenants if tenant.slug == query["tenant"]]
+        month = month_start(query["month"]) if "month" in query else None
+        sql, params = agency_statements_sql(tenants, agency_id=agency_id, period=month)
+        return TextQuery(sql, params, "period DESC, tenant, currency, id")
 
 
 @tenant_routes(billing_blp, "/billing/statements/<int:statement_id>")

@@ -33,6 +33,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from recova.billing import ledger
+from recova.billing.contracts import AgencyContract
 from recova.billing.models import AgencyStatement, Invoice
 from recova.billing.money import DEFAULT_ROUNDING, round_money
 from recova.billing.terms import BILLING_LOCK, lock_tenant_billing, next_month
@@ -456,3 +457,51 @@ def statements_for(
     if period is not None:
         statement = statement.where(AgencyStatement.period == period)
     return list(session.scalars(statement))
+
+
+def agency_statements_sql(
+    tenants: list[Tenant], *, agency_id: int, period: dt.date | None = None
+) -> tuple[str, dict[str, Any]]:
+    """One ``UNION ALL`` over the tenants' schemas: the agency's statements of live
+    invoices, each with its tenant and its invoice's number and status (for
+    ``/agency/statements``). Schemas are validated names, always quoted; every value is
+    bound.
+    """
+    params: dict[str, Any] = {"agency_id": agency_id, "period": period}
+    parts = []
+    for n, tenant in enumerate(tenants):
+        s = f'"{tenant.schema_name}"'
+        params[f"t{n}"], params[f"n{n}"] = tenant.slug, tenant.name
+        parts.append(
+            f"""SELECT CAST(:t{n} AS text) AS tenant, CAST(:n{n} AS text) AS tenant_name,
+                       st.id, st.invoice_id, i.number AS invoice_number,
+                       i.status AS invoice_status, st.period, st.currency, st.line_count,
+                       st.base_total, st.commission_total, st.agency_total
+                FROM {s}.agency_statements st
+                JOIN {s}.invoices i ON i.id = st.invoice_id AND i.status <> 'void'
+                WHERE st.agency_id = :agency_id
+                  AND (CAST(:period AS date) IS NULL OR st.period = :period)"""
+        )
+    if not parts:
+        parts.append(
+            "SELECT NULL::text AS tenant, NULL::text AS tenant_name, NULL::int AS id,"
+            " NULL::int AS invoice_id, NULL::int AS invoice_number,"
+            " NULL::text AS invoice_status, NULL::date AS period, NULL::text AS currency,"
+            " NULL::int AS line_count, NULL::numeric AS base_total,"
+            " NULL::numeric AS commission_total, NULL::numeric AS agency_total WHERE false"
+        )
+    return " UNION ALL ".join(parts), params
+
+
+def tenants_billed_with(session: Session, agency_id: int) -> list[Tenant]:
+    """Active tenants the agency holds or held a contract with: a statement outlives the
+    contract it was earned under."""
+    return list(
+        session.scalars(
+            select(Tenant)
+            .join(AgencyContract, AgencyContract.tenant_id == Tenant.id)
+            .where(AgencyContract.agency_id == agency_id, Tenant.status == TenantStatus.ACTIVE)
+            .distinct()
+            .order_by(Tenant.slug)
+        )
+    )

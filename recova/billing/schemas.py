@@ -150,6 +150,28 @@ class StatementQuerySchema(Schema):
     month = fields.Str(validate=MONTH)
 
 
+class AgencyStatementQuerySchema(Schema):
+    month = fields.Str(validate=MONTH)
+    tenant = fields.Str()
+
+
+class AgencyStatementRowSchema(Schema):
+    """One of the agency's statements, in any tenant it works for."""
+
+    tenant = fields.Str()
+    tenant_name = fields.Str()
+    id = fields.Int()
+    invoice_id = fields.Int()
+    invoice_number = fields.Int()
+    invoice_status = fields.Str()
+    period = fields.Date()
+    currency = fields.Str()
+    line_count = fields.Int()
+    base_total = Money
+    commission_total = Money
+    agency_total = Money
+
+
 class StatementSchema(Schema):
     id = fields.Int()
     invoice_id = fields.Int()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import request
 from flask_smorest import Blueprint, Page
 from marshmallow import RAISE, Schema, fields
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, text
 
 from recova.platform.errors import abort
 from recova.platform.request_scope import db_session
@@ -33,6 +34,42 @@ class SelectPage(Page):
     def item_count(self) -> int:
         counted = select(func.count()).select_from(self.collection.order_by(None).subquery())
         return int(db_session().scalar(counted) or 0)
+
+
+@dataclass(frozen=True)
+class TextQuery:
+    """A textual query with its parameters and ordering, for ``RowsPage``.
+
+    (A view returning a bare tuple would be read by Flask as body, status, headers.)
+    """
+
+    sql: str
+    params: dict[str, Any]
+    order: str
+
+
+class RowsPage(Page):  # type: ignore[type-arg]
+    """Pages through a ``TextQuery``, returning mappings.
+
+    The query text is the caller's own SQL (a ``UNION ALL`` over tenant schemas, whose
+    names are validated slugs, always quoted) with every value bound; only the paging
+    values are added here, bound too.
+    """
+
+    collection: TextQuery
+
+    @property
+    def items(self) -> list[Any]:
+        sql, params, order = self.collection.sql, self.collection.params, self.collection.order
+        statement = text(f"SELECT * FROM ({sql}) AS rows ORDER BY {order} LIMIT :lim OFFSET :off")  # noqa: S608
+        bound = {**params, "lim": self.page_params.page_size, "off": self.page_params.first_item}
+        return list(db_session().execute(statement, bound).mappings())
+
+    @property
+    def item_count(self) -> int:
+        sql, params = self.collection.sql, self.collection.params
+        counted = text(f"SELECT count(*) FROM ({sql}) AS rows")  # noqa: S608
+        return int(db_session().scalar(counted, params) or 0)
 
 
 def tenant_routes(blp: Blueprint, rule: str, **options: Any) -> Callable[[Any], Any]:

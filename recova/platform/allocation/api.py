@@ -10,12 +10,11 @@ manager's portfolio, a collector's own queue, and the agency's collector profile
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, Page
-from sqlalchemy import Select, delete, select, text
+from flask_smorest import Blueprint
+from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import selectinload
 
 from recova.platform.allocation import schemas, segmentation, services, strategies
@@ -44,7 +43,7 @@ from recova.platform.allocation.placement import (
     set_case_flags,
 )
 from recova.platform.allocation.scoring import ScoringError
-from recova.platform.api import SelectPage, tenant_routes
+from recova.platform.api import RowsPage, SelectPage, TextQuery, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
@@ -458,36 +457,6 @@ class CaseFlags(MethodView):
 
 
 # --- the agency's side, across tenants -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TextQuery:
-    """A textual query with its parameters and ordering, for ``RowsPage``.
-
-    (A view returning a bare tuple would be read by Flask as body, status, headers.)
-    """
-
-    sql: str
-    params: dict[str, Any]
-    order: str
-
-
-class RowsPage(Page):  # type: ignore[type-arg]
-    """Pages through a ``TextQuery``, returning mappings."""
-
-    collection: TextQuery
-
-    @property
-    def items(self) -> list[Any]:
-        sql, params, order = self.collection.sql, self.collection.params, self.collection.order
-        statement = text(f"SELECT * FROM ({sql}) AS rows ORDER BY {order} LIMIT :lim OFFSET :off")
-        bound = {**params, "lim": self.page_params.page_size, "off": self.page_params.first_item}
-        return list(db_session().execute(statement, bound).mappings())
-
-    @property
-    def item_count(self) -> int:
-        sql, params = self.collection.sql, self.collection.params
-        return int(db_session().scalar(text(f"SELECT count(*) FROM ({sql}) AS rows"), params) or 0)
 
 
 def _served(tenant_slug: str | None = None) -> list[Any]:
