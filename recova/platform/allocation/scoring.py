@@ -170,6 +170,8 @@ class TransparentScorer:
                     ) ph ON ph.case_id = c.id
                     WHERE {open_case_condition()}
                 ) x
+                -- a fence: each component is computed once, not again wherever it is used
+                OFFSET 0
             ) p"""
         return sql, params
 
@@ -208,7 +210,9 @@ def score_cases(ctx: RunContext, scorer: Scorer, options: dict[str, Any]) -> dic
     changed = ctx.rowcount(
         f"""INSERT INTO {s}.case_scores AS cs (case_id, score, components, scorer, computed_on)
             SELECT q.case_id, q.score, q.components, %(scorer)s, %(as_of)s::date
-            FROM ({select_sql}) q
+            -- OFFSET 0 keeps the scorer's SELECT a subquery of its own: its score and
+            -- components are computed once per case, not again in the comparison below.
+            FROM (SELECT * FROM ({select_sql}) q0 OFFSET 0) q
             -- Unchanged scores are skipped before the insert: ON CONFLICT would still lock
             -- (and so write) every existing row it then declines to update.
             LEFT JOIN {s}.case_scores old ON old.case_id = q.case_id
