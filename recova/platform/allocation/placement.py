@@ -155,37 +155,14 @@ def place_cases(
            SELECT DISTINCT segment, seed, bool_or(arm IS NOT NULL) AS has_arms
            FROM alloc_policy GROUP BY segment, seed"""
     )
-    # 1. Candidates, with the agencies that already had each case.
-    ctx.execute(
-        f"""CREATE TEMP TABLE alloc_cand ON COMMIT DROP AS
-            SELECT c.id AS case_id, cs.segment, ps.segment AS policy_segment, ps.seed,
-                   ps.has_arms, {balance_expression()} AS balance, a.currency,
-                   coalesce(sc.score, 0) AS score,
-                   coalesce(h.had, '{{}}'::int[]) AS had,
-                   CASE WHEN ps.has_arms
-                        THEN ('x' || substr(md5(ps.seed || ':arm:' || c.id), 1, 8))
-                             ::bit(32)::bigint::numeric / 4294967296
-                   END AS arm_draw
-            FROM {s}.cases c
-            JOIN {s}.accounts a ON a.id = c.account_id
-            JOIN {s}.case_segments cs ON cs.case_id = c.id
-            JOIN alloc_policy_segments ps
-              ON ps.segment = CASE WHEN EXISTS (
-                     SELECT 1 FROM alloc_policy_segments x WHERE x.segment = cs.segment)
-                 THEN cs.segment ELSE '*' END
-            LEFT JOIN {s}.case_scores sc ON sc.case_id = c.id
-            LEFT JOIN (
-                SELECT case_id, array_agg(agency_id ORDER BY agency_id) AS had
-                FROM {s}.placements GROUP BY case_id
-            ) h ON h.case_id = c.id
-            WHERE {open_case_condition()} AND cardinality(c.flags) = 0
-              AND c.status <> 'on_hold'
-              AND {balance_expression()} > 0
-              AND NOT EXISTS (
-                  SELECT 1 FROM {s}.placements p
-                  WHERE p.case_id = c.id AND p.recalled_on IS NULL)"""
-    )
-    ctx.execute("ANALYZE alloc_cand")  # temp tables have no statistics until analysed
+    # Capacity ranks cases by score; without limits the score is not read at all.
+    limits = [
+        (int(agency_id), spec.get("max_cases"), spec.get("max_balance"))
+        for agency_id, spec in capacity.items()
+        if int(agency_id) in contracts
+    ]
+    score = "coalesce(sc.score, 0)" if limits else "0::numeric"
+    scores_join = f"LEFT JOIN {s}.case_scores sc ON sc.case_id = c.id" if limits else ""
     # 2. Arms: a recorded arm stands; otherwise the seeded draw picks one and is recorded.
     # Each segment's distinct (arm, holdout) with the arm's interval; the draw is hashed
     # once per case and the case joined to the arm whose interval holds it.
@@ -193,11 +170,42 @@ def place_cases(
         """CREATE TEMP TABLE alloc_arm_choice ON COMMIT DROP AS
            SELECT DISTINCT segment, arm, holdout, arm_low, arm_high FROM alloc_policy"""
     )
+    # 1 and 2 in one pass: the candidates, the agencies that already had each (looked up
+    # per candidate, so a day with few candidates does not read every placement), their
+    # arm and their order draw.
     ctx.execute(
         f"""CREATE TEMP TABLE alloc_armed ON COMMIT DROP AS
-            SELECT c.*, arm.arm, arm.holdout,
-                   md5(c.seed || ':order:' || c.case_id) AS order_draw
-            FROM alloc_cand c
+            WITH cand AS MATERIALIZED (
+                SELECT c.id AS case_id, cs.segment, ps.segment AS policy_segment, ps.seed,
+                       ps.has_arms, {balance_expression()} AS balance, a.currency,
+                       {score} AS score,
+                       CASE WHEN ps.has_arms
+                            THEN ('x' || substr(md5(ps.seed || ':arm:' || c.id), 1, 8))
+                                 ::bit(32)::bigint::numeric / 4294967296
+                       END AS arm_draw
+                FROM {s}.cases c
+                JOIN {s}.accounts a ON a.id = c.account_id
+                JOIN {s}.case_segments cs ON cs.case_id = c.id
+                JOIN alloc_policy_segments ps
+                  ON ps.segment = CASE WHEN EXISTS (
+                         SELECT 1 FROM alloc_policy_segments x WHERE x.segment = cs.segment)
+                     THEN cs.segment ELSE '*' END
+                {scores_join}
+                WHERE {open_case_condition()} AND cardinality(c.flags) = 0
+                  AND c.status <> 'on_hold'
+                  AND {balance_expression()} > 0
+                  AND NOT EXISTS (
+                      SELECT 1 FROM {s}.placements p
+                      WHERE p.case_id = c.id AND p.recalled_on IS NULL)
+            )
+            SELECT c.case_id, c.segment, c.policy_segment, c.seed, c.has_arms, c.balance,
+                   c.currency, c.score, coalesce(h.had, '{{}}'::int[]) AS had, c.arm_draw,
+                   arm.arm, arm.holdout, md5(c.seed || ':order:' || c.case_id) AS order_draw
+            FROM cand c
+            LEFT JOIN LATERAL (
+                SELECT array_agg(p.agency_id ORDER BY p.agency_id) AS had
+                FROM {s}.placements p WHERE p.case_id = c.case_id
+            ) h ON true
             LEFT JOIN {s}.strategy_arms rec
               ON rec.strategy_version_id = %(version)s AND rec.case_id = c.case_id
             JOIN alloc_arm_choice arm
@@ -208,7 +216,7 @@ def place_cases(
                  END""",
         version=version_id,
     )
-    ctx.execute("ANALYZE alloc_armed")
+    ctx.execute("ANALYZE alloc_armed")  # temp tables have no statistics until analysed
     ctx.execute(
         f"""INSERT INTO {s}.strategy_arms
                 (strategy_version_id, case_id, arm, holdout, assigned_on)
@@ -240,6 +248,7 @@ def place_cases(
                   div(n * low, total)::bigint AS rn_after, div(n * high, total)::bigint AS rn_last
            FROM alloc_share"""
     )
+    ctx.execute("ANALYZE alloc_share_ranks")  # a few rows: the join below hashes them
     ctx.execute(
         """CREATE TEMP TABLE alloc_target ON COMMIT DROP AS
            SELECT r.case_id, r.segment, r.policy_segment, r.arm, r.balance, r.currency,
@@ -262,11 +271,7 @@ def place_cases(
             AND r.rn > sh.rn_after AND r.rn <= sh.rn_last"""
     )
     # 4. Capacity: the best-scored cases fill an agency's room first.
-    limits = [
-        (int(agency_id), spec.get("max_cases"), spec.get("max_balance"))
-        for agency_id, spec in capacity.items()
-        if int(agency_id) in contracts
-    ]
+    final = "alloc_final"
     if limits:
         ctx.execute(
             f"""CREATE TEMP TABLE alloc_capacity ON COMMIT DROP AS
@@ -298,13 +303,10 @@ def place_cases(
                ) t
                LEFT JOIN alloc_capacity cap ON cap.agency_id = t.agency_id"""
         )
-    else:
-        ctx.execute(
-            """CREATE TEMP TABLE alloc_final ON COMMIT DROP AS
-               SELECT t.*, true AS fits FROM alloc_target t WHERE t.agency_id IS NOT NULL"""
-        )
-    ctx.execute("ANALYZE alloc_final")
-    lines = _outcome_lines(ctx)
+        ctx.execute("ANALYZE alloc_final")
+    else:  # every targeted case fits: read the targets as they are, no copy
+        final = "(SELECT t.*, true AS fits FROM alloc_target t WHERE t.agency_id IS NOT NULL)"
+    lines = _outcome_lines(ctx, final)
     placed = 0
     if not ctx.dry_run:
         # 5. The placements. ON CONFLICT: a tenant recall or a rival run got there first.
@@ -315,15 +317,18 @@ def place_cases(
                 SELECT f.case_id, f.agency_id, %(version)s, f.segment, f.arm, %(as_of)s::date,
                        %(as_of)s::date + ct.placement_days, ct.grace_days, f.balance,
                        f.currency, %(run_id)s
-                FROM alloc_final f JOIN alloc_contracts ct ON ct.agency_id = f.agency_id
+                FROM {final} f JOIN alloc_contracts ct ON ct.agency_id = f.agency_id
                 WHERE f.fits
+                -- in case order: the indexes on case_id and the checks against cases
+                -- then walk their pages in order instead of at random
+                ORDER BY f.case_id
                 ON CONFLICT DO NOTHING""",
             version=version_id,
         )
         ctx.execute(
             f"""UPDATE {s}.cases c SET status = 'placed'
-                FROM alloc_final f
-                WHERE f.fits AND c.id = f.case_id AND c.status IN ('new', 'recalled')"""
+                FROM (SELECT f.case_id FROM {final} f WHERE f.fits ORDER BY f.case_id) f
+                WHERE c.id = f.case_id AND c.status IN ('new', 'recalled')"""
         )
         if placed:  # the recall and assign steps plan by these statistics
             ctx.execute(f"ANALYZE {s}.placements")
@@ -335,13 +340,13 @@ def place_cases(
     return counts
 
 
-def _outcome_lines(ctx: RunContext) -> list[dict[str, Any]]:
+def _outcome_lines(ctx: RunContext, final: str) -> list[dict[str, Any]]:
     """What the pass decided, by (segment, arm, agency, outcome): the dry-run report."""
     ctx.execute(
-        """SELECT segment, arm, agency_id, outcome, count(*), sum(balance) FROM (
+        f"""SELECT segment, arm, agency_id, outcome, count(*), sum(balance) FROM (
                SELECT segment, arm, agency_id, balance,
                       CASE WHEN fits THEN 'placed' ELSE 'held_for_capacity' END AS outcome
-               FROM alloc_final
+               FROM {final} f
                UNION ALL
                SELECT segment, arm, NULL, balance, 'no_agency'
                FROM alloc_target WHERE agency_id IS NULL
