@@ -130,9 +130,13 @@ class TransparentScorer:
         }
         rounded = {key: f"round(({expr})::numeric, 3)" for key, expr in points.items()}
         total = " + ".join(f"%(w_{key})s::numeric * p.{key}" for key in points)
-        components = ", ".join(
-            f"'{key}', jsonb_build_object('input', p.in_{key}, 'points', p.{key},"
-            f" 'weight', %(w_{key})s::numeric)"
+        # The components are written as JSON text and parsed once: the same jsonb value
+        # as nested jsonb_build_object calls (to_json renders each value exactly as they
+        # would store it), at about half the cost per case.
+        components = " || ', ' || ".join(
+            f"""'"{key}": {{"input": ' || {_json(f"p.in_{key}")}"""
+            f""" || ', "points": ' || {_json(f"p.{key}")}"""
+            f""" || ', "weight": ' || {_json(f"%(w_{key})s::numeric")} || '}}'"""
             for key in points
         )
         select_points = ", ".join(f"{rounded[key]} AS {key}" for key in points)
@@ -140,7 +144,7 @@ class TransparentScorer:
         paid_on = local_date("pay.paid_at")
         sql = f"""
             SELECT p.case_id, round({total}, 3) AS score,
-                   jsonb_build_object({components}) AS components
+                   ('{{' || {components} || '}}')::jsonb AS components
             FROM (
                 SELECT x.case_id, {select_points}, {select_inputs}
                 FROM (
@@ -174,6 +178,11 @@ class TransparentScorer:
                 OFFSET 0
             ) p"""
         return sql, params
+
+
+def _json(value: str) -> str:
+    """SQL: ``value`` as JSON text, ``null`` for NULL."""
+    return f"coalesce(to_json({value})::text, 'null')"
 
 
 def _decimal(value: Any, name: str) -> Decimal:
