@@ -213,18 +213,28 @@ def name_segments(ctx: RunContext, rules: list[SegmentRule]) -> int:
     """Name every open case's segment by the tenant's rules; returns how many changed."""
     s = ctx.s
     segment_sql, params = rule_case_sql(rules)
+    # Debtors and scores are read only when a rule tests a region or a score (every case
+    # has its debtor, and at most one score, so leaving either out changes no row).
+    tested = {key for rule in rules for key in rule.conditions}
+    region, debtors = "NULL::text", ""
+    if "regions" in tested:
+        region, debtors = "d.region", f"JOIN {s}.debtors d ON d.id = c.debtor_id"
+    score, scores = "0::numeric", ""
+    if tested & {"score_min", "score_max"}:
+        score = "coalesce(sc.score, 0)"
+        scores = f"LEFT JOIN {s}.case_scores sc ON sc.case_id = cs.case_id"
     return ctx.rowcount(
         f"""UPDATE {s}.case_segments cs SET segment = n.segment
             FROM (
                 SELECT x.case_id, {segment_sql} AS segment
                 FROM (
                     SELECT cs.case_id, cs.bucket, {balance_expression()} AS balance,
-                           a.product, d.region, coalesce(sc.score, 0) AS score
+                           a.product, {region} AS region, {score} AS score
                     FROM {s}.case_segments cs
                     JOIN {s}.cases c ON c.id = cs.case_id
                     JOIN {s}.accounts a ON a.id = c.account_id
-                    JOIN {s}.debtors d ON d.id = c.debtor_id
-                    LEFT JOIN {s}.case_scores sc ON sc.case_id = cs.case_id
+                    {debtors}
+                    {scores}
                     WHERE {open_case_condition()}
                 ) x
                 OFFSET 0  -- a fence: the rules are tested once per case, not once per use
