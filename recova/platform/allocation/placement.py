@@ -191,7 +191,9 @@ def place_cases(
                          SELECT 1 FROM alloc_policy_segments x WHERE x.segment = cs.segment)
                      THEN cs.segment ELSE '*' END
                 {scores_join}
-                WHERE {open_case_condition()} AND cardinality(c.flags) = 0
+                -- flags = '{{}}' rather than cardinality(flags) = 0: the same test, but
+                -- the planner can estimate it (from the column's statistics)
+                WHERE {open_case_condition()} AND c.flags = '{{}}'::varchar[]
                   AND c.status <> 'on_hold'
                   AND {balance_expression()} > 0
                   AND NOT EXISTS (
@@ -254,7 +256,9 @@ def place_cases(
            SELECT r.case_id, r.segment, r.policy_segment, r.arm, r.balance, r.currency,
                   r.score, sh.agency_id
            FROM (
-               SELECT a.*,
+               -- only the columns used on: the sort below carries every one of them
+               SELECT a.case_id, a.segment, a.policy_segment, a.arm, a.had, a.balance,
+                      a.currency, a.score,
                       row_number() OVER (PARTITION BY segment, arm, had
                                          ORDER BY order_draw COLLATE "C", case_id) AS rn
                FROM alloc_armed a WHERE NOT a.holdout
