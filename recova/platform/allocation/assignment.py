@@ -69,18 +69,28 @@ def assign_cases(ctx: RunContext) -> dict[str, int]:
             "SELECT pg_advisory_xact_lock(%(ns)s, %(agency)s)", ns=ASSIGN_LOCK, agency=agency_id
         )
     ctx.execute(
+        # The unassigned placements first, so a day with few of them reads few cases,
+        # debtors and scores; "reassigned" is one hashed set of the placements whose
+        # collector was deactivated (ended assignments have no index to probe per case).
         f"""CREATE TEMP TABLE alloc_pending ON COMMIT DROP AS
+            WITH open AS MATERIALIZED (
+                SELECT pl.id, pl.agency_id, pl.case_id, pl.balance_at_placement
+                FROM {s}.placements pl
+                WHERE pl.recalled_on IS NULL AND NOT EXISTS (
+                    SELECT 1 FROM {s}.assignments x
+                    WHERE x.placement_id = pl.id AND x.ended_at IS NULL)
+            )
             SELECT pl.id AS placement_id, pl.agency_id, pl.case_id, pl.balance_at_placement
                    AS balance, coalesce(sc.score, 0) AS score, d.language, d.region,
-                   EXISTS (SELECT 1 FROM {s}.assignments o WHERE o.placement_id = pl.id
-                           AND o.end_reason = 'collector_inactive') AS reassigned
-            FROM {s}.placements pl
+                   r.placement_id IS NOT NULL AS reassigned
+            FROM open pl
             JOIN {s}.cases c ON c.id = pl.case_id
             JOIN {s}.debtors d ON d.id = c.debtor_id
             LEFT JOIN {s}.case_scores sc ON sc.case_id = pl.case_id
-            WHERE pl.recalled_on IS NULL AND NOT EXISTS (
-                SELECT 1 FROM {s}.assignments x
-                WHERE x.placement_id = pl.id AND x.ended_at IS NULL)"""
+            LEFT JOIN (
+                SELECT DISTINCT o.placement_id FROM {s}.assignments o
+                WHERE o.end_reason = 'collector_inactive'
+            ) r ON r.placement_id = pl.id"""
     )
     # Each class's statement picks its agency's cases; the matches go to alloc_matched.
     ctx.execute("CREATE INDEX ON alloc_pending (agency_id)")
