@@ -219,14 +219,15 @@ def place_cases(
         version=version_id,
     )
     ctx.execute("ANALYZE alloc_armed")  # temp tables have no statistics until analysed
-    ctx.execute(
-        f"""INSERT INTO {s}.strategy_arms
-                (strategy_version_id, case_id, arm, holdout, assigned_on)
-            SELECT %(version)s, case_id, arm, holdout, %(as_of)s::date
-            FROM alloc_armed WHERE arm IS NOT NULL
-            ON CONFLICT DO NOTHING""",
-        version=version_id,
-    )
+    if any(r.arm is not None for r in rows):  # only champion/challenger draws an arm
+        ctx.execute(
+            f"""INSERT INTO {s}.strategy_arms
+                    (strategy_version_id, case_id, arm, holdout, assigned_on)
+                SELECT %(version)s, case_id, arm, holdout, %(as_of)s::date
+                FROM alloc_armed WHERE arm IS NOT NULL
+                ON CONFLICT DO NOTHING""",
+            version=version_id,
+        )
     # 3. Each class's agency intervals, then each case's agency by its rank in its class.
     ctx.execute(
         """CREATE TEMP TABLE alloc_share ON COMMIT DROP AS
@@ -272,7 +273,9 @@ def place_cases(
             AND coalesce(sh.arm, '') = coalesce(r.arm, '')
             AND (sh.arm IS NULL) = (r.arm IS NULL)
             AND sh.had = r.had
-            AND r.rn > sh.rn_after AND r.rn <= sh.rn_last"""
+            AND r.rn > sh.rn_after AND r.rn <= sh.rn_last
+           -- stored in case order, so the writes below find their input already sorted
+           ORDER BY r.case_id"""
     )
     # 4. Capacity: the best-scored cases fill an agency's room first.
     final = "alloc_final"
@@ -310,7 +313,7 @@ def place_cases(
         ctx.execute("ANALYZE alloc_final")
     else:  # every targeted case fits: read the targets as they are, no copy
         final = "(SELECT t.*, true AS fits FROM alloc_target t WHERE t.agency_id IS NOT NULL)"
-    lines = _outcome_lines(ctx, final)
+    lines = _outcome_lines(ctx, bool(limits), any(r.holdout for r in rows))
     placed = 0
     if not ctx.dry_run:
         # 5. The placements. ON CONFLICT: a tenant recall or a rival run got there first.
@@ -344,19 +347,31 @@ def place_cases(
     return counts
 
 
-def _outcome_lines(ctx: RunContext, final: str) -> list[dict[str, Any]]:
-    """What the pass decided, by (segment, arm, agency, outcome): the dry-run report."""
+def _outcome_lines(ctx: RunContext, limits: bool, holdouts: bool) -> list[dict[str, Any]]:
+    """What the pass decided, by (segment, arm, agency, outcome): the dry-run report.
+
+    Without capacity limits every targeted case is placed, so one pass over the targets
+    tells placed from no agency; holdouts are looked for only if the policy has them.
+    """
+    if limits:
+        parts = [
+            """SELECT segment, arm, agency_id, balance,
+                      CASE WHEN fits THEN 'placed' ELSE 'held_for_capacity' END AS outcome
+               FROM alloc_final""",
+            """SELECT segment, arm, NULL, balance, 'no_agency'
+               FROM alloc_target WHERE agency_id IS NULL""",
+        ]
+    else:
+        parts = [
+            """SELECT segment, arm, agency_id, balance,
+                      CASE WHEN agency_id IS NULL THEN 'no_agency' ELSE 'placed' END AS outcome
+               FROM alloc_target"""
+        ]
+    if holdouts:
+        parts.append("SELECT segment, arm, NULL, balance, 'holdout' FROM alloc_armed WHERE holdout")
     ctx.execute(
         f"""SELECT segment, arm, agency_id, outcome, count(*), sum(balance) FROM (
-               SELECT segment, arm, agency_id, balance,
-                      CASE WHEN fits THEN 'placed' ELSE 'held_for_capacity' END AS outcome
-               FROM {final} f
-               UNION ALL
-               SELECT segment, arm, NULL, balance, 'no_agency'
-               FROM alloc_target WHERE agency_id IS NULL
-               UNION ALL
-               SELECT segment, arm, NULL, balance, 'holdout'
-               FROM alloc_armed WHERE holdout
+               {" UNION ALL ".join(parts)}
            ) x
            GROUP BY segment, arm, agency_id, outcome
            ORDER BY segment, arm NULLS FIRST, agency_id NULLS LAST, outcome"""
