@@ -260,15 +260,15 @@ def place_cases(
                -- only the columns used on: the sort below carries every one of them
                SELECT a.case_id, a.segment, a.policy_segment, a.arm, a.had, a.balance,
                       a.currency, a.score,
-                      row_number() OVER (PARTITION BY segment, arm, had
+                      -- byte-wise: the same classes, and a sort that can use short keys
+                      row_number() OVER (PARTITION BY segment COLLATE "C", arm COLLATE "C", had
                                          ORDER BY order_draw COLLATE "C", case_id) AS rn
                FROM alloc_armed a WHERE NOT a.holdout
            ) r
            LEFT JOIN alloc_share_ranks sh
-             ON sh.segment IS NOT DISTINCT FROM r.segment
-            AND sh.arm IS NOT DISTINCT FROM r.arm
-            -- the same test as hashable equalities, so the class is found by hash
-            AND coalesce(sh.segment, '') = coalesce(r.segment, '')
+             -- the class (segment and arm not distinct, the same agencies had) as hashable
+             -- equalities, so it is found by hash
+             ON coalesce(sh.segment, '') = coalesce(r.segment, '')
             AND (sh.segment IS NULL) = (r.segment IS NULL)
             AND coalesce(sh.arm, '') = coalesce(r.arm, '')
             AND (sh.arm IS NULL) = (r.arm IS NULL)
