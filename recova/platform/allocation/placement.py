@@ -186,16 +186,26 @@ def place_cases(
                 FROM {s}.cases c
                 JOIN {s}.accounts a ON a.id = c.account_id
                 JOIN {s}.case_segments cs ON cs.case_id = c.id
-                JOIN alloc_policy_segments ps
-                  ON ps.segment = CASE WHEN EXISTS (
-                         SELECT 1 FROM alloc_policy_segments x WHERE x.segment = cs.segment)
-                     THEN cs.segment ELSE '*' END
+                -- the policy's own entry for the segment, else its "*" entry: two joins
+                -- to a few rows (hashed), not a test per case the planner cannot estimate
+                LEFT JOIN alloc_policy_segments exact ON exact.segment = cs.segment
+                LEFT JOIN alloc_policy_segments star
+                  ON star.segment = '*' AND exact.segment IS NULL
+                CROSS JOIN LATERAL (
+                    SELECT CASE WHEN exact.segment IS NOT NULL THEN exact.segment
+                                ELSE star.segment END AS segment,
+                           CASE WHEN exact.segment IS NOT NULL THEN exact.seed
+                                ELSE star.seed END AS seed,
+                           CASE WHEN exact.segment IS NOT NULL THEN exact.has_arms
+                                ELSE star.has_arms END AS has_arms
+                ) ps
                 {scores_join}
                 -- flags = '{{}}' rather than cardinality(flags) = 0: the same test, but
                 -- the planner can estimate it (from the column's statistics)
                 WHERE {open_case_condition()} AND c.flags = '{{}}'::varchar[]
                   AND c.status <> 'on_hold'
                   AND {balance_expression()} > 0
+                  AND (exact.segment IS NOT NULL OR star.segment IS NOT NULL)
                   AND NOT EXISTS (
                       SELECT 1 FROM {s}.placements p
                       WHERE p.case_id = c.id AND p.recalled_on IS NULL)
