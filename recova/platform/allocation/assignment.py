@@ -69,34 +69,47 @@ def assign_cases(ctx: RunContext) -> dict[str, int]:
             "SELECT pg_advisory_xact_lock(%(ns)s, %(agency)s)", ns=ASSIGN_LOCK, agency=agency_id
         )
     ctx.execute(
+        # The unassigned placements first, so a day with few of them reads few cases,
+        # debtors and scores; "reassigned" is one hashed set of the placements whose
+        # collector was deactivated (ended assignments have no index to probe per case).
         f"""CREATE TEMP TABLE alloc_pending ON COMMIT DROP AS
+            WITH open AS MATERIALIZED (
+                SELECT pl.id, pl.agency_id, pl.case_id, pl.balance_at_placement
+                FROM {s}.placements pl
+                WHERE pl.recalled_on IS NULL AND NOT EXISTS (
+                    SELECT 1 FROM {s}.assignments x
+                    WHERE x.placement_id = pl.id AND x.ended_at IS NULL)
+            )
             SELECT pl.id AS placement_id, pl.agency_id, pl.case_id, pl.balance_at_placement
                    AS balance, coalesce(sc.score, 0) AS score, d.language, d.region,
-                   EXISTS (SELECT 1 FROM {s}.assignments o WHERE o.placement_id = pl.id
-                           AND o.end_reason = 'collector_inactive') AS reassigned,
-                   NULL::int AS collector_id
-            FROM {s}.placements pl
+                   r.placement_id IS NOT NULL AS reassigned
+            FROM open pl
             JOIN {s}.cases c ON c.id = pl.case_id
             JOIN {s}.debtors d ON d.id = c.debtor_id
             LEFT JOIN {s}.case_scores sc ON sc.case_id = pl.case_id
-            WHERE pl.recalled_on IS NULL AND NOT EXISTS (
-                SELECT 1 FROM {s}.assignments x
-                WHERE x.placement_id = pl.id AND x.ended_at IS NULL)"""
+            LEFT JOIN (
+                SELECT DISTINCT o.placement_id FROM {s}.assignments o
+                WHERE o.end_reason = 'collector_inactive'
+            ) r ON r.placement_id = pl.id"""
     )
-    # Each class's statement picks its agency's cases and updates them by placement id.
-    ctx.execute("CREATE INDEX ON alloc_pending (placement_id)")
+    # Each class's statement picks its agency's cases; the matches go to alloc_matched.
     ctx.execute("CREATE INDEX ON alloc_pending (agency_id)")
     ctx.execute("ANALYZE alloc_pending")  # temp tables have no statistics until analysed
     pending = int(ctx.execute("SELECT count(*) FROM alloc_pending").fetchone()[0])
     assigned = 0
     if pending:
         _load_collectors(ctx)
+        ctx.execute(
+            """CREATE TEMP TABLE alloc_matched (
+                   placement_id int, collector_id int, reassigned bool, balance numeric
+               ) ON COMMIT DROP"""
+        )
         _match_by_class(ctx)
         assigned = ctx.rowcount(
             f"""INSERT INTO {s}.assignments (placement_id, collector_id, reason, assigned_at)
                 SELECT placement_id, collector_id,
                        CASE WHEN reassigned THEN 'reassigned' ELSE 'auto' END, now()
-                FROM alloc_pending WHERE collector_id IS NOT NULL
+                FROM alloc_matched
                 ORDER BY placement_id
                 ON CONFLICT DO NOTHING"""
         )
@@ -167,10 +180,10 @@ def _match_by_class(ctx: RunContext) -> None:
     for agency_id, language, region, n in classes:
         ctx.execute(
             """WITH cases AS (
-                   SELECT p.placement_id, p.balance,
+                   SELECT p.placement_id, p.balance, p.reassigned,
                           row_number() OVER (ORDER BY p.score DESC, p.case_id) AS rn
                    FROM alloc_pending p JOIN alloc_agency_skills k ON k.agency_id = p.agency_id
-                   WHERE p.agency_id = %(agency)s AND p.collector_id IS NULL
+                   WHERE p.agency_id = %(agency)s
                      AND (NOT k.by_language OR p.language IS NOT DISTINCT FROM %(language)s)
                      AND (NOT k.by_region OR p.region IS NOT DISTINCT FROM %(region)s)
                ), slots AS (
@@ -185,10 +198,11 @@ def _match_by_class(ctx: RunContext) -> None:
                      AND (cardinality(c.regions) = 0 OR %(region)s::text IS NULL
                           OR %(region)s::text = ANY(c.regions))
                ), matched AS (
-                   UPDATE alloc_pending p SET collector_id = s.collector_id
+                   -- the classes split the pending cases: each case is matched at most once
+                   INSERT INTO alloc_matched (placement_id, collector_id, reassigned, balance)
+                   SELECT cases.placement_id, s.collector_id, cases.reassigned, cases.balance
                    FROM cases JOIN slots s USING (rn)
-                   WHERE p.placement_id = cases.placement_id
-                   RETURNING p.collector_id, p.balance
+                   RETURNING collector_id, balance
                )
                UPDATE alloc_collectors c
                SET load = c.load + m.cases, free = c.free - m.cases,

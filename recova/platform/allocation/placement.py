@@ -155,37 +155,14 @@ def place_cases(
            SELECT DISTINCT segment, seed, bool_or(arm IS NOT NULL) AS has_arms
            FROM alloc_policy GROUP BY segment, seed"""
     )
-    # 1. Candidates, with the agencies that already had each case.
-    ctx.execute(
-        f"""CREATE TEMP TABLE alloc_cand ON COMMIT DROP AS
-            SELECT c.id AS case_id, cs.segment, ps.segment AS policy_segment, ps.seed,
-                   ps.has_arms, {balance_expression()} AS balance, a.currency,
-                   coalesce(sc.score, 0) AS score,
-                   coalesce(h.had, '{{}}'::int[]) AS had,
-                   CASE WHEN ps.has_arms
-                        THEN ('x' || substr(md5(ps.seed || ':arm:' || c.id), 1, 8))
-                             ::bit(32)::bigint::numeric / 4294967296
-                   END AS arm_draw
-            FROM {s}.cases c
-            JOIN {s}.accounts a ON a.id = c.account_id
-            JOIN {s}.case_segments cs ON cs.case_id = c.id
-            JOIN alloc_policy_segments ps
-              ON ps.segment = CASE WHEN EXISTS (
-                     SELECT 1 FROM alloc_policy_segments x WHERE x.segment = cs.segment)
-                 THEN cs.segment ELSE '*' END
-            LEFT JOIN {s}.case_scores sc ON sc.case_id = c.id
-            LEFT JOIN (
-                SELECT case_id, array_agg(agency_id ORDER BY agency_id) AS had
-                FROM {s}.placements GROUP BY case_id
-            ) h ON h.case_id = c.id
-            WHERE {open_case_condition()} AND cardinality(c.flags) = 0
-              AND c.status <> 'on_hold'
-              AND {balance_expression()} > 0
-              AND NOT EXISTS (
-                  SELECT 1 FROM {s}.placements p
-                  WHERE p.case_id = c.id AND p.recalled_on IS NULL)"""
-    )
-    ctx.execute("ANALYZE alloc_cand")  # temp tables have no statistics until analysed
+    # Capacity ranks cases by score; without limits the score is not read at all.
+    limits = [
+        (int(agency_id), spec.get("max_cases"), spec.get("max_balance"))
+        for agency_id, spec in capacity.items()
+        if int(agency_id) in contracts
+    ]
+    score = "coalesce(sc.score, 0)" if limits else "0::numeric"
+    scores_join = f"LEFT JOIN {s}.case_scores sc ON sc.case_id = c.id" if limits else ""
     # 2. Arms: a recorded arm stands; otherwise the seeded draw picks one and is recorded.
     # Each segment's distinct (arm, holdout) with the arm's interval; the draw is hashed
     # once per case and the case joined to the arm whose interval holds it.
@@ -193,11 +170,54 @@ def place_cases(
         """CREATE TEMP TABLE alloc_arm_choice ON COMMIT DROP AS
            SELECT DISTINCT segment, arm, holdout, arm_low, arm_high FROM alloc_policy"""
     )
+    # 1 and 2 in one pass: the candidates, the agencies that already had each (looked up
+    # per candidate, so a day with few candidates does not read every placement), their
+    # arm and their order draw.
     ctx.execute(
         f"""CREATE TEMP TABLE alloc_armed ON COMMIT DROP AS
-            SELECT c.*, arm.arm, arm.holdout,
-                   md5(c.seed || ':order:' || c.case_id) AS order_draw
-            FROM alloc_cand c
+            WITH cand AS MATERIALIZED (
+                SELECT c.id AS case_id, cs.segment, ps.segment AS policy_segment, ps.seed,
+                       ps.has_arms, {balance_expression()} AS balance, a.currency,
+                       {score} AS score,
+                       CASE WHEN ps.has_arms
+                            THEN ('x' || substr(md5(ps.seed || ':arm:' || c.id), 1, 8))
+                                 ::bit(32)::bigint::numeric / 4294967296
+                       END AS arm_draw
+                FROM {s}.cases c
+                JOIN {s}.accounts a ON a.id = c.account_id
+                JOIN {s}.case_segments cs ON cs.case_id = c.id
+                -- the policy's own entry for the segment, else its "*" entry: two joins
+                -- to a few rows (hashed), not a test per case the planner cannot estimate
+                LEFT JOIN alloc_policy_segments exact ON exact.segment = cs.segment
+                LEFT JOIN alloc_policy_segments star
+                  ON star.segment = '*' AND exact.segment IS NULL
+                CROSS JOIN LATERAL (
+                    SELECT CASE WHEN exact.segment IS NOT NULL THEN exact.segment
+                                ELSE star.segment END AS segment,
+                           CASE WHEN exact.segment IS NOT NULL THEN exact.seed
+                                ELSE star.seed END AS seed,
+                           CASE WHEN exact.segment IS NOT NULL THEN exact.has_arms
+                                ELSE star.has_arms END AS has_arms
+                ) ps
+                {scores_join}
+                -- flags = '{{}}' rather than cardinality(flags) = 0: the same test, but
+                -- the planner can estimate it (from the column's statistics)
+                WHERE {open_case_condition()} AND c.flags = '{{}}'::varchar[]
+                  AND c.status <> 'on_hold'
+                  AND {balance_expression()} > 0
+                  AND (exact.segment IS NOT NULL OR star.segment IS NOT NULL)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM {s}.placements p
+                      WHERE p.case_id = c.id AND p.recalled_on IS NULL)
+            )
+            SELECT c.case_id, c.segment, c.policy_segment, c.seed, c.has_arms, c.balance,
+                   c.currency, c.score, coalesce(h.had, '{{}}'::int[]) AS had, c.arm_draw,
+                   arm.arm, arm.holdout, md5(c.seed || ':order:' || c.case_id) AS order_draw
+            FROM cand c
+            LEFT JOIN LATERAL (
+                SELECT array_agg(p.agency_id ORDER BY p.agency_id) AS had
+                FROM {s}.placements p WHERE p.case_id = c.case_id
+            ) h ON true
             LEFT JOIN {s}.strategy_arms rec
               ON rec.strategy_version_id = %(version)s AND rec.case_id = c.case_id
             JOIN alloc_arm_choice arm
@@ -208,15 +228,16 @@ def place_cases(
                  END""",
         version=version_id,
     )
-    ctx.execute("ANALYZE alloc_armed")
-    ctx.execute(
-        f"""INSERT INTO {s}.strategy_arms
-                (strategy_version_id, case_id, arm, holdout, assigned_on)
-            SELECT %(version)s, case_id, arm, holdout, %(as_of)s::date
-            FROM alloc_armed WHERE arm IS NOT NULL
-            ON CONFLICT DO NOTHING""",
-        version=version_id,
-    )
+    ctx.execute("ANALYZE alloc_armed")  # temp tables have no statistics until analysed
+    if any(r.arm is not None for r in rows):  # only champion/challenger draws an arm
+        ctx.execute(
+            f"""INSERT INTO {s}.strategy_arms
+                    (strategy_version_id, case_id, arm, holdout, assigned_on)
+                SELECT %(version)s, case_id, arm, holdout, %(as_of)s::date
+                FROM alloc_armed WHERE arm IS NOT NULL
+                ON CONFLICT DO NOTHING""",
+            version=version_id,
+        )
     # 3. Each class's agency intervals, then each case's agency by its rank in its class.
     ctx.execute(
         """CREATE TEMP TABLE alloc_share ON COMMIT DROP AS
@@ -240,33 +261,34 @@ def place_cases(
                   div(n * low, total)::bigint AS rn_after, div(n * high, total)::bigint AS rn_last
            FROM alloc_share"""
     )
+    ctx.execute("ANALYZE alloc_share_ranks")  # a few rows: the join below hashes them
     ctx.execute(
         """CREATE TEMP TABLE alloc_target ON COMMIT DROP AS
            SELECT r.case_id, r.segment, r.policy_segment, r.arm, r.balance, r.currency,
                   r.score, sh.agency_id
            FROM (
-               SELECT a.*,
-                      row_number() OVER (PARTITION BY segment, arm, had
+               -- only the columns used on: the sort below carries every one of them
+               SELECT a.case_id, a.segment, a.policy_segment, a.arm, a.had, a.balance,
+                      a.currency, a.score,
+                      -- byte-wise: the same classes, and a sort that can use short keys
+                      row_number() OVER (PARTITION BY segment COLLATE "C", arm COLLATE "C", had
                                          ORDER BY order_draw COLLATE "C", case_id) AS rn
                FROM alloc_armed a WHERE NOT a.holdout
            ) r
            LEFT JOIN alloc_share_ranks sh
-             ON sh.segment IS NOT DISTINCT FROM r.segment
-            AND sh.arm IS NOT DISTINCT FROM r.arm
-            -- the same test as hashable equalities, so the class is found by hash
-            AND coalesce(sh.segment, '') = coalesce(r.segment, '')
+             -- the class (segment and arm not distinct, the same agencies had) as hashable
+             -- equalities, so it is found by hash
+             ON coalesce(sh.segment, '') = coalesce(r.segment, '')
             AND (sh.segment IS NULL) = (r.segment IS NULL)
             AND coalesce(sh.arm, '') = coalesce(r.arm, '')
             AND (sh.arm IS NULL) = (r.arm IS NULL)
             AND sh.had = r.had
-            AND r.rn > sh.rn_after AND r.rn <= sh.rn_last"""
+            AND r.rn > sh.rn_after AND r.rn <= sh.rn_last
+           -- stored in case order, so the writes below find their input already sorted
+           ORDER BY r.case_id"""
     )
     # 4. Capacity: the best-scored cases fill an agency's room first.
-    limits = [
-        (int(agency_id), spec.get("max_cases"), spec.get("max_balance"))
-        for agency_id, spec in capacity.items()
-        if int(agency_id) in contracts
-    ]
+    final = "alloc_final"
     if limits:
         ctx.execute(
             f"""CREATE TEMP TABLE alloc_capacity ON COMMIT DROP AS
@@ -298,13 +320,10 @@ def place_cases(
                ) t
                LEFT JOIN alloc_capacity cap ON cap.agency_id = t.agency_id"""
         )
-    else:
-        ctx.execute(
-            """CREATE TEMP TABLE alloc_final ON COMMIT DROP AS
-               SELECT t.*, true AS fits FROM alloc_target t WHERE t.agency_id IS NOT NULL"""
-        )
-    ctx.execute("ANALYZE alloc_final")
-    lines = _outcome_lines(ctx)
+        ctx.execute("ANALYZE alloc_final")
+    else:  # every targeted case fits: read the targets as they are, no copy
+        final = "(SELECT t.*, true AS fits FROM alloc_target t WHERE t.agency_id IS NOT NULL)"
+    lines = _outcome_lines(ctx, bool(limits), any(r.holdout for r in rows))
     placed = 0
     if not ctx.dry_run:
         # 5. The placements. ON CONFLICT: a tenant recall or a rival run got there first.
@@ -315,15 +334,18 @@ def place_cases(
                 SELECT f.case_id, f.agency_id, %(version)s, f.segment, f.arm, %(as_of)s::date,
                        %(as_of)s::date + ct.placement_days, ct.grace_days, f.balance,
                        f.currency, %(run_id)s
-                FROM alloc_final f JOIN alloc_contracts ct ON ct.agency_id = f.agency_id
+                FROM {final} f JOIN alloc_contracts ct ON ct.agency_id = f.agency_id
                 WHERE f.fits
+                -- in case order: the indexes on case_id and the checks against cases
+                -- then walk their pages in order instead of at random
+                ORDER BY f.case_id
                 ON CONFLICT DO NOTHING""",
             version=version_id,
         )
         ctx.execute(
             f"""UPDATE {s}.cases c SET status = 'placed'
-                FROM alloc_final f
-                WHERE f.fits AND c.id = f.case_id AND c.status IN ('new', 'recalled')"""
+                FROM (SELECT f.case_id FROM {final} f WHERE f.fits ORDER BY f.case_id) f
+                WHERE c.id = f.case_id AND c.status IN ('new', 'recalled')"""
         )
         if placed:  # the recall and assign steps plan by these statistics
             ctx.execute(f"ANALYZE {s}.placements")
@@ -335,19 +357,31 @@ def place_cases(
     return counts
 
 
-def _outcome_lines(ctx: RunContext) -> list[dict[str, Any]]:
-    """What the pass decided, by (segment, arm, agency, outcome): the dry-run report."""
-    ctx.execute(
-        """SELECT segment, arm, agency_id, outcome, count(*), sum(balance) FROM (
-               SELECT segment, arm, agency_id, balance,
+def _outcome_lines(ctx: RunContext, limits: bool, holdouts: bool) -> list[dict[str, Any]]:
+    """What the pass decided, by (segment, arm, agency, outcome): the dry-run report.
+
+    Without capacity limits every targeted case is placed, so one pass over the targets
+    tells placed from no agency; holdouts are looked for only if the policy has them.
+    """
+    if limits:
+        parts = [
+            """SELECT segment, arm, agency_id, balance,
                       CASE WHEN fits THEN 'placed' ELSE 'held_for_capacity' END AS outcome
-               FROM alloc_final
-               UNION ALL
-               SELECT segment, arm, NULL, balance, 'no_agency'
-               FROM alloc_target WHERE agency_id IS NULL
-               UNION ALL
-               SELECT segment, arm, NULL, balance, 'holdout'
-               FROM alloc_armed WHERE holdout
+               FROM alloc_final""",
+            """SELECT segment, arm, NULL, balance, 'no_agency'
+               FROM alloc_target WHERE agency_id IS NULL""",
+        ]
+    else:
+        parts = [
+            """SELECT segment, arm, agency_id, balance,
+                      CASE WHEN agency_id IS NULL THEN 'no_agency' ELSE 'placed' END AS outcome
+               FROM alloc_target"""
+        ]
+    if holdouts:
+        parts.append("SELECT segment, arm, NULL, balance, 'holdout' FROM alloc_armed WHERE holdout")
+    ctx.execute(
+        f"""SELECT segment, arm, agency_id, outcome, count(*), sum(balance) FROM (
+               {" UNION ALL ".join(parts)}
            ) x
            GROUP BY segment, arm, agency_id, outcome
            ORDER BY segment, arm NULLS FIRST, agency_id NULLS LAST, outcome"""

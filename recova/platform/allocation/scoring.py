@@ -3,7 +3,10 @@
 A scorer is an object with a ``name`` and ``select_sql(ctx, options)`` returning one
 ``SELECT`` (and its parameters) that yields ``case_id, score, components`` for every open
 case as of ``%(as_of)s``. The score step writes what it yields into ``case_scores``,
-changing only rows whose score or components differ. Scorers are found by name among the
+changing only rows whose score or components differ. A scorer whose ``components_text``
+is true (the default one) yields the components as text in jsonb's own output form
+instead: unchanged rows are then found by comparing text, and only the changed ones are
+parsed into jsonb. Scorers are found by name among the
 built-in ones and the ``recova.scorers`` entry-point group, so a tenant's own model ships
 as a plug-in distribution, exactly like a connector.
 
@@ -75,6 +78,8 @@ class TransparentScorer:
     """The default weighted sum of six explainable components (see the module docstring)."""
 
     name = DEFAULT_SCORER
+    #: ``components`` is text in jsonb's output form (see ``score_cases``).
+    components_text = True
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Weights (non-negative, summing to 1) and the balance reference (> 0)."""
@@ -130,17 +135,22 @@ class TransparentScorer:
         }
         rounded = {key: f"round(({expr})::numeric, 3)" for key, expr in points.items()}
         total = " + ".join(f"%(w_{key})s::numeric * p.{key}" for key in points)
-        components = ", ".join(
-            f"'{key}', jsonb_build_object('input', p.in_{key}, 'points', p.{key},"
-            f" 'weight', %(w_{key})s::numeric)"
-            for key in points
+        # The components as JSON text exactly as jsonb prints them (keys by length, then
+        # bytes; to_json renders each value as jsonb would): parsed, the same jsonb value
+        # as nested jsonb_build_object calls, at about half the cost per case; compared as
+        # text, an unchanged row is found without parsing at all.
+        components = " || ', ' || ".join(
+            f"""'"{key}": {{"input": ' || {_json(f"p.in_{key}")}"""
+            f""" || ', "points": ' || {_json(f"p.{key}")}"""
+            f""" || ', "weight": ' || {_json(f"%(w_{key})s::numeric")} || '}}'"""
+            for key in sorted(points, key=lambda key: (len(key), key.encode()))
         )
         select_points = ", ".join(f"{rounded[key]} AS {key}" for key in points)
         select_inputs = ", ".join(f"{inputs[key]} AS in_{key}" for key in points)
         paid_on = local_date("pay.paid_at")
         sql = f"""
             SELECT p.case_id, round({total}, 3) AS score,
-                   jsonb_build_object({components}) AS components
+                   '{{' || {components} || '}}' AS components
             FROM (
                 SELECT x.case_id, {select_points}, {select_inputs}
                 FROM (
@@ -170,8 +180,15 @@ class TransparentScorer:
                     ) ph ON ph.case_id = c.id
                     WHERE {open_case_condition()}
                 ) x
+                -- a fence: each component is computed once, not again wherever it is used
+                OFFSET 0
             ) p"""
         return sql, params
+
+
+def _json(value: str) -> str:
+    """SQL: ``value`` as JSON text, ``null`` for NULL."""
+    return f"coalesce(to_json({value})::text, 'null')"
 
 
 def _decimal(value: Any, name: str) -> Decimal:
@@ -205,14 +222,19 @@ def score_cases(ctx: RunContext, scorer: Scorer, options: dict[str, Any]) -> dic
     """Score every open case as of the run date; only changed scores are written."""
     s = ctx.s
     select_sql, params = scorer.select_sql(ctx, options)
+    stored, components = "old.components", "q.components"
+    if getattr(scorer, "components_text", False):  # text in jsonb's output form
+        stored, components = "old.components::text", "q.components::jsonb"
     changed = ctx.rowcount(
         f"""INSERT INTO {s}.case_scores AS cs (case_id, score, components, scorer, computed_on)
-            SELECT q.case_id, q.score, q.components, %(scorer)s, %(as_of)s::date
-            FROM ({select_sql}) q
+            SELECT q.case_id, q.score, {components}, %(scorer)s, %(as_of)s::date
+            -- OFFSET 0 keeps the scorer's SELECT a subquery of its own: its score and
+            -- components are computed once per case, not again in the comparison below.
+            FROM (SELECT * FROM ({select_sql}) q0 OFFSET 0) q
             -- Unchanged scores are skipped before the insert: ON CONFLICT would still lock
             -- (and so write) every existing row it then declines to update.
             LEFT JOIN {s}.case_scores old ON old.case_id = q.case_id
-            WHERE (old.score, old.components, old.scorer)
+            WHERE (old.score, {stored}, old.scorer)
                   IS DISTINCT FROM (q.score, q.components, %(scorer)s::varchar)
             ON CONFLICT (case_id) DO UPDATE
             SET score = EXCLUDED.score, components = EXCLUDED.components,

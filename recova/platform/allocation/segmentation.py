@@ -106,42 +106,45 @@ def bucket_case_sql(buckets: list[dict[str, Any]], dpd: str) -> tuple[str, dict[
 
 
 def segment_cases(ctx: RunContext, buckets: list[dict[str, Any]]) -> dict[str, int]:
-    """Recompute every open case's bucket as of the run date, keeping each transition."""
+    """Recompute every open case's bucket as of the run date, keeping each transition.
+
+    One statement: the open cases' buckets are computed once, compared once with the
+    stored ones, and only the changed cases are written (a transition and the new bucket).
+    """
     s = ctx.s
     bucket_sql, params = bucket_case_sql(buckets, "greatest(0, %(as_of)s::date - a.due_date)")
-    ctx.execute(
-        f"""CREATE TEMP TABLE alloc_buckets ON COMMIT DROP AS
-            SELECT c.id AS case_id, {bucket_sql} AS bucket
-            FROM {s}.cases c JOIN {s}.accounts a ON a.id = c.account_id
-            WHERE {open_case_condition()}""",
-        **params,
-    )
-    ctx.execute("ALTER TABLE alloc_buckets ADD PRIMARY KEY (case_id)")
-    ctx.execute("ANALYZE alloc_buckets")
     # Only a changed bucket is written (and only forwards in time), so a second run the
-    # same day writes nothing.
-    transitions = ctx.rowcount(
-        f"""INSERT INTO {s}.bucket_transitions (case_id, as_of, from_bucket, to_bucket)
-            SELECT n.case_id, %(as_of)s::date, cs.bucket, n.bucket
-            FROM alloc_buckets n LEFT JOIN {s}.case_segments cs ON cs.case_id = n.case_id
-            WHERE cs.bucket IS DISTINCT FROM n.bucket
-              AND (cs.bucket_since IS NULL OR cs.bucket_since <= %(as_of)s::date)
-            ON CONFLICT (case_id, as_of) DO UPDATE SET to_bucket = EXCLUDED.to_bucket"""
-    )
-    ctx.execute(
-        f"""INSERT INTO {s}.case_segments AS cs (case_id, bucket, bucket_since)
-            SELECT n.case_id, n.bucket, %(as_of)s::date FROM alloc_buckets n
-            -- filtered first: ON CONFLICT would lock (write) every row it leaves unchanged
-            LEFT JOIN {s}.case_segments old ON old.case_id = n.case_id
-            WHERE old.case_id IS NULL OR (old.bucket IS DISTINCT FROM n.bucket
-                                          AND old.bucket_since <= %(as_of)s::date)
-            ON CONFLICT (case_id) DO UPDATE
-            SET bucket = EXCLUDED.bucket, bucket_since = EXCLUDED.bucket_since
-            WHERE cs.bucket IS DISTINCT FROM EXCLUDED.bucket
-              AND cs.bucket_since <= EXCLUDED.bucket_since"""
-    )
-    segmented = ctx.execute("SELECT count(*) FROM alloc_buckets").fetchone()[0]
-    return {"open_cases": int(segmented), "bucket_changes": transitions}
+    # same day writes nothing. Both writes read the stored buckets as they were before
+    # the statement (one snapshot), as two statements in a row would.
+    # The upsert is filtered first: ON CONFLICT would lock (write) every row it leaves
+    # unchanged.
+    segmented, transitions = ctx.execute(
+        f"""WITH n AS MATERIALIZED (
+                SELECT c.id AS case_id, {bucket_sql} AS bucket
+                FROM {s}.cases c JOIN {s}.accounts a ON a.id = c.account_id
+                WHERE {open_case_condition()}
+            ), changed AS MATERIALIZED (
+                SELECT n.case_id, n.bucket, old.bucket AS from_bucket
+                FROM n LEFT JOIN {s}.case_segments old ON old.case_id = n.case_id
+                WHERE old.case_id IS NULL OR (old.bucket IS DISTINCT FROM n.bucket
+                                              AND old.bucket_since <= %(as_of)s::date)
+            ), moved AS (
+                INSERT INTO {s}.bucket_transitions (case_id, as_of, from_bucket, to_bucket)
+                SELECT case_id, %(as_of)s::date, from_bucket, bucket FROM changed
+                ON CONFLICT (case_id, as_of) DO UPDATE SET to_bucket = EXCLUDED.to_bucket
+                RETURNING 1
+            ), saved AS (
+                INSERT INTO {s}.case_segments AS cs (case_id, bucket, bucket_since)
+                SELECT case_id, bucket, %(as_of)s::date FROM changed
+                ON CONFLICT (case_id) DO UPDATE
+                SET bucket = EXCLUDED.bucket, bucket_since = EXCLUDED.bucket_since
+                WHERE cs.bucket IS DISTINCT FROM EXCLUDED.bucket
+                  AND cs.bucket_since <= EXCLUDED.bucket_since
+            )
+            SELECT (SELECT count(*) FROM n), (SELECT count(*) FROM moved)""",
+        **params,
+    ).fetchone()
+    return {"open_cases": int(segmented), "bucket_changes": int(transitions)}
 
 
 def validate_conditions(conditions: dict[str, Any]) -> dict[str, Any]:
@@ -210,20 +213,31 @@ def name_segments(ctx: RunContext, rules: list[SegmentRule]) -> int:
     """Name every open case's segment by the tenant's rules; returns how many changed."""
     s = ctx.s
     segment_sql, params = rule_case_sql(rules)
+    # Debtors and scores are read only when a rule tests a region or a score (every case
+    # has its debtor, and at most one score, so leaving either out changes no row).
+    tested = {key for rule in rules for key in rule.conditions}
+    region, debtors = "NULL::text", ""
+    if "regions" in tested:
+        region, debtors = "d.region", f"JOIN {s}.debtors d ON d.id = c.debtor_id"
+    score, scores = "0::numeric", ""
+    if tested & {"score_min", "score_max"}:
+        score = "coalesce(sc.score, 0)"
+        scores = f"LEFT JOIN {s}.case_scores sc ON sc.case_id = cs.case_id"
     return ctx.rowcount(
         f"""UPDATE {s}.case_segments cs SET segment = n.segment
             FROM (
                 SELECT x.case_id, {segment_sql} AS segment
                 FROM (
                     SELECT cs.case_id, cs.bucket, {balance_expression()} AS balance,
-                           a.product, d.region, coalesce(sc.score, 0) AS score
+                           a.product, {region} AS region, {score} AS score
                     FROM {s}.case_segments cs
                     JOIN {s}.cases c ON c.id = cs.case_id
                     JOIN {s}.accounts a ON a.id = c.account_id
-                    JOIN {s}.debtors d ON d.id = c.debtor_id
-                    LEFT JOIN {s}.case_scores sc ON sc.case_id = cs.case_id
+                    {debtors}
+                    {scores}
                     WHERE {open_case_condition()}
                 ) x
+                OFFSET 0  -- a fence: the rules are tested once per case, not once per use
             ) n
             WHERE n.case_id = cs.case_id AND cs.segment IS DISTINCT FROM n.segment""",
         **params,

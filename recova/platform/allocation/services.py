@@ -52,8 +52,9 @@ from recova.tenants.models import Tenant, TenantStatus, tenant_today
 log = logging.getLogger(__name__)
 
 STEPS = ("segment", "score", "recall", "place", "assign")
-#: Sorts and hashes of a million-case tenant fit in memory at this size.
-STEP_WORK_MEM = "128MB"
+#: Sorts and hashes of a million-case tenant fit in memory at this size (the place step's
+#: ranking sort of a million candidates needs over 128MB).
+STEP_WORK_MEM = "256MB"
 
 
 @dataclass
