@@ -150,36 +150,32 @@ class StatementQuerySchema(Schema):
     month = fields.Str(validate=MONTH)
 
 
-class AgencyStatementQuerySchema(Schema):
-    month = fields.Str(validate=MONTH)
+class AgencyStatementQuerySchema(StatementQuerySchema):
     tenant = fields.Str()
 
 
-class AgencyStatementRowSchema(Schema):
+class _StatementTotals(Schema):
+    """What every view of an agency statement shows."""
+
+    id = fields.Int()
+    invoice_id = fields.Int()
+    period = fields.Date()
+    currency = fields.Str()
+    line_count = fields.Int()
+    base_total = Money
+    commission_total = Money
+    agency_total = Money
+
+
+class AgencyStatementRowSchema(_StatementTotals):
     """One of the agency's statements, in any tenant it works for."""
 
     tenant = fields.Str()
     tenant_name = fields.Str()
-    id = fields.Int()
-    invoice_id = fields.Int()
     invoice_number = fields.Int()
     invoice_status = fields.Str()
-    period = fields.Date()
-    currency = fields.Str()
-    line_count = fields.Int()
-    base_total = Money
-    commission_total = Money
-    agency_total = Money
 
 
-class StatementSchema(Schema):
-    id = fields.Int()
-    invoice_id = fields.Int()
+class StatementSchema(_StatementTotals):
     agency_id = fields.Int()
-    period = fields.Date()
-    currency = fields.Str()
-    line_count = fields.Int()
-    base_total = Money
-    commission_total = Money
-    agency_total = Money
     by_bucket = fields.List(fields.Dict())
