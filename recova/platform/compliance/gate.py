@@ -143,11 +143,11 @@ class Target:
     relation: str
     contact_do_not_contact: bool
     contact_ciphertext: bytes
-    #: A third party's name, as the tenant registered it (None: not given).
-    contact_name: str | None = None
     #: The contact's blind index: the same number registered for several debtors (a
     #: shared family phone, a relative's number) shares it, so per-number caps count it.
-    contact_index: bytes | None = None
+    contact_index: bytes
+    #: A third party's name, as the tenant registered it (None: not given).
+    contact_name: str | None = None
     #: The tenant's policy version in force at the instant asked about (None: the bare pack).
     policy_id: int | None = None
     policy_pack: str | None = None
