@@ -21,8 +21,9 @@ Goal: p99 of (b) <= 20 ms at 50 concurrent checks.
 
 Each figure also prints its throughput. With ``--threads`` calls always in flight, the
 mean latency is threads / throughput (Little's law), so the goal needs the harness to
-complete more than 50 / 20 ms = 2,500 calls a second; the bare SELECT's throughput in the
-same run shows what this machine's two cores allow for one round trip through the driver.
+complete more than 50 / 20 ms = 2,500 calls a second; the bare SELECT's figures in the
+same run show what this machine's two cores allow for one round trip through the driver,
+its tail included.
 
     .venv/bin/python benchmarks/compliance.py [--small] [--debtors N] [--attempts N]
 """
