@@ -17,6 +17,7 @@ import secrets
 import signal
 import statistics
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from types import FrameType
@@ -216,3 +217,32 @@ def provision_bench_client(db: Any) -> tuple[str, str]:
         return issued.client.client_id, issued.client_secret
     finally:
         session.close()
+
+
+# --- write floors ----------------------------------------------------------------------------
+
+
+def copy_into_twin(engine: Engine, schema: str, table: str) -> tuple[int, float]:
+    """Copy a tenant table's rows into an empty twin with its columns, keys, indexes,
+    checks (``LIKE ... INCLUDING ALL``) and foreign keys, timing the one ``INSERT ...
+    SELECT``; the twin is dropped after. Returns (rows, seconds): what storing those rows
+    costs, before any of them is computed."""
+    twin = f"public.bench_twin_{table}"
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE TABLE {twin} (LIKE "{schema}".{table} INCLUDING ALL)'))
+        references = connection.execute(
+            text(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = CAST(:table AS regclass) AND contype = 'f'"
+            ),
+            {"table": f'"{schema}".{table}'},
+        ).scalars()
+        for definition in list(references):
+            connection.execute(text(f"ALTER TABLE {twin} ADD {definition}"))
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        rows = connection.execute(text(f'INSERT INTO {twin} SELECT * FROM "{schema}".{table}'))
+    seconds = time.perf_counter() - started
+    with engine.begin() as connection:
+        connection.execute(text(f"DROP TABLE {twin}"))
+    return int(rows.rowcount), seconds

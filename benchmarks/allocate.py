@@ -29,7 +29,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from _common import bench_environment, describe_machine, heading, parser, verdict
+from _common import bench_environment, copy_into_twin, describe_machine, heading, parser, verdict
 from sqlalchemy import Engine, text
 
 from recova.platform.allocation.services import allocation_summary, run_allocation
@@ -197,28 +197,7 @@ def write_floor(engine: Engine, schema: str) -> dict[str, tuple[int, float]]:
     """Each written table's rows copied into an empty twin with the same keys, indexes,
     checks and foreign keys, and every case's status changed on a copy of the cases:
     step -> (rows, seconds)."""
-    floor: dict[str, tuple[int, float]] = {}
-    for table in WRITTEN_TABLES:
-        twin = f"public.bench_floor_{table}"
-        with engine.begin() as connection:
-            connection.execute(text(f'CREATE TABLE {twin} (LIKE "{schema}".{table} INCLUDING ALL)'))
-            references = connection.execute(
-                text(
-                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
-                    " WHERE conrelid = CAST(:table AS regclass) AND contype = 'f'"
-                ),
-                {"table": f'"{schema}".{table}'},
-            ).scalars()
-            for definition in list(references):
-                connection.execute(text(f"ALTER TABLE {twin} ADD {definition}"))
-        started = time.perf_counter()
-        with engine.begin() as connection:
-            rows = connection.execute(
-                text(f'INSERT INTO {twin} SELECT * FROM "{schema}".{table}')
-            ).rowcount
-        floor[table] = (rows, time.perf_counter() - started)
-        with engine.begin() as connection:
-            connection.execute(text(f"DROP TABLE {twin}"))
+    floor = {table: copy_into_twin(engine, schema, table) for table in WRITTEN_TABLES}
     with engine.begin() as connection:
         connection.execute(
             text(f'CREATE TABLE public.bench_floor_cases (LIKE "{schema}".cases INCLUDING ALL)')

@@ -33,7 +33,7 @@ from collections import defaultdict
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from _common import bench_environment, describe_machine, heading, parser, verdict
+from _common import bench_environment, copy_into_twin, describe_machine, heading, parser, verdict
 from sqlalchemy import Engine, text
 
 from recova.billing.invoices import close_month
@@ -251,24 +251,6 @@ def aggregate(engine: Engine, schema: str) -> tuple[float, dict[str, Decimal]]:
     }
 
 
-def write_floor(engine: Engine, schema: str) -> float:
-    """Seconds to insert the ledger's lines again into an empty copy of the table."""
-    s = f'"{schema}"'
-    with engine.begin() as connection:
-        connection.execute(
-            text(f"CREATE TABLE public.bench_floor (LIKE {s}.commission_lines INCLUDING ALL)")
-        )
-    started = time.perf_counter()
-    with engine.begin() as connection:
-        connection.execute(
-            text(f"INSERT INTO public.bench_floor SELECT * FROM {s}.commission_lines")
-        )
-    seconds = time.perf_counter() - started
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE public.bench_floor"))
-    return seconds
-
-
 def raw_rows(engine: Engine, schema: str) -> dict[str, Any]:
     """What the reference reads: placements, buckets, cases, payouts and every payment."""
     s = f'"{schema}"'
@@ -463,7 +445,7 @@ def main() -> None:
         # The aggregate again after the close, so cache warmth favours neither side.
         baseline_seconds = min(baseline_seconds, aggregate(engine, schema)[0])
 
-        floor_seconds = write_floor(engine, schema)
+        _, floor_seconds = copy_into_twin(engine, schema, "commission_lines")
 
         (invoice,) = result.invoices
         with engine.connect() as connection:

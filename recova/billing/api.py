@@ -12,7 +12,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from recova.billing import exports, schemas
-from recova.billing.contracts import AgencyContract
+from recova.billing.contracts import AgencyContract, contracted_tenants
 from recova.billing.invoices import (
     BillingError,
     agency_statements_sql,
@@ -21,7 +21,6 @@ from recova.billing.invoices import (
     mark_invoice_paid,
     month_start,
     statements_for,
-    tenants_billed_with,
     void_invoice,
 )
 from recova.billing.jobs import close_job_id, close_month_job
@@ -453,7 +452,8 @@ class AgencyStatements(MethodView):
         ``/billing/statements/<id>``."""
         agency_id = _own_agency()
         assert agency_id is not None  # agency managers only
-        tenants = tenants_billed_with(db_session(), agency_id)
+        # Every tenant ever contracted: a statement outlives the contract it was earned under.
+        tenants = contracted_tenants(db_session(), agency_id)
         if "tenant" in query:
             tenants = [tenant for tenant in tenants if tenant.slug == query["tenant"]]
         month = month_start(query["month"]) if "month" in query else None

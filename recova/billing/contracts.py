@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from recova.platform.agencies.models import Agency
 from recova.platform.db import SHARED_SCHEMA, SharedModel, Timestamped
-from recova.tenants.models import Tenant
+from recova.tenants.models import Tenant, TenantStatus
 
 
 class AgencyContract(Timestamped, SharedModel):
@@ -94,3 +94,16 @@ def agency_has_active_contract(
         .limit(1)
     ).first()
     return found is not None
+
+
+def contracted_tenants(session: Session, agency_id: int) -> list[Tenant]:
+    """Active tenants the agency holds or held a contract with, by slug."""
+    return list(
+        session.scalars(
+            select(Tenant)
+            .join(AgencyContract, AgencyContract.tenant_id == Tenant.id)
+            .where(AgencyContract.agency_id == agency_id, Tenant.status == TenantStatus.ACTIVE)
+            .distinct()
+            .order_by(Tenant.slug)
+        )
+    )

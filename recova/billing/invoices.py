@@ -33,7 +33,6 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from recova.billing import ledger
-from recova.billing.contracts import AgencyContract
 from recova.billing.models import AgencyStatement, Invoice
 from recova.billing.money import DEFAULT_ROUNDING, round_money
 from recova.billing.terms import BILLING_LOCK, lock_tenant_billing, next_month
@@ -491,17 +490,3 @@ def agency_statements_sql(
             " NULL::numeric AS commission_total, NULL::numeric AS agency_total WHERE false"
         )
     return " UNION ALL ".join(parts), params
-
-
-def tenants_billed_with(session: Session, agency_id: int) -> list[Tenant]:
-    """Active tenants the agency holds or held a contract with: a statement outlives the
-    contract it was earned under."""
-    return list(
-        session.scalars(
-            select(Tenant)
-            .join(AgencyContract, AgencyContract.tenant_id == Tenant.id)
-            .where(AgencyContract.agency_id == agency_id, Tenant.status == TenantStatus.ACTIVE)
-            .distinct()
-            .order_by(Tenant.slug)
-        )
-    )

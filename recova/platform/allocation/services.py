@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from recova.billing.contracts import AgencyContract, active_contract_condition
+from recova.billing.contracts import agency_has_active_contract, contracted_tenants
 from recova.platform.agencies.models import Agency
 from recova.platform.allocation import assignment, placement, scoring, segmentation
 from recova.platform.allocation.context import ALLOCATE_LOCK, RunContext
@@ -495,26 +495,13 @@ def update_collector(
 
 def tenants_served(session: Session, agency_id: int) -> list[Tenant]:
     """Active tenants the agency holds a contract with today (each tenant's calendar)."""
-    candidates = session.scalars(
-        select(Tenant)
-        .join(AgencyContract, AgencyContract.tenant_id == Tenant.id)
-        .where(AgencyContract.agency_id == agency_id, Tenant.status == TenantStatus.ACTIVE)
-        .distinct()
-        .order_by(Tenant.slug)
-    ).all()
-    served = []
-    for tenant in candidates:
-        today = tenant_today(tenant.timezone)
-        active = session.scalar(
-            select(AgencyContract.id).where(
-                AgencyContract.agency_id == agency_id,
-                AgencyContract.tenant_id == tenant.id,
-                active_contract_condition(today),
-            )
+    return [
+        tenant
+        for tenant in contracted_tenants(session, agency_id)
+        if agency_has_active_contract(
+            session, agency_id=agency_id, tenant_id=tenant.id, day=tenant_today(tenant.timezone)
         )
-        if active is not None:
-            served.append(tenant)
-    return served
+    ]
 
 
 def portfolio_sql(
