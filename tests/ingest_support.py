@@ -139,6 +139,7 @@ def ingest(
     *,
     mode: RunMode = RunMode.DELTA,
     all_or_nothing: bool = False,
+    confirm_recall: bool = False,
 ) -> IngestionRun:
     """Run a file through the pipeline in this process; return the run as stored."""
     _, run_id = ingest_local_file(
@@ -149,6 +150,7 @@ def ingest(
         mode=mode,
         all_or_nothing=all_or_nothing,
         as_of=dt.date(2026, 4, 19),
+        confirm_recall=confirm_recall,
     )
     return load_run(objects, slug, run_id)
 
@@ -161,14 +163,16 @@ def load_run(objects: Platform, slug: str, run_id: int) -> IngestionRun:
         return run
 
 
-def row_errors(objects: Platform, slug: str, run_id: int) -> list[tuple[int, str | None, str]]:
-    """(row, column, reason) of a run's rejected rows, in row order."""
+def row_errors(
+    objects: Platform, slug: str, run_id: int, severity: str = "error"
+) -> list[tuple[int, str | None, str]]:
+    """(row, column, reason) of a run's rejected rows (or warnings), in row order."""
     with tenant_scope(slug, db=objects.db) as session:
         return [
             (e.row_number, e.column, e.reason)
             for e in session.scalars(
                 select(IngestionRowError)
-                .where(IngestionRowError.run_id == run_id)
+                .where(IngestionRowError.run_id == run_id, IngestionRowError.severity == severity)
                 .order_by(IngestionRowError.row_number, IngestionRowError.id)
             )
         ]

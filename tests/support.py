@@ -188,6 +188,8 @@ class World:
     contract_a_id: int
     manager_email: str
     collector_email: str
+    #: A second collector of agency A; no profile, so allocation never gives them a case.
+    colleague_email: str
     outsider_manager_email: str
     external_ids: list[str]
     #: Path values of B's objects that other fixtures add (allocation, for one).
@@ -232,6 +234,7 @@ def build_world(app: Flask) -> World:
     )
     manager = f"manager{tag}@agency-a.test"
     collector = f"collector{tag}@agency-a.test"
+    colleague = f"colleague{tag}@agency-a.test"
     outsider = f"manager{tag}@{B_MARK}.test"
     create_user(
         session,
@@ -245,6 +248,14 @@ def build_world(app: Flask) -> World:
         session,
         email=collector,
         full_name="Collector A",
+        password=PASSWORD,
+        role=Role.COLLECTOR,
+        agency=agency_a,
+    )
+    create_user(
+        session,
+        email=colleague,
+        full_name="Colleague A",
         password=PASSWORD,
         role=Role.COLLECTOR,
         agency=agency_a,
@@ -366,6 +377,7 @@ def build_world(app: Flask) -> World:
         contract_a_id=contract_a_id,
         manager_email=manager,
         collector_email=collector,
+        colleague_email=colleague,
         outsider_manager_email=outsider,
         external_ids=external_ids,
     )

@@ -225,14 +225,14 @@ def test_row_with_fewer_fields_gets_empty_values(tmp_path: Path) -> None:
 
 
 def test_first_data_row_is_checked_like_the_rest(tmp_path: Path) -> None:
-    # The first data row takes a separate path from the hot loop.
-    path = write(tmp_path, "a,b\n\n1,2,3\n4\n")
+    path = write(tmp_path, "a,b\n\n1,2,3\n4\n5,6\n")
 
     records, _ = read(path)
 
     assert [(r.number, r.problem) for r in records] == [
         (3, "row has 3 fields, the header has 2"),
         (4, None),
+        (5, None),
     ]
 
 
@@ -287,9 +287,10 @@ def test_bad_bytes_after_the_sample_make_a_problem_row_not_a_crash(tmp_path: Pat
     assert [r.number for r in records] == list(range(2, 5013))
     broken = [r for r in records if r.problem]
     assert [(r.number, r.problem) for r in broken] == [
-        (5002, "bytes at row 5002 are not valid UTF-8")
+        (5002, "bytes at row 5002, column name, are not valid UTF-8")
     ]
     assert broken[0].values == {"name": "bad\ufffd", "amount": "5"}
+    assert broken[0].column == "name"
     assert records[-1].values == {"name": "名字5009", "amount": "5009"}
 
 
@@ -300,7 +301,7 @@ def test_bad_bytes_with_an_explicit_encoding_make_a_problem_row(tmp_path: Path) 
 
     assert [(r.number, r.problem) for r in records] == [
         (2, None),
-        (3, "bytes at row 3 are not valid UTF-8"),
+        (3, "bytes at row 3, column a, are not valid UTF-8"),
         (4, None),
     ]
 
@@ -322,7 +323,7 @@ def test_resume_and_bad_bytes_together_yield_each_record_once(tmp_path: Path) ->
 
     assert [(r.number, r.problem) for r in records] == [
         (3, None),
-        (4, "bytes at row 4 are not valid UTF-8"),
+        (4, "bytes at row 4, column a, are not valid UTF-8"),
         (5, None),
         (6, None),
     ]
@@ -368,7 +369,7 @@ def test_png_renamed_to_csv_is_refused(tmp_path: Path) -> None:
 
 
 def test_file_with_nul_bytes_is_refused_as_binary(tmp_path: Path) -> None:
-    path = write(tmp_path, b"a,b\n1,\x00\x01\x02\n")
+    path = write(tmp_path, b"a,b\n1," + b"\x00\x01\x02" * 20 + b"\n")
 
     assert refusal(path) == "the file is not CSV text: it looks like binary data"
 
@@ -447,3 +448,56 @@ def test_many_columns_and_odd_header_names_are_read_by_the_fast_path(tmp_path: P
 
     assert len(records) == 2
     assert records[1].values == dict(zip(header, row, strict=True))
+
+
+def test_a_last_row_without_its_line_break_looks_truncated(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,amount\nA,1005.50\nB,10")
+
+    records, _ = read(path)
+
+    assert [(r.number, r.problem) for r in records] == [
+        (2, None),
+        (
+            3,
+            "the file looks truncated: its last row has no line break, so its last value"
+            " may be cut short",
+        ),
+    ]
+
+
+def test_a_row_ending_inside_a_quoted_field_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, 'id,name,amount\nA,x,1\nB,"cut\n')
+
+    records, _ = read(path)
+
+    assert (records[1].problem, records[1].column) == (
+        "the row ends inside a quoted field: the file looks truncated (or a quote is never closed)",
+        "name",
+    )
+    assert records[1].values == {"id": "B", "name": "cut", "amount": ""}
+
+
+def test_a_field_over_the_size_limit_is_a_problem_row_and_reading_goes_on(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "a,b\n1,2\n3," + "x" * 200_000 + "\n5,6\n")
+
+    records, _ = read(path)
+
+    assert [(r.number, r.problem) for r in records] == [
+        (2, None),
+        (3, "row 3 cannot be read: a field is longer than 131,072 characters"),
+        (4, None),
+    ]
+
+
+def test_a_stray_nul_byte_is_a_problem_row_naming_its_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,b\n1,2\n3,x\x00y\n5,6\n")
+
+    records, _ = read(path)
+
+    assert [(r.number, r.column) for r in records if r.problem] == [(3, "b")]
+    assert [r.values for r in records if not r.problem] == [
+        {"a": "1", "b": "2"},
+        {"a": "5", "b": "6"},
+    ]

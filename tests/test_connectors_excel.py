@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import zipfile
 from collections.abc import Generator
 from datetime import datetime
@@ -294,3 +296,148 @@ def test_estimate_total_uses_the_recorded_used_range(tmp_path: Path) -> None:
     assert connector.estimate_total(Source(path=path)) == 3
     assert connector.estimate_total(Source(path=tmp_path / "gone.xlsx")) is None
     assert connector.estimate_total(Source(path=path, options={"sheet": "Nope"})) is None
+
+
+# --- hostile workbooks (in this process; tests/test_hostile_xlsx.py measures memory) ----
+
+SHEET_PART = "xl/worksheets/sheet1.xml"
+
+
+def rewritten(tmp_path: Path, replace: dict[str, bytes], *, extra: int = 0) -> Path:
+    """A small real workbook with some parts replaced (and ``extra`` empty parts added)."""
+    source = workbook_file(tmp_path, [["name", "amount"], ["Ada", 1]], name="source.xlsx")
+    path = tmp_path / "hostile.xlsx"
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(path, "w") as target:
+        for name in original.namelist():
+            target.writestr(name, replace.get(name, original.read(name)), zipfile.ZIP_DEFLATED)
+        for number in range(extra):
+            target.writestr(f"junk/{number}.bin", b"")
+    return path
+
+
+def sheet_with(rows: bytes) -> bytes:
+    return (
+        b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        b'<sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>name</t></is></c></row>'
+        + rows
+        + b"</sheetData></worksheet>"
+    )
+
+
+def test_xml_entities_are_refused_as_an_attack(tmp_path: Path) -> None:
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+    )
+    in_sheet = rewritten(
+        tmp_path, {SHEET_PART: laughs + sheet_with(b"<row><c><v>&lol2;</v></c></row>")}
+    )
+    assert "declares entities" in refusal(in_sheet)
+    (tmp_path / "second").mkdir()
+    in_workbook_part = rewritten(
+        tmp_path / "second",
+        {"xl/workbook.xml": laughs + b'<workbook xmlns="x">&lol2;</workbook>'},
+    )
+    assert "declares entities" in refusal(in_workbook_part)
+
+
+def test_a_cell_beyond_excels_last_column_is_refused(tmp_path: Path) -> None:
+    path = rewritten(
+        tmp_path, {SHEET_PART: sheet_with(b'<row r="2"><c r="ZZZ2"><v>1</v></c></row>')}
+    )
+    assert "beyond Excel's last column (XFD, 16,384)" in refusal(path)
+
+
+def test_a_row_beyond_excels_last_row_is_refused(tmp_path: Path) -> None:
+    path = rewritten(tmp_path, {SHEET_PART: sheet_with(b'<row r="2000000"><c><v>1</v></c></row>')})
+    assert "row numbered 2,000,000, beyond Excel's last row (1,048,576)" in refusal(path)
+
+
+def test_a_row_of_too_many_elements_is_refused(tmp_path: Path) -> None:
+    path = rewritten(tmp_path, {SHEET_PART: sheet_with(b"<row>" + b"<c/>" * 200_001 + b"</row>")})
+    assert "row 2 of the sheet holds more than 200,000 XML elements" in refusal(path)
+
+
+def test_a_text_longer_than_any_cell_is_refused(tmp_path: Path) -> None:
+    text = base64.b64encode(os.urandom(1600 * 1024))  # 2.1 MiB that does not compress
+    path = rewritten(
+        tmp_path,
+        {SHEET_PART: sheet_with(b'<row><c t="inlineStr"><is><t>' + text + b"</t></is></c></row>")},
+    )
+    assert f"'{SHEET_PART}' holds a text or attribute longer than 1 MiB" in refusal(path)
+
+
+def test_too_many_shared_strings_are_refused(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["name"])
+    path = tmp_path / "strings.xlsx"
+    workbook.save(path)
+    table = (
+        b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        + b"".join(b"<si><t>s%d</t></si>" % n for n in range(11))
+        + b"</sst>"
+    )
+    hostile = _with_shared_strings(path, table, tmp_path / "hostile.xlsx")
+    assert refusal(hostile, xlsx_max_shared_strings=10) == (
+        "the workbook's shared-strings table holds more than 10 strings, the limit"
+    )
+    assert refusal(hostile, xlsx_max_shared_strings=11) == (
+        "the sheet 'Sheet' has a header but no rows"  # the table itself was read
+    )
+
+
+def _with_shared_strings(source: Path, table: bytes, path: Path) -> Path:
+    main = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+    overrides = {
+        "/xl/workbook.xml": f"{main}.sheet.main+xml",
+        "/xl/worksheets/sheet1.xml": f"{main}.worksheet+xml",
+        "/xl/sharedStrings.xml": f"{main}.sharedStrings+xml",
+    }
+    content_types = (
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels"'
+        ' ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        + "".join(
+            f'<Override PartName="{part}" ContentType="{kind}"/>'
+            for part, kind in overrides.items()
+        )
+        + "</Types>"
+    ).encode()
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(path, "w") as target:
+        for name in original.namelist():
+            content = content_types if name == "[Content_Types].xml" else original.read(name)
+            target.writestr(name, content, zipfile.ZIP_DEFLATED)
+        target.writestr("xl/sharedStrings.xml", table, zipfile.ZIP_DEFLATED)
+    return path
+
+
+def test_too_many_parts_are_refused_before_reading_the_directory(tmp_path: Path) -> None:
+    path = rewritten(tmp_path, {}, extra=10_001)
+    assert refusal(path).startswith("the workbook's zip directory lists 10,0")
+
+
+def test_a_part_parsed_whole_has_a_lower_limit(tmp_path: Path) -> None:
+    comments = b"".join(b"<!--%s-->" % base64.b16encode(os.urandom(8)) for _ in range(800_000))
+    styles = b'<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    path = rewritten(tmp_path, {"xl/styles.xml": styles + comments + b"</styleSheet>"})
+    refused = refusal(path)
+    assert refused.startswith("the workbook's part 'xl/styles.xml' unpacks to 18 MiB")
+    assert refused.endswith("more than the limit of 16 MiB for a part of its kind")
+
+
+def test_limits_come_from_the_options(tmp_path: Path) -> None:
+    numbers = b"".join(
+        b"<row><c><v>%d</v></c></row>" % int.from_bytes(os.urandom(4)) for _ in range(60_000)
+    )
+    path = rewritten(tmp_path, {SHEET_PART: sheet_with(numbers)})
+    assert "compressed" in refusal(path, xlsx_max_ratio=2)
+    assert "more than the limit of 1,024 bytes per part" in refusal(path, xlsx_max_part_bytes=1024)
+    assert "more than 1 MiB in all" in refusal(path, xlsx_max_total_bytes=1024 * 1024)
+    assert "xlsx_max_ratio option must be a positive whole number" in refusal(
+        path, xlsx_max_ratio="9"
+    )
+    records, _ = read(path)
+    assert len(records) == 60_000

@@ -92,9 +92,10 @@ def test_a_line_that_is_not_an_object_is_a_problem_without_its_content(
 
 
 def test_invalid_utf8_line_is_a_problem(tmp_path: Path) -> None:
-    records = read(write(tmp_path, b'{"a": 1}\n{"a": "\xff"}\n'))
+    records = read(write(tmp_path, b'{"a": 1}\n{"a": "\xff"}\n\xff\n'))
 
-    assert records[1].problem == "line 2 is not valid UTF-8"
+    assert (records[1].problem, records[1].column) == ("line 2, key a, is not valid UTF-8", "a")
+    assert (records[2].problem, records[2].column) == ("line 3 is not valid UTF-8", None)
 
 
 def test_problem_lines_before_the_first_good_one_are_yielded_in_order(tmp_path: Path) -> None:
@@ -154,9 +155,18 @@ def test_binary_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_nul_bytes_are_refused_as_binary(tmp_path: Path) -> None:
-    path = write(tmp_path, b'{"a": 1}\n\x00\x00\x00\x01')
+    path = write(tmp_path, b'{"a": 1}\n' + b"\x00\x00\x00\x01" * 8)
 
     assert "binary data" in refusal(path)
+
+
+def test_a_stray_nul_byte_is_a_problem_line_not_a_binary_file(tmp_path: Path) -> None:
+    records = read(write(tmp_path, b'{"a": 1}\n{"a": "x\x00"}\n{"a": 3}\n'))
+
+    assert [r.number for r in records] == [1, 2, 3]
+    assert records[1].problem is not None
+    assert records[1].problem.startswith("line 2 ")
+    assert [r.problem for r in (records[0], records[2])] == [None, None]
 
 
 def test_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
@@ -171,3 +181,19 @@ def test_estimate_total_counts_lines(tmp_path: Path) -> None:
 
     assert connector.estimate_total(Source(path=path)) == 3
     assert connector.estimate_total(Source(path=tmp_path / "gone.jsonl")) is None
+
+
+def test_an_unterminated_string_is_reported_without_a_doubled_word(tmp_path: Path) -> None:
+    records = read(write(tmp_path, b'{"a": 1}\n{"a": "x\n{"a": 2}\n'))
+
+    assert records[1].problem == (
+        "line 2 is not a JSON object: Unterminated string starting at character 7"
+    )
+
+
+def test_a_last_line_cut_short_looks_truncated(tmp_path: Path) -> None:
+    records = read(write(tmp_path, b'{"a": 1}\n{"amount": "1005'))
+
+    assert records[1].problem == (
+        "line 2 is not a whole JSON object and has no line break: the file looks truncated"
+    )

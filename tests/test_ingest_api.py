@@ -69,8 +69,9 @@ def test_upload_run_progress_and_errors(app, world: World) -> None:
     assert errors.status_code == 200
     assert errors.mimetype == "text/csv"
     lines = list(csv.reader(io.StringIO(errors.get_data(as_text=True))))
-    assert lines[0] == ["row", "column", "value", "reason"]
+    assert lines[0] == ["row", "column", "value", "reason", "severity"]
     assert lines[1][:2] == ["9", "应还本金"]
+    assert lines[1][4] == "error"
     assert lines[1][2].startswith("'=")  # never a live formula in a spreadsheet
     listed = admin.get("/api/v1/ingestion/runs?status=completed").json
     assert run["id"] in [r["id"] for r in listed]

@@ -6,6 +6,12 @@ contracted with A only) calls every route with B's slug and B's ids in the path.
 responses must never show B's data, counts must be A's alone, and afterwards B's rows
 are exactly as they were. New routes are covered automatically: the walk reads the
 app's URL map, and a route without an access rule or a sample body fails the suite.
+
+A second walk stays inside tenant A: a collector of agency A who holds none of its cases
+calls every route with A's slug and the ids of a case assigned to their colleague (its
+debtor, contact, attempt, promise, plan, settlement, placement). Each answers 403 (the
+role may not) or 404 (out of their reach), the rest show nothing of A's debtors, and
+afterwards A's rows are exactly as they were.
 """
 
 from __future__ import annotations
@@ -18,17 +24,21 @@ from typing import Any
 import pytest
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
-from recova.platform.api import API_PREFIX
+from recova.platform.allocation.models import Assignment, Placement
+from recova.platform.api import API_PREFIX, NAMED_TENANT_PREFIX
 from recova.platform.audit import record_event
 from recova.platform.audit.services import export_daily_head
 from recova.platform.auth.access import AccessRule
 from recova.platform.auth.models import OAuthClient, User
+from recova.platform.cases.display import mask_name
+from recova.platform.cases.models import Case, Contact, Debtor
 from recova.platform.extension import platform
 from recova.platform.jobs import QUEUES, job_queue
 from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.settings import save_settings
+from recova.platform.work.models import Dispute, PaymentPlan, Settlement
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
 from tests.allocation_support import seed_world_allocation
@@ -85,6 +95,7 @@ TENANT_TABLES = (
     "audit_events",
     "audit_head_exports",
     "privacy_settings",
+    "ingestion_settings",
     "work_settings",
     "case_transitions",
     "case_holds",
@@ -98,7 +109,7 @@ TENANT_TABLES = (
 
 def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
     """A valid body for each write route, so writes really run (None: no body)."""
-    path = rule.removeprefix(API_PREFIX).replace("/tenants/<tenant_slug>", "")
+    path = rule.removeprefix(API_PREFIX).replace(NAMED_TENANT_PREFIX, "")
     policy = {
         "segments": {
             "*": {"mode": "split", "agencies": [{"agency_id": world.agency_a_id, "share": 100}]}
@@ -132,6 +143,8 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
         },
         ("/ingestion/runs", "POST"): {"mapping": "walk-1", "file_id": 1},
         ("/ingestion/runs/<int:run_id>/resume", "POST"): None,
+        ("/ingestion/runs/<int:run_id>/confirm-recall", "POST"): None,
+        ("/ingestion/settings", "PUT"): {"recall_guard": True, "recall_guard_percent": "25"},
         ("/platform/tenants", "POST"): {
             "slug": unique("walk"),
             "name": "Walk",
@@ -139,7 +152,7 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
             "timezone": "Asia/Shanghai",
             "currency": "CNY",
         },
-        ("/platform/tenants/<slug>", "PATCH"): {"status": "disabled"},
+        ("/platform/tenants/<slug:slug>", "PATCH"): {"status": "disabled"},
         ("/platform/agencies", "POST"): {"slug": unique("walk"), "name": "Walk"},
         ("/platform/agencies/<int:agency_id>", "PATCH"): {"status": "suspended"},
         ("/platform/contracts", "POST"): {"tenant": "x", "agency": "y", "starts_on": "2030-01-01"},
@@ -172,7 +185,9 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
             "contact_id": world.samples["a_contact_id"],
             "channel": "sms",
         },
-        ("/cases/<int:case_id>/attempts/<int:attempt_id>/outcome", "POST"): {"code": "DELIVERED"},
+        ("/cases/<int:case_id>/attempts/<bigint:attempt_id>/outcome", "POST"): {
+            "code": "DELIVERED"
+        },
         ("/cases/<int:case_id>/validation-notice", "POST"): {"channel": "letter"},
         ("/debtors/<int:debtor_id>/do-not-contact", "PUT"): {"do_not_contact": True},
         ("/contact/outcome-codes", "POST"): {
@@ -313,6 +328,69 @@ def snapshot_of_b(app, world: World) -> dict[str, Any]:  # type: ignore[no-untyp
         }
 
 
+def tenant_rows(app, tenant_id: int) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    """Every row of one tenant's tables, as plain values; the audit chain without the
+    ``api.request`` events that successful calls append (a record of the call, no change)."""
+    with platform(app).db.session() as session:
+        schema = session.scalar(select(Tenant.schema_name).where(Tenant.id == tenant_id))
+        rows = {}
+        for table in TENANT_TABLES:
+            where = " WHERE action <> 'api.request'" if table == "audit_events" else ""
+            found = session.execute(text(f'SELECT * FROM "{schema}".{table}{where}')).all()
+            rows[table] = sorted(map(str, found))
+        return rows
+
+
+def colleague_s_case(world: World) -> tuple[dict[str, str], list[str]]:
+    """Path values of tenant A's objects around a case assigned to agency A's collector,
+    and the personal values of A's debtors as anyone might see them (names in full and
+    masked, masked identifiers)."""
+    case_id = world.samples["a_case_id"]
+    with tenant_scope(world.a.slug, db=platform(world.app).db) as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        placement = session.scalar(
+            select(Placement).where(Placement.case_id == case_id, Placement.recalled_on.is_(None))
+        )
+        assert placement is not None
+        holder = session.scalar(
+            select(Assignment.collector_id).where(
+                Assignment.placement_id == placement.id, Assignment.ended_at.is_(None)
+            )
+        )
+        # A's plans, settlements and disputes are all on cases the colleague does not hold.
+        values = {
+            "tenant_slug": world.a.slug,
+            "slug": world.a.slug,
+            "case_id": str(case_id),
+            "debtor_id": str(case.debtor_id),
+            "account_id": str(case.account_id),
+            "attempt_id": str(world.samples["a_attempt_id"]),
+            "template_id": str(world.samples["a_template_id"]),
+            "code_id": str(world.samples["a_code_id"]),
+            "placement_id": str(placement.id),
+            "collector_id": str(holder),
+            "plan_id": str(session.scalar(select(func.min(PaymentPlan.id)))),
+            "seq": "1",
+            "settlement_id": str(session.scalar(select(func.min(Settlement.id)))),
+            "dispute_id": str(session.scalar(select(func.min(Dispute.id)))),
+        }
+        personal: list[str | None] = []
+        for debtor in session.scalars(select(Debtor)):
+            personal += [debtor.full_name, mask_name(debtor.full_name), debtor.national_id_masked]
+        personal += list(session.scalars(select(Contact.value_masked)))
+    return values, [value for value in personal if value]
+
+
+def own_path(rule: str, values: dict[str, str]) -> str:
+    """Fill every path variable from ``values`` (any other id: 1)."""
+
+    def fill(match: re.Match[str]) -> str:
+        return values.get(match.group(1).split(":")[-1], "1")
+
+    return re.sub(r"<([^>]+)>", fill, rule)
+
+
 def a_side_principals(world: World) -> list[tuple[str, Caller]]:
     app = world.app
     return [
@@ -422,6 +500,43 @@ def test_tenant_a_side_never_sees_counts_or_changes_tenant_b(app, world: World) 
                     assert '"total": 3' in response.headers["X-Pagination"], where
     run_all_jobs(app)
     assert snapshot_of_b(app, world) == before
+
+
+def test_a_collector_reaches_nothing_of_a_colleague_s_case(app, world: World) -> None:
+    values, personal = colleague_s_case(world)
+    base = f"{API_PREFIX}/tenants/{world.a.slug}"
+    holder = login(app, world.collector_email)
+    for path in (f"/cases/{values['case_id']}", f"/debtors/{values['debtor_id']}"):
+        assert holder.get(base + path).status_code == 200  # the ids are live, and theirs
+    before = tenant_rows(app, world.a.id)
+    colleague = login(app, world.colleague_email)
+    me = principal_of(colleague)
+    assert me["role"] == "collector"
+    for rule, method, access_rule in api_operations(app):
+        assert access_rule is not None
+        body = _write_body(rule, method, world) if method != "GET" else None
+        path = own_path(rule, values)
+        response = colleague.request(method, path, body)
+        text_body = response.get_data(as_text=True)
+        where = f"colleague {method} {path}: {response.status_code} {text_body[:200]}"
+        if not (access_rule.any_principal or me["role"] in access_rule.roles):
+            assert response.status_code == 403, where
+        elif re.search(r"<(?!(slug:)?tenant_slug>)", rule) or (
+            access_rule.tenant and NAMED_TENANT_PREFIX not in rule
+        ):
+            # An id of the colleague's case (or of something of it) in the path, or no
+            # tenant named: nothing to reach.
+            assert response.status_code == 404, where
+        else:
+            # Nothing of a case in the path (the queue, codes, templates, a simulation):
+            # it runs, and shows nothing of the colleague's cases.
+            assert 200 <= response.status_code < 300, where
+            assert '"allowed": true' not in text_body, where
+            if rule.endswith("/agency/queue"):
+                assert response.json == [], where
+        assert not [value for value in personal if value in text_body], where
+    run_all_jobs(app)
+    assert tenant_rows(app, world.a.id) == before
 
 
 def test_lists_and_counts_are_tenant_a_only(world: World) -> None:

@@ -693,6 +693,27 @@ def test_parse_phone_rejects_without_repeating_the_number(raw, region):
     assert_no_personal_digits(raw, reason)
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("13812345678", ("+8613812345678", True)),
+        ("12012345678", ("+8612012345678", False)),  # possible, not (yet) valid
+        ("+86 174 1234 5678", ("+8617412345678", False)),
+    ],
+)
+def test_a_contact_phone_possible_but_not_valid_is_kept_unverified(raw, expected):
+    assert normalise.parse_contact_phone(raw, region="CN") == expected
+    if not expected[1]:
+        assert reason_of(parse_phone, raw, region="CN") == "not a valid phone number for CN"
+
+
+@pytest.mark.parametrize("raw", ["800", "1234", "phone", "+86 1"])
+def test_a_contact_phone_that_is_not_even_possible_is_refused(raw):
+    assert reason_of(normalise.parse_contact_phone, raw, region="CN") == (
+        "not a valid phone number for CN"
+    )
+
+
 def test_parse_phone_rejects_blanks_and_extensions():
     assert reason_of(parse_phone, "", region="CN") == "empty"
     assert reason_of(parse_phone, None, region="CN") == "empty"

@@ -9,7 +9,6 @@ invoice always exports to the same bytes.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 from recova.billing.models import AgencyStatement, Invoice
 from recova.billing.money import minor_units
 from recova.billing.terms import next_month
+from recova.platform.safe_csv import formula_safe_writer
 
 #: Beyond this many lines the PDF lists none and points to the CSV (it stays a few pages).
 PDF_LINE_LIMIT = 2000
@@ -105,11 +105,15 @@ def _agency_slugs(invoice: Invoice) -> dict[int, str]:
 
 
 def lines_csv(invoice: Invoice, lines: Iterable[dict[str, Any]]) -> bytes:
-    """Every line as CSV (UTF-8, one header row, amounts in the currency's minor units)."""
+    """Every line as CSV (UTF-8, one header row, amounts in the currency's minor units).
+
+    Ids come from tenants' files and go to other organisations (an agency's statement):
+    the shared writer escapes any cell a spreadsheet would run as a formula.
+    """
     places = minor_units(invoice.currency)
     slugs = _agency_slugs(invoice)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = formula_safe_writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for line in lines:
         writer.writerow(

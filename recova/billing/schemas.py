@@ -9,12 +9,27 @@ rate times its tier's factor.
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from collections.abc import Callable
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from recova.billing.money import ROUNDING_MODES
-from recova.platform.api import StrictSchema
+from recova.platform.api import DATE_MAX, DATE_MIN, StrictSchema
 
-MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="a month, YYYY-MM")
+
+def _month_within_calendar(value: str) -> None:
+    """``0000-01`` has the shape of a month but is none: its days are outside Python's."""
+    year = value[:4]
+    if year.isascii() and year.isdigit() and not DATE_MIN.year <= int(year) <= DATE_MAX.year:
+        raise ValidationError(f"a month from {DATE_MIN:%Y-%m} to {DATE_MAX:%Y-%m}")
+
+
+MONTH: list[Callable[[str], object]] = [
+    validate.Regexp(r"^[0-9]{4}-(0[1-9]|1[0-2])$", error="a month, YYYY-MM"),
+    _month_within_calendar,
+]
+
+
 Money = fields.Decimal(as_string=True)
 
 
@@ -51,11 +66,11 @@ class ContractVersionSchema(Schema):
     created_at = fields.DateTime()
 
 
-class ContractVersionQuerySchema(Schema):
+class ContractVersionQuerySchema(StrictSchema):
     currency = fields.Str(validate=validate.Length(equal=3))
 
 
-class LedgerQuerySchema(Schema):
+class LedgerQuerySchema(StrictSchema):
     month = fields.Str(validate=MONTH, metadata={"description": "the invoice month, YYYY-MM"})
     currency = fields.Str(validate=validate.Length(equal=3))
     kind = fields.Str(validate=validate.OneOf(["commission", "clawback"]))
@@ -93,7 +108,7 @@ class MonthSchema(StrictSchema):
     month = fields.Str(required=True, validate=MONTH)
 
 
-class InvoiceQuerySchema(Schema):
+class InvoiceQuerySchema(StrictSchema):
     month = fields.Str(validate=MONTH)
     currency = fields.Str(validate=validate.Length(equal=3))
     status = fields.Str(validate=validate.OneOf(["draft", "issued", "paid", "void"]))
@@ -146,7 +161,7 @@ class VoidSchema(StrictSchema):
     reason = fields.Str(required=True, validate=validate.Length(min=1, max=500))
 
 
-class StatementQuerySchema(Schema):
+class StatementQuerySchema(StrictSchema):
     month = fields.Str(validate=MONTH)
 
 

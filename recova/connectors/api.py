@@ -6,12 +6,10 @@ from typing import Any
 
 from flask import Response, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from flask_smorest.fields import Upload
-from marshmallow import Schema
 from sqlalchemy import select
 
 from recova.connectors import registry, services
+from recova.connectors import settings as ingestion_settings
 from recova.connectors.fields import FIELDS
 from recova.connectors.models import (
     FeedKind,
@@ -25,9 +23,11 @@ from recova.connectors.schemas import (
     FieldInfoSchema,
     FieldsQuerySchema,
     FileSchema,
+    IngestionSettingsSchema,
     MappingInSchema,
     MappingSchema,
     MappingUpdateSchema,
+    RunErrorsQuerySchema,
     RunInSchema,
     RunQuerySchema,
     RunSchema,
@@ -35,7 +35,7 @@ from recova.connectors.schemas import (
     SourceSchema,
     UploadSchema,
 )
-from recova.platform.api import SelectPage, tenant_routes
+from recova.platform.api import Blueprint, FileUpload, SelectPage, StrictSchema, tenant_routes
 from recova.platform.audit import record_event
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
@@ -124,23 +124,24 @@ class MappingItem(MethodView):
             raise
 
 
-class UploadFileSchema(Schema):
-    file = Upload(required=True)
+class UploadFileSchema(StrictSchema, UploadSchema):
+    """The multipart upload: the file part and the form's own fields."""
+
+    file = FileUpload(required=True, metadata={"description": "CSV, .xlsx or JSON lines"})
 
 
 @tenant_routes(blp, "/ingestion/files")
 class Files(MethodView):
     @access(*WRITERS, scope=SCOPE, tenant=True)
-    @blp.arguments(UploadFileSchema, location="files")
-    @blp.arguments(UploadSchema, location="form")
+    @blp.arguments(UploadFileSchema, location="multipart")
     @blp.response(201, FileSchema)
-    def post(self, files: dict[str, Any], form: dict[str, Any]) -> IngestionFile:
+    def post(self, form: dict[str, Any]) -> IngestionFile:
         """Upload a portfolio or payment file (multipart ``file``); start a run with it next.
 
         CSV (UTF-8 or GBK/GB18030, delimiter sniffed), Excel ``.xlsx`` or JSON lines, up to
         ``RECOVA_MAX_UPLOAD_BYTES``. The bytes are stored encrypted until a run reads them.
         """
-        upload = files["file"]
+        upload = form["file"]
         try:
             return services.store_file(
                 db_session(),
@@ -222,6 +223,7 @@ class Runs(MethodView):
                 all_or_nothing=data["all_or_nothing"],
                 as_of=data.get("as_of"),
                 requested_by=requested_by,
+                confirm_recall=data["confirm_recall"],
             )
         except services.IngestionError as error:
             _refused(error)
@@ -252,12 +254,66 @@ class RunResume(MethodView):
         return _with_progress(run)
 
 
+@tenant_routes(blp, "/ingestion/runs/<int:run_id>/confirm-recall")
+class RunConfirmRecall(MethodView):
+    @access(*WRITERS, scope=SCOPE, tenant=True)
+    @blp.response(202, RunSchema)
+    def post(self, run_id: int) -> IngestionRun:
+        """Let a held snapshot recall the accounts it did not mention; its job finishes it.
+
+        A snapshot is held when it would recall more of the open book than the tenant's
+        recall guard allows. Refused (409) if the run is not held, or a later portfolio
+        run has finished since.
+        """
+        run = _get(IngestionRun, run_id, "run")
+        try:
+            services.confirm_recall(db_session(), platform(), tenant=current_tenant(), run=run)
+        except services.IngestionError as error:
+            abort(409, message=error.message)
+        principal = current_principal()
+        assert principal is not None
+        record_event(
+            db_session(),
+            action="ingestion.recall_confirmed",
+            actor=principal,
+            subject=("ingestion_run", run.id),
+            data={"recall_held": run.recall_held},
+        )
+        return _with_progress(run)
+
+
+@tenant_routes(blp, "/ingestion/settings")
+class Settings(MethodView):
+    @access(*READERS, scope=SCOPE, tenant=True)
+    @blp.response(200, IngestionSettingsSchema)
+    def get(self) -> Any:
+        """The snapshot recall guard: on or off, and the share of the open book a snapshot
+        may recall without a confirmation (defaults until saved: on, 20%)."""
+        return ingestion_settings.current_settings(db_session())
+
+    @access(Role.TENANT_ADMIN, tenant=True)
+    @blp.arguments(IngestionSettingsSchema)
+    @blp.response(200, IngestionSettingsSchema)
+    def put(self, data: dict[str, Any]) -> Any:
+        """Replace the settings; the change is an audit event."""
+        principal = current_principal()
+        assert principal is not None
+        try:
+            return ingestion_settings.save_settings(db_session(), actor=principal, **data)
+        except ingestion_settings.IngestionSettingsError as error:
+            abort(422, message=error.message, errors={"json": {error.field: [error.message]}})
+            raise
+
+
 @tenant_routes(blp, "/ingestion/runs/<int:run_id>/errors")
 class RunErrors(MethodView):
     @access(*READERS, scope=SCOPE, tenant=True)
+    @blp.arguments(RunErrorsQuerySchema, location="query")
     @blp.response(200, content_type="text/csv")
-    def get(self, run_id: int) -> Response:
-        """The run's rejected rows as CSV: row, column, value (masked if personal), reason."""
+    def get(self, query: dict[str, Any], run_id: int) -> Response:
+        """The run's rejected rows and warnings as CSV: row, column, value (masked if
+        personal), reason, severity (``error``: rejected; ``warning``: loaded without the
+        contact point named). ``?severity=warning`` (or ``error``) downloads one kind."""
         run = _get(IngestionRun, run_id, "run")
         principal = current_principal()
         assert principal is not None
@@ -266,9 +322,9 @@ class RunErrors(MethodView):
             action="export.row_errors",
             actor=principal,
             subject=("ingestion_run", run.id),
-            data={"rejected": run.rejected},
+            data={"rejected": run.rejected, "warnings": run.warnings},
         )
-        rows = services.row_errors_csv(db_session(), run)
+        rows = services.row_errors_csv(db_session(), run, severity=query.get("severity"))
         return Response(
             stream_with_context(rows),
             mimetype="text/csv",

@@ -17,8 +17,10 @@ Contract every connector keeps:
   tenant understands, before or instead of yielding records. A source that breaks
   part-way (a malformed HTTP page, a CSV quote never closed) raises it after the
   records before the break, so a run keeps them and can resume from the last one.
-- A single row that is structurally broken (wrong field count, invalid JSON on one line)
-  is yielded with ``problem`` set, so the run rejects that row and goes on.
+- A single row that is structurally broken (wrong field count, invalid JSON on one line,
+  a field over the size limit, a last row cut short by a truncated file) is yielded with
+  ``problem`` set (and ``column`` when one column is at fault), so the run rejects that
+  row and goes on.
 - ``checkpoint`` on a record, when not ``None``, is a JSON-able token: passing it back as
   ``resume`` continues right after that record. File connectors leave it ``None``; the
   pipeline then resumes by ``number`` (``{"number": n}``), which every connector accepts.
@@ -52,6 +54,8 @@ class Record:
     values: dict[str, Any]
     problem: str | None = None
     checkpoint: dict[str, Any] | None = None
+    #: The source column a ``problem`` is about, when one can be named.
+    column: str | None = None
 
 
 @dataclass(slots=True)

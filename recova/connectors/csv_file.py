@@ -78,16 +78,44 @@ def checked_path(source: Source) -> tuple[Path, int]:
     return path, size
 
 
+# Text in UTF-8 or a legacy encoding has no NUL bytes: a stray one is a damaged row,
+# many are binary data. UTF-16/32 text has NULs throughout and is accepted only with its
+# BOM (which is how Excel writes it).
+_BINARY_NULS = 8  # more NUL bytes than this, and than 1% of the sample: not text
+
+
 def binary_content(sample: bytes) -> str | None:
-    """What a sample that cannot be text looks like, or ``None`` if it may be text."""
+    """What a sample that cannot be text looks like, or ``None`` if it may be text.
+
+    A few stray NUL bytes do not make a file binary: the rows holding them are
+    rejected, the rest load.
+    """
     for signature, description in _SIGNATURES.items():
         if sample.startswith(signature):
             return description
-    # Text in UTF-8 or any legacy encoding has no NUL bytes; UTF-16/32 text does, and
-    # is accepted only with its BOM (which is how Excel writes it).
-    if b"\x00" in sample and not sample.startswith(tuple(_BOMS)):
+    if sample.startswith(tuple(_BOMS)):
+        return None
+    if sample.count(b"\x00") > max(_BINARY_NULS, len(sample) // 100):
         return "binary data"
     return None
+
+
+def holds_nul(path: Path) -> bool:
+    """Whether the file holds a NUL byte anywhere (read in blocks, at memory speed)."""
+    with path.open("rb") as stream:
+        while block := stream.read(1024 * 1024):
+            if b"\x00" in block:
+                return True
+    return False
+
+
+def ends_with_line_break(path: Path, size: int) -> bool:
+    """Whether the file's last line ends with a line break (spaces, tabs, NULs of a
+    UTF-16/32 break and a DOS end-of-file mark after it aside)."""
+    with path.open("rb") as stream:
+        stream.seek(max(0, size - 64))
+        tail = stream.read().rstrip(b" \t\x00\x1a")
+    return tail.endswith((b"\n", b"\r"))
 
 
 def count_line_breaks(path: Path) -> int:
@@ -131,7 +159,9 @@ def _detected_encoding(sample: bytes) -> str:
     for bom, encoding in _BOMS.items():
         if sample.startswith(bom):
             return encoding
-    best = charset_normalizer.from_bytes(sample).best()
+    # Without a BOM the file is not UTF-16/32 (see binary_content): a stray NUL must not
+    # make the detector think so.
+    best = charset_normalizer.from_bytes(sample.replace(b"\x00", b"")).best()
     if best is None:
         raise SourceError("the file is not text in any encoding we recognise")
     encoding = codecs.lookup(best.encoding).name
@@ -194,6 +224,16 @@ def _without_undecodable(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Read after the file's last line: a row of its own when the file ends cleanly, or the
+# end of a quoted field that the file never closes (so that row is known to be cut).
+_END_MARK = "\x00recova:end-of-file\x00"
+
+
+def _with_end_mark(text: Iterator[str], end_line: list[str]) -> Iterator[str]:
+    yield from text
+    yield end_line[0]
+
+
 @dataclass(slots=True)
 class _Progress:
     """How far a read got, so a restarted (tolerant) pass can continue after it."""
@@ -201,6 +241,18 @@ class _Progress:
     last_number: int = 0
     has_rows: bool = False
     header: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What the rows loop needs to know about the file beyond its header."""
+
+    label: str  # the encoding, for messages
+    delimiter: str
+    #: The last line ends with a line break (a file cut short does not).
+    ends_with_break: bool
+    #: Check every row for NUL characters (the file holds a NUL byte, or is UTF-16/32).
+    check_nul: bool
 
 
 class CsvConnector:
@@ -246,11 +298,20 @@ class CsvConnector:
 
         resumed_through = int(resume["number"]) if resume and "number" in resume else 0
         progress = _Progress()
+        shape = _Shape(
+            label=_encoding_label(encoding),
+            delimiter=delimiter,
+            ends_with_break=ends_with_line_break(path, size),
+            # A NUL in UTF-16/32 bytes says nothing; only decoding does.
+            check_nul=encoding.startswith("utf-16")
+            or encoding.startswith("utf-32")
+            or holds_nul(path),
+        )
         try:
             yield from self._parse(
                 path,
                 encoding=encoding,
-                delimiter=delimiter,
+                shape=shape,
                 skip_through=resumed_through,
                 progress=progress,
                 tolerant=False,
@@ -263,7 +324,7 @@ class CsvConnector:
             yield from self._parse(
                 path,
                 encoding=encoding,
-                delimiter=delimiter,
+                shape=shape,
                 skip_through=skip_through,
                 progress=progress,
                 tolerant=True,
@@ -290,37 +351,47 @@ class CsvConnector:
         path: Path,
         *,
         encoding: str,
-        delimiter: str,
+        shape: _Shape,
         skip_through: int,
         progress: _Progress,
         tolerant: bool,
     ) -> Iterator[Record]:
         errors = "surrogateescape" if tolerant else "strict"
-        label = _encoding_label(encoding)
         with path.open(encoding=encoding, errors=errors, newline="") as text:
-            reader = csv.reader(text, delimiter=delimiter)
+            end_line = [_END_MARK + "\n"]
+            reader = csv.reader(_with_end_mark(text, end_line), delimiter=shape.delimiter)
             number = 0
             header: list[str] | None = None
             try:
                 for row in reader:
                     number += 1
+                    if row[:1] == [_END_MARK]:
+                        return  # the end of the file, and no header on the way
                     if "".join(row).strip():
+                        if _END_MARK in row[-1]:
+                            raise SourceError(
+                                "the header row ends inside a quoted field"
+                                " (is a quote never closed?)"
+                            )
                         if tolerant and _has_undecodable("".join(row)):
-                            raise SourceError(f"the header row is not valid {label}")
+                            raise SourceError(f"the header row is not valid {shape.label}")
                         header = progress.header = _header_names(row)
                         break
                 if header is None:
                     return
+                # The end mark has more fields than the header: never a data row.
+                end_line[0] = _END_MARK + shape.delimiter * len(header) + "\n"
                 # Records already handled (resume, or the strict pass before a bad
                 # byte) are parsed, since a quoted field may span lines, but not built.
                 if skip_through > number:
-                    for _row in reader:
+                    for skipped in reader:
                         number += 1
+                        if skipped[:1] == [_END_MARK]:
+                            return  # resumed past the end
                         if number >= skip_through:
                             break
                 progress.last_number = number
-                rows = _tolerant_records if tolerant else _strict_records
-                yield from rows(reader, header, number, progress, label)
+                yield from _records(reader, header, number, progress, shape, tolerant=tolerant)
             except csv.Error as error:
                 # csv's messages hold no field content ("field larger than field
                 # limit (131072)"); the row that failed is the one after the last read.
@@ -330,47 +401,125 @@ class CsvConnector:
                 ) from None
 
 
-def _strict_records(
-    reader: Iterator[list[str]], header: list[str], number: int, progress: _Progress, label: str
+def _records(  # noqa: PLR0912 - the hot loop and its rare exits, kept in one place
+    reader: Any,
+    header: list[str],
+    number: int,
+    progress: _Progress,
+    shape: _Shape,
+    *,
+    tolerant: bool,
 ) -> Iterator[Record]:
-    """The data rows of a strictly decoded file: the path nearly every row takes."""
+    """The data rows after the header, one record each.
+
+    Each record is handed on once the next row is read, so the last one can be checked
+    against a file cut short: a last line without its line break, ending inside a
+    quoted field, or alone in having fewer fields than the header (exports that drop
+    trailing empty cells do so on many rows) is a row error, never a wrong value. A
+    row with a field over csv's size limit is a row error too, and reading
+    goes on with the next line; over several lines it is a quote never closed, which
+    would swallow the rest of the file, and the file is refused from there.
+    """
+    width = len(header)
+    build = _row_builder(header)
+    # Every row through the checking path: re-read after a bad byte, or NULs somewhere.
+    careful = tolerant or shape.check_nul
+    held: Record | None = None  # the newest record, not yet handed on
+    held_fields = width
+    short_rows = 0  # rows with fewer fields than the header: an export's style, if many
+    ended = False  # the end mark was read as a row of its own
+    line_before = reader.line_num
     try:
-        # The first data row is taken apart from the rest so that the hot loop needs
-        # no bookkeeping to know the file had rows.
-        for row in reader:
-            number += 1
-            if any(row):
-                progress.has_rows = True
-                yield _irregular_record(number, header, row, label, tolerant=False)
+        while True:
+            try:
+                # The hot loop: a length check, an emptiness check and one dict display.
+                for row in reader:
+                    number += 1
+                    if len(row) == width and not careful and (row[0] or any(row)):
+                        if held is not None:
+                            yield held
+                        held = Record(number, build(row))
+                        held_fields = width
+                    elif "".join(row).strip():
+                        if row[0] == _END_MARK:
+                            ended = True
+                            break
+                        if held is not None:
+                            yield held
+                        held = _irregular_record(number, header, row, shape, careful=careful)
+                        held_fields = len(row)
+                        short_rows += held_fields < width
+                    line_before = reader.line_num
                 break
-
-        # The hot loop: a length check, an emptiness check and one dict display.
-        build = _row_builder(header)
-        width = len(header)
-        for row in reader:
-            number += 1
-            if len(row) == width and (row[0] or any(row)):
-                yield Record(number, build(row))
-            elif any(row):
-                yield _irregular_record(number, header, row, label, tolerant=False)
+            except csv.Error as error:
+                number += 1
+                if reader.line_num - line_before > 1:
+                    if held is not None:  # the rows before the break are kept
+                        yield held
+                        held = None
+                    raise SourceError(
+                        f"row {number} cannot be read: {error} (is a quote never closed?)"
+                    ) from None
+                if held is not None:
+                    yield held
+                held = Record(number, {}, f"row {number} cannot be read: {_csv_reason(error)}")
+                held_fields = width
+                line_before = reader.line_num
+        if held is not None:
+            # Fewer fields on the last row alone: it was cut short.
+            short = held_fields < width and short_rows == 1
+            yield _checked_last(held, held_fields, header, shape, ended=ended, short=short)
     finally:
-        # Read by records() after a bad byte stops this pass (raised by next(reader),
-        # so ``number`` is the last row handled) and for error messages.
-        progress.last_number = number
+        # Read by records() after a bad byte stops this pass (raised by next(reader)),
+        # which re-reads from the record not yet handed on, and for error messages.
+        if held is not None:
+            progress.has_rows = True
+        progress.last_number = number if held is None or ended else held.number - 1
 
 
-def _tolerant_records(
-    reader: Iterator[list[str]], header: list[str], number: int, progress: _Progress, label: str
-) -> Iterator[Record]:
-    """The data rows of a file re-read after a bad byte, each checked for bad bytes."""
-    try:
-        for row in reader:
-            number += 1
-            if any(row):
-                progress.has_rows = True
-                yield _irregular_record(number, header, row, label, tolerant=True)
-    finally:
-        progress.last_number = number
+def _csv_reason(error: csv.Error) -> str:
+    text = str(error)
+    if text.startswith("field larger than field limit"):
+        return f"a field is longer than {csv.field_size_limit():,} characters"
+    return text
+
+
+def _checked_last(
+    record: Record, fields: int, header: list[str], shape: _Shape, *, ended: bool, short: bool
+) -> Record:
+    """The file's last record, or a row error if the file looks cut short in it."""
+    if not ended:
+        # A quoted field took the end mark in: the row ends inside it.
+        values = dict(record.values)
+        column = None
+        for name, value in values.items():
+            if isinstance(value, str) and _END_MARK in value:
+                values[name] = value[: value.index(_END_MARK)].removesuffix("\n")
+                column = name
+        return Record(
+            record.number,
+            values,
+            "the row ends inside a quoted field: the file looks truncated"
+            " (or a quote is never closed)",
+            column=column,
+        )
+    if record.problem is not None:
+        return record
+    if not shape.ends_with_break:
+        return Record(
+            record.number,
+            record.values,
+            "the file looks truncated: its last row has no line break, so its last value"
+            " may be cut short",
+        )
+    if short:
+        return Record(
+            record.number,
+            record.values,
+            f"the file looks truncated: its last row has {fields}"
+            f" field{'' if fields == 1 else 's'}, the header has {len(header)}",
+        )
+    return record
 
 
 def _row_builder(header: list[str]) -> Callable[[list[str]], dict[str, str]]:
@@ -394,9 +543,9 @@ def _row_builder(header: list[str]) -> Callable[[list[str]], dict[str, str]]:
 
 
 def _irregular_record(
-    number: int, header: list[str], row: list[str], label: str, *, tolerant: bool
+    number: int, header: list[str], row: list[str], shape: _Shape, *, careful: bool
 ) -> Record:
-    """A row off the fast path: wrong field count, or read by the tolerant pass."""
+    """A row off the fast path: wrong field count, or one to check for bad characters."""
     width = len(header)
     if len(row) > width:
         values = dict(zip(header, row, strict=False))
@@ -406,7 +555,25 @@ def _irregular_record(
         # cells, so the missing ones are empty values, not a broken row.
         values = dict(zip(header, row + [""] * (width - len(row)), strict=True))
         problem = None
-    if tolerant and _has_undecodable("".join(row)):
-        values = _without_undecodable(values)
-        problem = f"bytes at row {number} are not valid {label}"
+    if careful:
+        joined = "".join(row)
+        if "\x00" in joined:
+            column = next((name for name, value in values.items() if "\x00" in value), None)
+            values = {name: value.replace("\x00", "") for name, value in values.items()}
+            return Record(
+                number,
+                values,
+                f"column {column} holds a NUL byte (character 0), which text cannot hold;"
+                " is the file damaged?",
+                column=column,
+            )
+        if _has_undecodable(joined):
+            column = next((name for name, value in values.items() if _has_undecodable(value)), None)
+            values = _without_undecodable(values)
+            return Record(
+                number,
+                values,
+                f"bytes at row {number}, column {column}, are not valid {shape.label}",
+                column=column,
+            )
     return Record(number, values, problem)

@@ -20,6 +20,11 @@ Options (all optional):
 ``extra_columns``
     Unmapped source columns to keep in the account's ``source_row``.
 
+Contact points (phones, e-mail, address, third parties) never reject the account: one
+that cannot be used is left out and reported as a *warning* on the row, which loads.
+A phone the ``phonenumbers`` metadata calls possible but not valid is kept, marked
+unverified.
+
 What ``source_row`` keeps: the raw values of the columns mapped to non-personal fields,
 plus ``extra_columns``. Columns mapped to personal fields (names, national ID, phones,
 email, address) never reach it, and unmapped columns are dropped unless listed, because
@@ -184,13 +189,47 @@ def _validate_options(options: Mapping[str, Any]) -> None:
 
 
 class Rejected(Exception):
-    """A row the mapping cannot accept: the column, the value as reported, and why."""
+    """A row the mapping cannot accept: the column, the value as reported, and why.
+
+    The same triple, not raised, is a warning on a row that loads (see ``RowWarnings``).
+    """
 
     def __init__(self, column: str | None, value: str | None, reason: str) -> None:
         super().__init__(reason)
         self.column = column
         self.value = value
         self.reason = reason
+
+
+#: What a row's reader noticed without rejecting it: contact points it left out.
+RowWarnings = list[Rejected]
+
+_UNSTORABLE_MARKS = ("\\x00", "\\ud")  # in a value's repr: a NUL or a lone surrogate
+
+
+def unstorable(value: object) -> str | None:
+    """Why PostgreSQL cannot store this raw value as text (a NUL character, or a lone
+    surrogate left by undecodable bytes), or ``None``; nested JSON values included."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "contains a NUL byte (character 0), which text cannot hold; is the file damaged?"
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "holds characters that are not valid Unicode"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = unstorable(key) or unstorable(item)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            problem = unstorable(item)
+            if problem:
+                return problem
+    return None
 
 
 @dataclass(frozen=True)
@@ -235,10 +274,35 @@ class RowReader:
         return self.identifier(values, self.key_field, required=True) or ""
 
     def row_hash(self, values: Mapping[str, Any]) -> bytes:
-        """A digest of the raw mapped values: equal digests mean an unchanged row."""
+        """A digest of the raw mapped values: equal digests mean an unchanged row.
+
+        Raises ``Rejected`` for a value no text column can store (a NUL character or a
+        lone surrogate): the repr the digest is taken of shows either one as an escape,
+        so the common row pays for two substring searches and nothing more.
+        """
         get = values.get
         text = "\x1f".join([repr(get(column)) for column in self.hashed_columns])
+        if _UNSTORABLE_MARKS[0] in text or _UNSTORABLE_MARKS[1] in text:
+            self._refuse_unstorable(values)
         return hashlib.blake2b(text.encode(), digest_size=16, key=self._salt).digest()
+
+    def _refuse_unstorable(self, values: Mapping[str, Any]) -> None:
+        for column in self.hashed_columns:
+            value = values.get(column)
+            problem = unstorable(value)
+            if problem is not None:
+                raise Rejected(column, self._shown(column, value), problem)
+
+    def mentioned_key(self, values: Mapping[str, Any]) -> str | None:
+        """The key of a row rejected as a whole (broken, undecodable), if it can be read
+        cleanly: a snapshot must not recall an account whose row it did receive."""
+        raw = values.get(self._key_column)
+        if isinstance(raw, str) and ("\ufffd" in raw or unstorable(raw) is not None):
+            return None
+        try:
+            return self.external_id(values)
+        except Rejected:
+            return None
 
     def column(self, field: str) -> str | None:
         return self.columns.get(field)
@@ -248,13 +312,15 @@ class RowReader:
 
     def reject(self, field: str, raw: Any, reason: str) -> Rejected:
         column = self.columns.get(field, field)
+        return Rejected(column, self._shown(column, raw), reason)
+
+    def _shown(self, column: str, raw: Any) -> str | None:
+        """A raw value as an error report may show it: masked when personal, cut."""
         if raw is None:
-            shown = None
-        elif column in self.personal_columns:
-            shown = mask(str(raw).strip()) if str(raw).strip() else ""
-        else:
-            shown = str(raw)[:200]
-        return Rejected(column, shown, reason)
+            return None
+        if column in self.personal_columns:
+            return mask(str(raw).strip()) if str(raw).strip() else ""
+        return str(raw)[:200]
 
     def identifier(self, values: Mapping[str, Any], field: str, *, required: bool) -> str | None:
         raw = self.raw(values, field)
@@ -304,6 +370,8 @@ class RowReader:
 AccountRow = tuple[Any, ...]
 ContactRow = tuple[Any, ...]
 
+_LEFT_OUT = "the account is loaded without"
+
 
 class PortfolioReader(RowReader):
     """Turns one portfolio row into an account row and its contact rows (encrypted)."""
@@ -331,8 +399,11 @@ class PortfolioReader(RowReader):
 
     def read(
         self, number: int, values: Mapping[str, Any], external_id: str, row_hash: bytes
-    ) -> tuple[AccountRow, list[ContactRow]]:
-        """Validate, normalise and encrypt one row; raises ``Rejected`` on the first problem."""
+    ) -> tuple[AccountRow, list[ContactRow], RowWarnings]:
+        """Validate, normalise and encrypt one row; raises ``Rejected`` on the first problem.
+
+        A contact point that cannot be used is left out and returned as a warning.
+        """
         full_name = self.text(values, "full_name", max_length=200, required=True)
         debtor_external_id = self.identifier(values, "debtor_external_id", required=False)
         national_id = self._national_id(values)
@@ -369,34 +440,7 @@ class PortfolioReader(RowReader):
         rate = self._percentage(values, "interest_rate")
         due_date, days_past_due = self._due(values)
 
-        contacts: list[ContactRow] = []
-        for field in ("phone", "phone2"):
-            phone = self._phone(values, field)
-            if phone is not None:
-                contacts.append(
-                    self._contact(number, debtor_external_id, "phone", "self", None, phone)
-                )
-                profile.append(phone)
-        email = self._email(values)
-        if email is not None:
-            contacts.append(self._contact(number, debtor_external_id, "email", "self", None, email))
-            profile.append(email)
-        address = self.text(values, "address", max_length=500)
-        if address is not None:
-            contacts.append(
-                self._contact(number, debtor_external_id, "address", "self", None, address)
-            )
-            profile.append(address)
-        for slot in self._third_party:
-            phone = self._phone(values, f"contact{slot}_phone")
-            if phone is None:
-                continue
-            relation = self.text(values, f"contact{slot}_relation", max_length=32, required=True)
-            name = self.text(values, f"contact{slot}_name", max_length=200)
-            contacts.append(
-                self._contact(number, debtor_external_id, "phone", relation, name, phone)
-            )
-            profile += [phone, relation or "", name or ""]
+        contacts, warnings = self._contact_points(number, debtor_external_id, values, profile)
 
         account: AccountRow = (
             number,
@@ -423,7 +467,50 @@ class PortfolioReader(RowReader):
             row_hash,
             self.cipher.blind_index("\x1f".join(profile), context="account.profile"),
         )
-        return account, contacts
+        return account, contacts, warnings
+
+    def _contact_points(
+        self,
+        number: int,
+        debtor_external_id: str,
+        values: Mapping[str, Any],
+        profile: list[str],
+    ) -> tuple[list[ContactRow], RowWarnings]:
+        """The row's contact points, and warnings for those left out; extends ``profile``."""
+        contacts: list[ContactRow] = []
+        warnings: RowWarnings = []
+        for field in ("phone", "phone2"):
+            phone = self._phone(values, field, warnings)
+            if phone is not None:
+                number_text, verified = phone
+                contacts.append(
+                    self._contact(
+                        number, debtor_external_id, "phone", "self", None, number_text, verified
+                    )
+                )
+                profile.append(number_text)
+        email = self._email(values, warnings)
+        if email is not None:
+            contacts.append(self._contact(number, debtor_external_id, "email", "self", None, email))
+            profile.append(email)
+        address = self._contact_text(values, "address", 500, warnings, "this address")
+        if address is not None:
+            contacts.append(
+                self._contact(number, debtor_external_id, "address", "self", None, address)
+            )
+            profile.append(address)
+        for slot in self._third_party:
+            third = self._third_party_contact(values, slot, warnings)
+            if third is None:
+                continue
+            (number_text, verified), relation, name = third
+            contacts.append(
+                self._contact(
+                    number, debtor_external_id, "phone", relation, name, number_text, verified
+                )
+            )
+            profile += [number_text, relation, name or ""]
+        return contacts, warnings
 
     def _contact(  # noqa: PLR0917 - one contact row's columns, in COPY order
         self,
@@ -433,6 +520,7 @@ class PortfolioReader(RowReader):
         relation: str | None,
         name: str | None,
         value: str,
+        verified: bool = True,
     ) -> ContactRow:
         context = f"contact.{kind}"
         if kind == "email":
@@ -451,6 +539,7 @@ class PortfolioReader(RowReader):
             self.cipher.encrypt(value, context=context),
             self.cipher.blind_index(value, context=context),
             masked[:64],
+            verified,
         )
 
     def _national_id(self, values: Mapping[str, Any]) -> str | None:
@@ -466,23 +555,64 @@ class PortfolioReader(RowReader):
         except n.FieldError as error:
             raise self.reject("national_id", raw, error.reason) from None
 
-    def _phone(self, values: Mapping[str, Any], field: str) -> str | None:
+    def _phone(
+        self, values: Mapping[str, Any], field: str, warnings: RowWarnings
+    ) -> tuple[str, bool] | None:
+        """The phone in E.164 and whether it is verified; ``None`` (with a warning) if
+        it cannot be dialled at all."""
         raw = self.raw(values, field)
         if n.is_blank(raw):
             return None
         try:
-            return n.parse_phone(raw, region=self.phone_region)
+            return n.parse_contact_phone(raw, region=self.phone_region)
         except n.FieldError as error:
-            raise self.reject(field, raw, error.reason) from None
+            warnings.append(self.reject(field, raw, f"{error.reason}; {_LEFT_OUT} this number"))
+            return None
 
-    def _email(self, values: Mapping[str, Any]) -> str | None:
+    def _email(self, values: Mapping[str, Any], warnings: RowWarnings) -> str | None:
         raw = self.raw(values, "email")
         if n.is_blank(raw):
             return None
         try:
             return n.parse_email(raw)
         except n.FieldError as error:
-            raise self.reject("email", raw, error.reason) from None
+            warnings.append(self.reject("email", raw, f"{error.reason}; {_LEFT_OUT} this e-mail"))
+            return None
+
+    def _contact_text(
+        self,
+        values: Mapping[str, Any],
+        field: str,
+        max_length: int,
+        warnings: RowWarnings,
+        what: str,
+    ) -> str | None:
+        try:
+            return self.text(values, field, max_length=max_length)
+        except Rejected as rejected:
+            rejected.reason = f"{rejected.reason}; {_LEFT_OUT} {what}"
+            warnings.append(rejected)
+            return None
+
+    def _third_party_contact(
+        self, values: Mapping[str, Any], slot: int, warnings: RowWarnings
+    ) -> tuple[tuple[str, bool], str, str | None] | None:
+        """A third party's phone, relation and name; ``None`` (with a warning) if any of
+        them cannot be used, since a third party is only ever called with all three."""
+        phone = self._phone(values, f"contact{slot}_phone", warnings)
+        if phone is None:
+            return None
+        what = f"third-party contact {slot}"
+        before = len(warnings)
+        field = f"contact{slot}_relation"
+        relation = self._contact_text(values, field, 32, warnings, what)
+        if relation is None and len(warnings) == before:
+            reason = f"required with a third-party phone; {_LEFT_OUT} {what}"
+            warnings.append(self.reject(field, self.raw(values, field), reason))
+        name = self._contact_text(values, f"contact{slot}_name", 200, warnings, what)
+        if relation is None or len(warnings) > before:
+            return None
+        return phone, relation, name
 
     def _currency(self, values: Mapping[str, Any]) -> str:
         raw = self.raw(values, "currency")

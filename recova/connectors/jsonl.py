@@ -18,28 +18,74 @@ MAX_LEADING_PROBLEMS = 1000
 _JSON_TYPES = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
 
 
-def _line_problem(number: int, line: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """The line's object, or why it is not one (without any of its content)."""
+def _line_problem(
+    number: int, line: bytes, *, last: bool = False
+) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """The line's object, or why it is not one (without any of its content) and, when
+    one key is at fault, which. ``last`` is a last line without a line break."""
     try:
         text = line.decode("utf-8").strip()
     except UnicodeDecodeError:
-        return None, f"line {number} is not valid UTF-8"
+        return None, *_undecodable(number, line)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        # ``error.msg`` is the reason alone; the document itself, also on the error,
-        # must stay out of the message.
-        where = "at the end" if error.pos >= len(text) else f"at character {error.pos + 1}"
-        return None, f"line {number} is not a JSON object: {error.msg} {where}"
+        return None, _json_error(number, text, error, last=last), None
     except ValueError:
         # Integers over Python's digit limit (4,300) fail outside the JSON decoder.
-        return None, f"line {number} is not a JSON object: a number is too long"
+        return None, f"line {number} is not a JSON object: a number is too long", None
     except RecursionError:
-        return None, f"line {number} is not a JSON object: it is nested too deeply"
+        return None, f"line {number} is not a JSON object: it is nested too deeply", None
     if not isinstance(value, dict):
         kind = _JSON_TYPES.get(type(value), "a number")
-        return None, f"line {number} is not a JSON object: it is {kind}"
-    return value, None
+        return None, f"line {number} is not a JSON object: it is {kind}", None
+    return value, None, None
+
+
+def _json_error(number: int, text: str, error: json.JSONDecodeError, *, last: bool) -> str:
+    # ``error.msg`` is the reason alone; the document itself, also on the error, must
+    # stay out of the message.
+    if last:  # the last line, without its line break: cut short, most likely
+        return (
+            f"line {number} is not a whole JSON object and has no line break:"
+            " the file looks truncated"
+        )
+    if error.pos >= len(text):
+        where = "at the end"
+    elif error.msg.endswith(" at"):  # "Unterminated string starting at"
+        where = f"character {error.pos + 1}"
+    else:
+        where = f"at character {error.pos + 1}"
+    return f"line {number} is not a JSON object: {error.msg} {where}"
+
+
+def _undecodable(number: int, line: bytes) -> tuple[str, str | None]:
+    """Why a line that is not UTF-8 is refused, naming the key whose value holds the
+    bad bytes when the rest of the line is a JSON object."""
+    problem = f"line {number} is not valid UTF-8"
+    try:
+        value = json.loads(line.decode("utf-8", errors="surrogateescape"))
+    except (ValueError, RecursionError):
+        return problem, None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not _has_surrogates(key) and _has_surrogates(item):
+                return f"line {number}, key {key}, is not valid UTF-8", key
+    return problem, None
+
+
+def _has_surrogates(value: object) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogates(item) for item in value)
+    return False
 
 
 class JsonLinesConnector:
@@ -73,8 +119,11 @@ class JsonLinesConnector:
                 if not line.strip():
                     continue
                 seen_any = True
-                values, problem = _line_problem(number, line)
-                record = Record(number, values if values is not None else {}, problem)
+                last = not line.endswith((b"\n", b"\r"))
+                values, problem, column = _line_problem(number, line, last=last)
+                record = Record(
+                    number, values if values is not None else {}, problem, column=column
+                )
                 if held is None:
                     yield record
                 elif problem is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -19,6 +20,8 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
+    Numeric,
+    SmallInteger,
     String,
     Text,
     func,
@@ -49,6 +52,39 @@ class RunStatus(enum.StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    #: A snapshot whose rows are loaded and whose recall waits for an explicit
+    #: confirmation: it would recall more of the open book than the tenant's guard allows.
+    HELD = "held"
+
+
+class Severity(enum.StrEnum):
+    """A row error rejects its row; a warning loads it without the part it names."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+#: A snapshot may recall at most this share of the open book, in percent, unless confirmed.
+DEFAULT_RECALL_GUARD_PERCENT = Decimal("20.00")
+
+
+class IngestionSettings(TenantModel):
+    """The tenant's ingestion settings (one row; defaults until saved)."""
+
+    __tablename__ = "ingestion_settings"
+    __table_args__ = {"schema": TENANT_PLACEHOLDER}
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, default=1)
+    #: Whether a snapshot that would recall much of the book waits for a confirmation.
+    recall_guard: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The share of the open book (accounts not recalled), in percent, a snapshot may
+    #: recall without a confirmation.
+    recall_guard_percent: Mapped[Decimal] = mapped_column(
+        Numeric(5, 2), default=DEFAULT_RECALL_GUARD_PERCENT
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
 
 
 class IngestionMapping(Timestamped, TenantModel):
@@ -142,7 +178,14 @@ class IngestionRun(Timestamped, TenantModel):
     updated: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
+    #: Rows loaded with a warning (a contact point left out), counted apart from rejections.
+    warnings: Mapped[int] = mapped_column(Integer, default=0)
     recalled: Mapped[int] = mapped_column(Integer, default=0)
+    #: The snapshot may recall past the tenant's guard (asked for at start, or confirmed).
+    recall_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: How many accounts a held snapshot would recall, and since when it waits.
+    recall_held: Mapped[int | None] = mapped_column(Integer)
+    held_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     total_estimate: Mapped[int | None] = mapped_column(Integer)
     #: Where a resumed run continues: the connector's token for the last committed record.
     checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -155,7 +198,8 @@ class IngestionRun(Timestamped, TenantModel):
 
 
 class IngestionRowError(TenantModel):
-    """A rejected row: where (row, column), what (the value, masked if personal) and why."""
+    """A rejected row, or a warning on a loaded one: where (row, column), what (the value,
+    masked if personal) and why."""
 
     __tablename__ = "ingestion_row_errors"
 
@@ -167,6 +211,7 @@ class IngestionRowError(TenantModel):
     column: Mapped[str | None] = mapped_column(String(255))
     value: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(8), default=Severity.ERROR.value)
 
 
 class IngestionSeen(TenantModel):

@@ -65,7 +65,9 @@ National IDs (PRC resident identity card, GB 11643-1999)
 Phone numbers
     Returned in E.164 (``+8613812345678``). Numbers without a country code are read
     in the tenant's region; spaces, dashes and parentheses are ignored. Validity is
-    decided by the ``phonenumbers`` library's metadata.
+    decided by the ``phonenumbers`` library's metadata. A contact point's number that
+    the metadata calls possible but not valid is kept as unverified
+    (``parse_contact_phone``).
 
 Identifiers
     External ids (loan numbers, account ids) are kept as text. A number Excel stored
@@ -895,11 +897,27 @@ _PHONE_FAST_MAX_LENGTH = 40
 
 def parse_phone(raw: object, *, region: str) -> str:
     """A phone number in E.164 form, reading national numbers in the given region."""
+    number, _verified = _parse_phone(raw, region, possible_is_enough=False)
+    return number
+
+
+def parse_contact_phone(raw: object, *, region: str) -> tuple[str, bool]:
+    """A contact point's phone in E.164 form, and whether it is valid (verified).
+
+    A number the ``phonenumbers`` metadata calls possible (its length fits the plan) but
+    not valid (a prefix the metadata does not know yet, as happens with new ranges) is
+    kept, unverified; anything less is a ``FieldError``.
+    """
+    return _parse_phone(raw, region, possible_is_enough=True)
+
+
+def _parse_phone(raw: object, region: str, *, possible_is_enough: bool) -> tuple[str, bool]:
     plan = _PHONE_PLANS.get(region) or _phone_plan(region)
     if type(raw) is str:
         # isascii: phonenumbers' patterns use \d, which also matches other scripts' digits.
         if raw.isascii() and raw.isdigit():
-            return plan.fast_e164(raw, False) or _slow_phone(raw, plan)
+            fast = plan.fast_e164(raw, False)
+            return (fast, True) if fast else _slow_phone(raw, plan, possible_is_enough)
         text = raw
     elif isinstance(raw, str):
         text = str(raw)
@@ -914,7 +932,8 @@ def parse_phone(raw: object, *, region: str) -> str:
         raise FieldError(f"not a valid phone number for {plan.region}")
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-    return _fast_phone(text, plan) or _slow_phone(text, plan)
+    fast = _fast_phone(text, plan)
+    return (fast, True) if fast else _slow_phone(text, plan, possible_is_enough)
 
 
 def _fast_phone(text: str, plan: _PhonePlan) -> str | None:
@@ -930,7 +949,7 @@ def _fast_phone(text: str, plan: _PhonePlan) -> str | None:
     return plan.fast_e164(digits, international)
 
 
-def _slow_phone(text: str, plan: _PhonePlan) -> str:
+def _slow_phone(text: str, plan: _PhonePlan, possible_is_enough: bool) -> tuple[str, bool]:
     if is_blank(text):
         raise FieldError(_EMPTY)
     invalid = f"not a valid phone number for {plan.region}"
@@ -938,11 +957,12 @@ def _slow_phone(text: str, plan: _PhonePlan) -> str:
         number = phonenumbers.parse(text, plan.region)
     except phonenumbers.NumberParseException:
         raise FieldError(invalid) from None
-    if not phonenumbers.is_valid_number(number):
+    verified = phonenumbers.is_valid_number(number)
+    if not verified and not (possible_is_enough and phonenumbers.is_possible_number(number)):
         raise FieldError(invalid)
     if number.extension:
         raise FieldError("phone extensions are not accepted")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), verified
 
 
 # ------------------------------------------------------------------------- emails

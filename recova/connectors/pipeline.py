@@ -22,6 +22,19 @@ How a run moves (``execute_run``):
    accounts it did not mention, the run's scratch rows go, and the status becomes
    ``completed``. A run therefore never shows as complete unless all of it is applied.
 
+Snapshot guard. A snapshot recalls only when its source was read to its end and it
+accepted at least one row (a file of undecodable rows mentions nothing, and must not
+empty the book). When the tenant's recall guard is on and the recall would take more
+than its share of the open book (accounts not already recalled), the run stops before
+recalling, as ``held``: its rows are loaded, ``recall_held`` says how many accounts it
+would recall, and ``ingestion_seen`` keeps what it mentioned until the tenant confirms
+(the confirmed run then only finishes, in one transaction) or sends a new snapshot.
+
+Row errors and warnings. A row is rejected with its row, column and reason; a row that
+loads without one of its contact points (a phone that cannot be dialled, say) keeps a
+*warning*, counted apart. Whatever the bytes of a bad row, what is stored of it is
+text PostgreSQL accepts: NUL characters and lone surrogates are escaped, values cut.
+
 Crash safety. A chunk's data, errors, counters and checkpoint commit together, so a
 worker killed at any point leaves the run at its last committed chunk; running the job
 again continues from the checkpoint and ends in the same state as an uninterrupted run.
@@ -47,6 +60,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from redis import Redis
@@ -60,7 +74,7 @@ from recova.connectors.fields import (
     RowReader,
     TenantDefaults,
 )
-from recova.connectors.models import FeedKind, RunMode
+from recova.connectors.models import FeedKind, RunMode, RunStatus, Severity
 from recova.platform.crypto import PersonalDataCipher
 
 log = logging.getLogger(__name__)
@@ -69,6 +83,8 @@ CHUNK_ROWS = 5000
 #: Advisory-lock namespace (first key) for ingestion writes; the second key is the tenant.
 INGEST_LOCK = 0x5245_4356  # "RECV"
 ROW_ERROR_LIMIT = 1000  # reasons longer than this are cut; no reason is that long in practice
+ROW_ERROR_VALUE_LIMIT = 200  # what an error report shows of a value
+ROW_ERROR_COLUMN_LIMIT = 255  # the column's width (a header name may be longer)
 
 ErrorRow = tuple[int, str | None, str | None, str]
 
@@ -80,6 +96,7 @@ class Counts:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    warnings: int = 0
 
     def add(self, other: Counts) -> None:
         self.received += other.received
@@ -87,6 +104,7 @@ class Counts:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.rejected += other.rejected
+        self.warnings += other.warnings
 
 
 @dataclass
@@ -100,6 +118,8 @@ class Chunk:
     #: key -> what happened to the row in the reader: "row", "unchanged" or "rejected".
     outcome: dict[str, str] = field(default_factory=dict)
     errors: list[ErrorRow] = field(default_factory=list)
+    #: Rows that load without part of them (a contact point left out), and why.
+    warnings: list[ErrorRow] = field(default_factory=list)
     received: int = 0
     unchanged: int = 0
     last_number: int = 0
@@ -121,6 +141,16 @@ class RunPlan:
     options: dict[str, Any]
     defaults: TenantDefaults
     checkpoint: dict[str, Any] | None
+    #: The tenant's recall guard: on or off, and the share of the open book (percent) a
+    #: snapshot may recall unconfirmed.
+    recall_guard: bool = True
+    recall_guard_percent: Decimal = Decimal("20.00")
+    #: The run may recall past the guard (asked at start, or a held run confirmed).
+    recall_confirmed: bool = False
+    #: When a held run stopped: a confirmed one recalls only accounts older than this.
+    held_at: dt.datetime | None = None
+    #: A failed run of this source can resume (a pull source; an upload's bytes are gone).
+    resumable: bool = False
 
 
 @dataclass
@@ -128,6 +158,10 @@ class RunOutcome:
     counts: Counts
     recalled: int = 0
     failed: str | None = None
+    #: The snapshot stopped before recalling, waiting for a confirmation.
+    held: bool = False
+    #: The run failed on an exception, not on its source (see ``services._interrupted``).
+    unexpected: bool = False
 
 
 class Progress:
@@ -192,11 +226,58 @@ class ChunkParser:
     def parse(self, records: list[Record]) -> Chunk:
         chunk = Chunk(received=len(records))
         reader = self.reader
+        keyed = self._keyed(records, chunk)
+        stored = self.lookup([key for _, key, _ in keyed]) if keyed else {}
+        for record, key, digest in keyed:
+            if stored.get(key) == digest:
+                chunk.outcome[key] = "unchanged"
+                chunk.unchanged += 1
+                continue
+            try:
+                parsed = reader.read(record.number, record.values, key, digest)  # type: ignore[attr-defined]
+            except Rejected as rejected:
+                chunk.outcome[key] = "rejected"
+                chunk.errors.append(
+                    (record.number, rejected.column, rejected.value, rejected.reason)
+                )
+                continue
+            chunk.outcome[key] = "row"
+            if self.plan.kind is FeedKind.PORTFOLIO:
+                account, contacts, warnings = parsed
+                chunk.rows.append(account)
+                chunk.contacts.extend(contacts)
+                for warning in warnings:
+                    chunk.warnings.append(
+                        (record.number, warning.column, warning.value, warning.reason)
+                    )
+            else:
+                chunk.rows.append(parsed)
+        if records:
+            last = records[-1]
+            chunk.last_number = last.number
+            chunk.checkpoint = last.checkpoint or {"number": last.number}
+        return chunk
+
+    def _keyed(self, records: list[Record], chunk: Chunk) -> list[tuple[Record, str, bytes]]:
+        """Each readable row with its key and digest; the rest become the chunk's errors."""
+        reader = self.reader
         keyed: list[tuple[Record, str, bytes]] = []
         first_row: dict[str, int] = {}
         for record in records:
             if record.problem is not None:
-                chunk.errors.append((record.number, None, None, record.problem))
+                chunk.errors.append((record.number, record.column, None, record.problem))
+                self._mention(chunk, first_row, record, reader.mentioned_key(record.values))
+                continue
+            try:
+                # The digest first: it refuses values no text column can store (NUL),
+                # the key's included, before anything else reads them.
+                digest = reader.row_hash(record.values)
+            except Rejected as rejected:
+                chunk.errors.append(
+                    (record.number, rejected.column, rejected.value, rejected.reason)
+                )
+                if rejected.column != reader.column(reader.key_field):
+                    self._mention(chunk, first_row, record, reader.mentioned_key(record.values))
                 continue
             try:
                 key = reader.external_id(record.values)
@@ -217,33 +298,17 @@ class ChunkParser:
                 continue
             first_row[key] = record.number
             chunk.keys.append((key, record.number))
-            keyed.append((record, key, reader.row_hash(record.values)))
-        stored = self.lookup([key for _, key, _ in keyed]) if keyed else {}
-        for record, key, digest in keyed:
-            if stored.get(key) == digest:
-                chunk.outcome[key] = "unchanged"
-                chunk.unchanged += 1
-                continue
-            try:
-                parsed = reader.read(record.number, record.values, key, digest)  # type: ignore[attr-defined]
-            except Rejected as rejected:
-                chunk.outcome[key] = "rejected"
-                chunk.errors.append(
-                    (record.number, rejected.column, rejected.value, rejected.reason)
-                )
-                continue
-            chunk.outcome[key] = "row"
-            if self.plan.kind is FeedKind.PORTFOLIO:
-                account, contacts = parsed
-                chunk.rows.append(account)
-                chunk.contacts.extend(contacts)
-            else:
-                chunk.rows.append(parsed)
-        if records:
-            last = records[-1]
-            chunk.last_number = last.number
-            chunk.checkpoint = last.checkpoint or {"number": last.number}
-        return chunk
+            keyed.append((record, key, digest))
+        return keyed
+
+    @staticmethod
+    def _mention(chunk: Chunk, first_row: dict[str, int], record: Record, key: str | None) -> None:
+        """Record the key of a row rejected whole, so a snapshot does not recall it."""
+        if key is None or key in first_row:
+            return  # unreadable, or already reported (a duplicate of a rejected row)
+        first_row[key] = record.number
+        chunk.keys.append((key, record.number))
+        chunk.outcome[key] = "rejected"
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -259,7 +324,7 @@ CREATE TEMP TABLE IF NOT EXISTS recova_stage_accounts (
 ) ON COMMIT DROP;
 CREATE TEMP TABLE IF NOT EXISTS recova_stage_contacts (
     row_number int, debtor_external_id text, kind text, relation text, name text,
-    ct bytea, idx bytea, masked text
+    ct bytea, idx bytea, masked text, verified boolean
 ) ON COMMIT DROP;
 CREATE TEMP TABLE IF NOT EXISTS recova_stage_keys (external_id text, row_number int)
     ON COMMIT DROP;
@@ -324,15 +389,17 @@ def _portfolio_sql(schema: str) -> dict[str, str]:
                                   excluded.region, excluded.language)""",
         "contacts": f"""
             INSERT INTO {s}.contacts AS c (debtor_id, kind, relation, name,
-                value_ciphertext, value_index, value_masked)
+                value_ciphertext, value_index, value_masked, verified)
             SELECT d.id, sc.kind::{s}.contact_kind, sc.relation, sc.name, sc.ct, sc.idx,
-                sc.masked
+                sc.masked, sc.verified
             FROM recova_stage_contacts sc
             JOIN LATERAL (SELECT id FROM {s}.debtors
                           WHERE external_id = sc.debtor_external_id LIMIT 1) d ON true
             ON CONFLICT (debtor_id, kind, value_index) DO UPDATE SET
-                relation = excluded.relation, name = excluded.name
-            WHERE (c.relation, c.name) IS DISTINCT FROM (excluded.relation, excluded.name)""",
+                relation = excluded.relation, name = excluded.name,
+                verified = excluded.verified
+            WHERE (c.relation, c.name, c.verified)
+                IS DISTINCT FROM (excluded.relation, excluded.name, excluded.verified)""",
         # New accounts get their case in the same statement; an account the tenant sends
         # again after a snapshot recalled it is back in collection, its case reopened.
         "accounts": f"""
@@ -480,7 +547,8 @@ class ChunkWriter:
             else:
                 self._write_payments(cur, rows, counts, errors)
             counts.rejected = len(errors)
-            self._store_errors(cur, errors)
+            counts.warnings = len(chunk.warnings)
+            self._store_errors(cur, errors, chunk.warnings)
             self._advance(cur, counts, chunk)
             if commit:
                 self.connection.commit()
@@ -532,6 +600,7 @@ class ChunkWriter:
         dropped = {row for row, _ in duplicates.values()}
         if self.plan.kind is FeedKind.PORTFOLIO:
             chunk.contacts = [c for c in chunk.contacts if c[0] not in dropped]
+            chunk.warnings = [w for w in chunk.warnings if w[0] not in dropped]
         return [r for r in chunk.rows if r[0] not in dropped]
 
     def _write_portfolio(
@@ -550,7 +619,7 @@ class ChunkWriter:
         self._copy(
             cur,
             "COPY recova_stage_contacts (row_number, debtor_external_id, kind, relation, name,"
-            " ct, idx, masked) FROM STDIN",
+            " ct, idx, masked, verified) FROM STDIN",
             contacts,
         )
         sql = self.sql
@@ -651,12 +720,26 @@ class ChunkWriter:
                 [(original, column, error, row) for row, original, column, error in verdicts],
             )
 
-    def _store_errors(self, cur: Any, errors: list[ErrorRow]) -> None:
-        if not errors:
+    def _store_errors(
+        self, cur: Any, errors: list[ErrorRow], warnings: list[ErrorRow] | None = None
+    ) -> None:
+        if not errors and not warnings:
             return
+        run_id = self.plan.run_id
         rows = [
-            (self.plan.run_id, row, column, value, reason[:ROW_ERROR_LIMIT])
-            for row, column, value, reason in errors
+            (
+                run_id,
+                row,
+                _storable(column, ROW_ERROR_COLUMN_LIMIT),
+                _storable(value, ROW_ERROR_VALUE_LIMIT),
+                _storable(reason, ROW_ERROR_LIMIT),
+                severity,
+            )
+            for severity, found in (
+                (Severity.ERROR.value, errors),
+                (Severity.WARNING.value, warnings or ()),
+            )
+            for row, column, value, reason in found
         ]
         if self.plan.all_or_nothing:
             if self.spool is None:
@@ -670,7 +753,7 @@ class ChunkWriter:
         self._copy(
             cur,
             f'COPY "{self.schema}".ingestion_row_errors (run_id, row_number, "column", value,'
-            " reason) FROM STDIN",
+            " reason, severity) FROM STDIN",
             rows,
         )
 
@@ -678,44 +761,108 @@ class ChunkWriter:
         cur.execute(
             f'UPDATE "{self.schema}".ingestion_runs SET received = received + %s,'
             " inserted = inserted + %s, updated = updated + %s, unchanged = unchanged + %s,"
-            " rejected = rejected + %s, checkpoint = %s WHERE id = %s",
+            " rejected = rejected + %s, warnings = warnings + %s, checkpoint = %s WHERE id = %s",
             (
                 counts.received,
                 counts.inserted,
                 counts.updated,
                 counts.unchanged,
                 counts.rejected,
+                counts.warnings,
                 json.dumps(chunk.checkpoint),
                 self.plan.run_id,
             ),
         )
 
-    def finish(self, *, status: str, message: str | None, source_info: dict[str, Any]) -> int:
-        """Close the run in the current transaction; a snapshot recalls what it missed."""
+    def finish(
+        self, *, status: str, message: str | None, source_info: dict[str, Any]
+    ) -> tuple[int, bool]:
+        """Close the run in the current transaction; a snapshot recalls what it missed,
+        unless the recall guard holds it. Returns the accounts recalled and whether the
+        run was held."""
         s = f'"{self.schema}"'
+        plan = self.plan
         cur = self.connection.cursor()
         try:
-            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (INGEST_LOCK, self.plan.tenant_id))
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (INGEST_LOCK, plan.tenant_id))
             recalled = 0
+            held: int | None = None
             if (
                 status == "completed"
-                and self.plan.kind is FeedKind.PORTFOLIO
-                and self.plan.mode is RunMode.SNAPSHOT
+                and plan.kind is FeedKind.PORTFOLIO
+                and plan.mode is RunMode.SNAPSHOT
             ):
-                recalled = self._recall_unmentioned(cur)
-            cur.execute(f"DELETE FROM {s}.ingestion_seen WHERE run_id = %s", (self.plan.run_id,))
+                held, message = self._guard_recall(cur)
+                if held is None and message is None:
+                    recalled = self._recall_unmentioned(cur)
+                elif held is not None:
+                    status = RunStatus.HELD.value
+            # What a held run mentioned waits for its confirmation; a run that can resume
+            # from its checkpoint needs what the part before it mentioned.
+            if not (held is not None or (status == "failed" and plan.resumable)):
+                cur.execute(f"DELETE FROM {s}.ingestion_seen WHERE run_id = %s", (plan.run_id,))
             cur.execute(
                 f"UPDATE {s}.ingestion_runs SET status = %s, message = %s, recalled = %s,"
-                " source_info = %s, finished_at = now() WHERE id = %s",
-                (status, message, recalled, json.dumps(source_info), self.plan.run_id),
+                " recall_held = %s, held_at = CASE WHEN %s THEN now() ELSE held_at END,"
+                " source_info = %s,"
+                " finished_at = CASE WHEN %s THEN NULL ELSE now() END WHERE id = %s",
+                (
+                    status,
+                    _storable(message, ROW_ERROR_LIMIT * 4),
+                    recalled,
+                    held,
+                    held is not None,
+                    json.dumps(source_info),
+                    held is not None,
+                    plan.run_id,
+                ),
             )
             self.connection.commit()
-            return recalled
+            return recalled, held is not None
         except BaseException:
             self.connection.rollback()
             raise
         finally:
             cur.close()
+
+    def _guard_recall(self, cur: Any) -> tuple[int | None, str | None]:
+        """Whether this snapshot may recall now: ``(None, None)`` if it may; ``(None,
+        why)`` if it must recall nothing; ``(count, why)`` if the guard holds it."""
+        s = f'"{self.schema}"'
+        plan = self.plan
+        cur.execute(
+            f"SELECT inserted + updated + unchanged FROM {s}.ingestion_runs WHERE id = %s",
+            (plan.run_id,),
+        )
+        (accepted,) = cur.fetchone()
+        if not accepted:
+            return None, (
+                "no row of this snapshot was accepted, so no account was recalled;"
+                " download the errors, fix them and send the file again"
+            )
+        if not plan.recall_guard or plan.recall_confirmed:
+            return None, None
+        cur.execute(
+            f"""SELECT count(*) FILTER (WHERE NOT EXISTS (
+                    SELECT 1 FROM {s}.ingestion_seen seen
+                    WHERE seen.run_id = %s AND seen.external_id = a.external_id)),
+                count(*)
+                FROM {s}.accounts a WHERE a.withdrawn_at IS NULL""",
+            (plan.run_id,),
+        )
+        would, book = cur.fetchone()
+        if not would or would * 100 <= plan.recall_guard_percent * book:
+            return None, None
+        share = (Decimal(would) * 100 / book).quantize(Decimal("0.1"))
+        limit = plan.recall_guard_percent.normalize()
+        return int(would), (
+            f"this snapshot would recall {would:,} of the {book:,} open accounts"
+            f" ({share}%), more than the {limit:f}% the recall guard allows, so nothing was"
+            " recalled (its rows are loaded). If the file is complete, confirm the recall"
+            f" (POST /api/v1/ingestion/runs/{plan.run_id}/confirm-recall, or send the file"
+            " again with confirm_recall, `recova ingest --confirm-recall`); otherwise send"
+            " the complete file as a new snapshot"
+        )
 
     def _recall_unmentioned(self, cur: Any) -> int:
         s = f'"{self.schema}"'
@@ -726,6 +873,8 @@ class ChunkWriter:
                 WHERE a.withdrawn_at IS NULL AND NOT EXISTS (
                     SELECT 1 FROM {s}.ingestion_seen seen
                     WHERE seen.run_id = %(run)s AND seen.external_id = a.external_id)
+                  -- A confirmed held run: accounts that arrived while it waited stay.
+                  AND (%(held_at)s::timestamptz IS NULL OR a.created_at <= %(held_at)s)
                 RETURNING a.id),
             closed AS (
                 UPDATE {s}.cases c SET status = 'closed', closed_at = now(),
@@ -734,7 +883,7 @@ class ChunkWriter:
                   AND c.status NOT IN ('closed', 'paid', 'settled')
                 RETURNING c.id)
             SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM closed)""",
-            {"run": self.plan.run_id},
+            {"run": self.plan.run_id, "held_at": self.plan.held_at},
         )
         recalled, _closed = cur.fetchone()
         return int(recalled)
@@ -751,8 +900,8 @@ class ChunkWriter:
             if self.spool is not None:
                 self.spool.seek(0)
                 with cur.copy(
-                    f'COPY {s}.ingestion_row_errors (run_id, row_number, "column", value, reason)'
-                    " FROM STDIN"
+                    f'COPY {s}.ingestion_row_errors (run_id, row_number, "column", value, reason,'
+                    " severity) FROM STDIN"
                 ) as copy:
                     for line in self.spool:
                         copy.write_row(json.loads(line))
@@ -760,13 +909,14 @@ class ChunkWriter:
             cur.execute(
                 f"UPDATE {s}.ingestion_runs SET status = 'failed', message = %s,"
                 " received = %s, inserted = 0, updated = 0, unchanged = 0, rejected = %s,"
-                " checkpoint = NULL, finished_at = now() WHERE id = %s",
+                " warnings = %s, checkpoint = NULL, finished_at = now() WHERE id = %s",
                 (
                     f"{counts.rejected} of {counts.received} rows were rejected, so nothing"
                     " was loaded (all-or-nothing); download the errors, fix them and send"
                     " the file again",
                     counts.received,
                     counts.rejected,
+                    counts.warnings,
                     self.plan.run_id,
                 ),
             )
@@ -874,6 +1024,7 @@ def _conclude(
 ) -> RunOutcome:
     """Decide the run once every chunk is written: completed, or failed and why."""
     if source_failure is not None:
+        # Read only part-way: never recall (finish recalls only for completed runs).
         if plan.all_or_nothing:
             writer.connection.rollback()
         writer.finish(status="failed", message=str(source_failure), source_info=source.info)
@@ -881,8 +1032,31 @@ def _conclude(
     if plan.all_or_nothing and total.rejected:
         writer.fail_all_or_nothing(total)
         return RunOutcome(total, failed="rejected rows (all-or-nothing)")
-    recalled = writer.finish(status="completed", message=None, source_info=source.info)
-    return RunOutcome(total, recalled=recalled)
+    recalled, held = writer.finish(status="completed", message=None, source_info=source.info)
+    return RunOutcome(total, recalled=recalled, held=held)
+
+
+def finish_confirmed_run(
+    *, engine: Engine, plan: RunPlan, source_info: dict[str, Any]
+) -> RunOutcome:
+    """Finish a held snapshot the tenant confirmed: recall what it did not mention, in
+    one transaction (a worker killed before the commit leaves it to do again)."""
+    writer = ChunkWriter(engine, plan)
+    try:
+        recalled, _held = writer.finish(status="completed", message=None, source_info=source_info)
+        return RunOutcome(Counts(), recalled=recalled)
+    finally:
+        writer.close()
+
+
+def _storable(text: str | None, limit: int) -> str | None:
+    """``text`` as PostgreSQL stores it: no NUL, no lone surrogate, at most ``limit``
+    characters. What the tenant's bytes held stays readable, escaped."""
+    if text is None:
+        return None
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00")[:limit]
 
 
 def _reset_all_or_nothing(writer: ChunkWriter) -> None:
@@ -892,7 +1066,7 @@ def _reset_all_or_nothing(writer: ChunkWriter) -> None:
     try:
         cur.execute(
             f"UPDATE {s}.ingestion_runs SET received = 0, inserted = 0, updated = 0,"
-            " unchanged = 0, rejected = 0, checkpoint = NULL WHERE id = %s",
+            " unchanged = 0, rejected = 0, warnings = 0, checkpoint = NULL WHERE id = %s",
             (writer.plan.run_id,),
         )
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from recova.connectors.models import FeedKind, RunMode, RunStatus
+from recova.connectors.models import FeedKind, RunMode, RunStatus, Severity
 from recova.platform.api import StrictSchema
 
 NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="letters, digits, _ . - only")
@@ -32,7 +32,7 @@ class MappingSchema(Schema):
     updated_at = fields.DateTime()
 
 
-class FieldsQuerySchema(Schema):
+class FieldsQuerySchema(StrictSchema):
     kind = fields.Enum(FeedKind, by_value=True, load_default=FeedKind.PORTFOLIO)
 
 
@@ -90,6 +90,13 @@ class RunInSchema(StrictSchema):
     mode = fields.Enum(RunMode, by_value=True, load_default=RunMode.DELTA)
     all_or_nothing = fields.Bool(load_default=False)
     as_of = fields.Date(metadata={"description": "the portfolio's date (default: today)"})
+    confirm_recall = fields.Bool(
+        load_default=False,
+        metadata={
+            "description": "a snapshot may recall more of the open book than the tenant's"
+            " recall guard allows (GET /ingestion/settings)"
+        },
+    )
 
 
 class ProgressSchema(Schema):
@@ -114,7 +121,16 @@ class RunSchema(Schema):
     updated = fields.Int()
     unchanged = fields.Int()
     rejected = fields.Int()
+    warnings = fields.Int(
+        metadata={"description": "rows loaded without a contact point the reason names"}
+    )
     recalled = fields.Int()
+    recall_confirmed = fields.Bool()
+    recall_held = fields.Int(
+        allow_none=True,
+        metadata={"description": "held: how many accounts the snapshot would recall"},
+    )
+    held_at = fields.DateTime(allow_none=True)
     progress = fields.Nested(ProgressSchema)
     source_info = fields.Dict()
     attempts = fields.Int()
@@ -124,6 +140,30 @@ class RunSchema(Schema):
     finished_at = fields.DateTime(allow_none=True)
 
 
-class RunQuerySchema(Schema):
+class RunQuerySchema(StrictSchema):
     status = fields.Enum(RunStatus, by_value=True)
     kind = fields.Enum(FeedKind, by_value=True)
+
+
+class RunErrorsQuerySchema(StrictSchema):
+    severity = fields.Enum(
+        Severity,
+        by_value=True,
+        metadata={"description": "only rejected rows (error) or only warnings (default: both)"},
+    )
+
+
+class IngestionSettingsSchema(StrictSchema):
+    recall_guard = fields.Bool(
+        required=True,
+        metadata={"description": "a snapshot that would recall much of the book waits"},
+    )
+    recall_guard_percent = fields.Decimal(
+        required=True,
+        as_string=True,
+        validate=validate.Range(min=0, max=100, min_inclusive=False),
+        metadata={
+            "description": "the share of the open book, in percent, a snapshot may recall"
+            " without a confirmation"
+        },
+    )

@@ -7,7 +7,6 @@ that read them has finished; the file's name, size and SHA-256 stay for the reco
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import io
@@ -17,12 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
+import psycopg
 from sqlalchemy import delete, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 
 from recova.connectors import registry
 from recova.connectors.base import Source
+from recova.connectors.excel import workbook_options
 from recova.connectors.fields import MappingError, TenantDefaults, validate_mapping
 from recova.connectors.models import (
     FeedKind,
@@ -34,6 +35,7 @@ from recova.connectors.models import (
     IngestionRun,
     RunMode,
     RunStatus,
+    Severity,
 )
 from recova.connectors.pipeline import (
     Counts,
@@ -41,10 +43,13 @@ from recova.connectors.pipeline import (
     RunOutcome,
     RunPlan,
     execute_run,
+    finish_confirmed_run,
     progress_key,
 )
+from recova.connectors.settings import current_settings
 from recova.platform.db import utcnow
 from recova.platform.extension import Platform
+from recova.platform.safe_csv import formula_safe_writer
 from recova.tenants.models import Tenant, tenant_today
 from recova.tenants.scope import tenant_scope
 
@@ -217,12 +222,18 @@ def start_run(
     as_of: dt.date | None = None,
     requested_by: int | None = None,
     enqueue: bool = True,
+    confirm_recall: bool = False,
 ) -> IngestionRun:
-    """Record a run and (after commit) queue its job on the ``ingest`` queue."""
+    """Record a run and (after commit) queue its job on the ``ingest`` queue.
+
+    ``confirm_recall`` lets a snapshot recall past the tenant's recall guard.
+    """
     if (file is None) == (source is None):
         raise IngestionError("file_id", "give exactly one of a file or a source")
     if mode is RunMode.SNAPSHOT and mapping.kind is FeedKind.PAYMENTS:
         raise IngestionError("mode", "payment feeds are always delta")
+    if confirm_recall and mode is not RunMode.SNAPSHOT:
+        raise IngestionError("confirm_recall", "only a snapshot recalls accounts")
     if file is not None and file.size_bytes and not _has_bytes(session, file.id):
         raise IngestionError("file_id", "this file was already loaded and its bytes deleted")
     run = IngestionRun(
@@ -242,7 +253,9 @@ def start_run(
         updated=0,
         unchanged=0,
         rejected=0,
+        warnings=0,
         recalled=0,
+        recall_confirmed=confirm_recall,
         attempts=0,
         source_info={},
     )
@@ -257,10 +270,45 @@ def resume_run(session: Session, objects: Platform, *, tenant: Tenant, run: Inge
     """Queue a failed or interrupted run again; it continues from its checkpoint."""
     if run.status is RunStatus.COMPLETED:
         raise IngestionError("run", "the run is already complete")
+    if run.status is RunStatus.HELD:
+        raise IngestionError(
+            "run", "the run is held for a recall confirmation: confirm it, or send a new snapshot"
+        )
     if run.file_id is not None and not _has_bytes(session, run.file_id):
         raise IngestionError("run", "the run's file is gone; upload it again and start a new run")
     run.status = RunStatus.QUEUED
     run.finished_at = None
+    _enqueue(session, objects, tenant, run)
+
+
+def confirm_recall(
+    session: Session, objects: Platform, *, tenant: Tenant, run: IngestionRun
+) -> None:
+    """Let a held snapshot recall what it did not mention; its job finishes the run.
+
+    Refused once a later portfolio run has completed: what the tenant sent since would
+    be recalled on the word of an older file.
+    """
+    if run.status is not RunStatus.HELD:
+        raise IngestionError("run", f"the run is {run.status.value}, not held for a recall")
+    later = session.scalar(
+        select(IngestionRun.id)
+        .where(
+            IngestionRun.kind == FeedKind.PORTFOLIO,
+            IngestionRun.id > run.id,
+            IngestionRun.status.in_([RunStatus.COMPLETED, RunStatus.HELD]),
+        )
+        .limit(1)
+    )
+    if later is not None:
+        raise IngestionError(
+            "run",
+            f"portfolio run {later} finished after this one; send the complete file as a"
+            " new snapshot instead",
+        )
+    run.recall_confirmed = True
+    run.status = RunStatus.QUEUED
+    run.message = "recall confirmed; it runs next"
     _enqueue(session, objects, tenant, run)
 
 
@@ -302,36 +350,36 @@ def run_progress(objects: Platform, tenant: Tenant, run: IngestionRun) -> dict[s
     return {"done": done, "total": total}
 
 
-def row_errors_csv(session: Session, run: IngestionRun) -> Iterator[str]:
-    """The run's rejected rows as CSV: row, column, value (masked if personal), reason."""
+def row_errors_csv(
+    session: Session, run: IngestionRun, *, severity: Severity | None = None
+) -> Iterator[str]:
+    """The run's rejected rows and warnings as CSV: row, column, value (masked if
+    personal), reason and severity (``error``: the row was rejected; ``warning``: it
+    loaded without what the reason names); only one severity if given."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["row", "column", "value", "reason"])
+    writer = formula_safe_writer(buffer)  # values come from the tenant's file
+    writer.writerow(["row", "column", "value", "reason", "severity"])
     statement = (
         select(
             IngestionRowError.row_number,
             IngestionRowError.column,
             IngestionRowError.value,
             IngestionRowError.reason,
+            IngestionRowError.severity,
         )
         .where(IngestionRowError.run_id == run.id)
         .order_by(IngestionRowError.row_number, IngestionRowError.id)
         .execution_options(yield_per=2000)
     )
+    if severity is not None:
+        statement = statement.where(IngestionRowError.severity == severity.value)
     for row in session.execute(statement):
-        writer.writerow(_csv_safe(value) for value in row)
+        writer.writerow(row)
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
-
-
-def _csv_safe(value: object) -> object:
-    """Keep spreadsheet programs from running a cell as a formula (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def execute_ingestion(objects: Platform, *, tenant_id: int, run_id: int) -> str:
@@ -367,49 +415,24 @@ def _execute_locked(objects: Platform, *, tenant_id: int, run_id: int) -> str:
             run = session.get(IngestionRun, run_id)
             if run is None:
                 return "no such run"
-            if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
+            if run.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.HELD):
                 return run.status.value
             run.status = RunStatus.RUNNING
             run.attempts += 1
             run.started_at = run.started_at or utcnow()
             run.message = None
-            connector = registry.get_connector(run.connector)
-            source = Source()
-            if run.file_id is not None:
-                file = session.get(IngestionFile, run.file_id)
-                assert file is not None  # the FK only nulls when the file row is deleted
-                spooled = _private_temp_file()
-                spool_file(session, objects, file, spooled)
-                source.path = spooled
-                source.options = {"max_bytes": objects.settings.max_upload_bytes}
+            plan = _plan_of(session, tenant, run)
+            if run.held_at is not None:
+                # A held snapshot, confirmed: its rows are in; only the recall is left
+                # (after this commit, which releases the run's row for the finish).
+                source_info = dict(run.source_info)
             else:
-                source.options = _http_options(session, objects, run.source_id)
-            if run.total_estimate is None:
-                run.total_estimate = connector.estimate_total(source)
-            plan = RunPlan(
-                tenant_id=tenant.id,
-                schema=tenant.schema_name,
-                run_id=run.id,
-                kind=run.kind,
-                mode=run.mode,
-                all_or_nothing=run.all_or_nothing,
-                as_of=run.as_of,
-                columns=dict(run.mapping_snapshot["columns"]),
-                options=dict(run.mapping_snapshot["options"]),
-                defaults=TenantDefaults(
-                    jurisdiction=tenant.jurisdiction.value,
-                    currency=tenant.currency,
-                    timezone=tenant.timezone,
-                ),
-                checkpoint=None if run.all_or_nothing else run.checkpoint,
-            )
-            progress = Progress(
-                objects.redis,
-                progress_key(objects.settings.queue_prefix, tenant.id, run.id),
-                run.total_estimate,
-                base=0 if run.all_or_nothing else run.received,
-            )
+                connector, source, progress, spooled = _open_source(session, objects, tenant, run)
+        if plan.held_at is not None:
+            return _finish_confirmed(objects, plan, source_info)
         outcome = _execute(objects, plan, connector, source, progress)
+        if outcome.unexpected:
+            return "failed"  # the file stays, for a resume once the cause is fixed
         if plan.kind is FeedKind.PAYMENTS:
             _evaluate_payments_after(objects, tenant_id=plan.tenant_id, run_id=plan.run_id)
         if run.file_id is not None:
@@ -417,10 +440,74 @@ def _execute_locked(objects: Platform, *, tenant_id: int, run_id: int) -> str:
                 session.execute(
                     delete(IngestionFileChunk).where(IngestionFileChunk.file_id == run.file_id)
                 )
+        if outcome.held:
+            return "held"
         return "failed" if outcome.failed else "completed"
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
+
+
+def _open_source(
+    session: Session, objects: Platform, tenant: Tenant, run: IngestionRun
+) -> tuple[Any, Source, Progress, Path | None]:
+    """The run's connector, its source (an upload decrypted into a private temporary
+    file, which the caller deletes), and its progress reporter."""
+    connector = registry.get_connector(run.connector)
+    source = Source()
+    spooled: Path | None = None
+    if run.file_id is not None:
+        file = session.get(IngestionFile, run.file_id)
+        assert file is not None  # the FK only nulls when the file row is deleted
+        spooled = _private_temp_file()
+        try:
+            spool_file(session, objects, file, spooled)
+        except BaseException:
+            spooled.unlink(missing_ok=True)
+            raise
+        source.path = spooled
+        source.options = {
+            "max_bytes": objects.settings.max_upload_bytes,
+            **workbook_options(objects.settings),
+        }
+    else:
+        source.options = _http_options(session, objects, run.source_id)
+    if run.total_estimate is None:
+        run.total_estimate = connector.estimate_total(source)
+    progress = Progress(
+        objects.redis,
+        progress_key(objects.settings.queue_prefix, tenant.id, run.id),
+        run.total_estimate,
+        base=0 if run.all_or_nothing else run.received,
+    )
+    return connector, source, progress, spooled
+
+
+def _plan_of(session: Session, tenant: Tenant, run: IngestionRun) -> RunPlan:
+    """What the pipeline needs to know of a run, its tenant and the tenant's settings."""
+    guard = current_settings(session)
+    return RunPlan(
+        tenant_id=tenant.id,
+        schema=tenant.schema_name,
+        run_id=run.id,
+        kind=run.kind,
+        mode=run.mode,
+        all_or_nothing=run.all_or_nothing,
+        as_of=run.as_of,
+        columns=dict(run.mapping_snapshot["columns"]),
+        options=dict(run.mapping_snapshot["options"]),
+        defaults=TenantDefaults(
+            jurisdiction=tenant.jurisdiction.value,
+            currency=tenant.currency,
+            timezone=tenant.timezone,
+        ),
+        checkpoint=None if run.all_or_nothing else run.checkpoint,
+        recall_guard=guard.recall_guard,
+        recall_guard_percent=guard.recall_guard_percent,
+        recall_confirmed=run.recall_confirmed,
+        held_at=run.held_at,
+        resumable=run.source_id is not None,
+    )
 
 
 def _evaluate_payments_after(objects: Platform, *, tenant_id: int, run_id: int) -> None:
@@ -452,16 +539,60 @@ def _execute(
             on_chunk=None if plan.all_or_nothing else count_committed,
         )
     except Exception as error:
-        # Leave the run resumable and say so; the job's retry (or a resume) continues it.
-        with tenant_scope(plan.tenant_id, db=objects.db) as session:
-            run = session.get(IngestionRun, plan.run_id)
-            if run is not None and run.status is RunStatus.RUNNING:
-                run.status = RunStatus.QUEUED
-                run.message = f"interrupted ({type(error).__name__}); it resumes on retry"
-        raise
+        return _interrupted(objects, plan, error)
     if plan.all_or_nothing and not outcome.failed:
         _record_metrics(objects, plan.kind, outcome.counts)
     return outcome
+
+
+def _finish_confirmed(objects: Platform, plan: RunPlan, source_info: dict[str, Any]) -> str:
+    try:
+        finish_confirmed_run(engine=objects.db.engine, plan=plan, source_info=source_info)
+    except Exception as error:
+        _interrupted(objects, plan, error)
+        return "failed"
+    return "completed"
+
+
+#: Errors a retry cannot cure: the data, or the code, is at fault, not the moment.
+_PERMANENT = (DataError, psycopg.DataError, psycopg.ProgrammingError, ValueError, TypeError)
+
+
+def _interrupted(objects: Platform, plan: RunPlan, error: Exception) -> RunOutcome:
+    """Record why a run stopped on an exception, and re-raise it when a retry may help.
+
+    A run is never left ``queued`` with nothing to run it: on an error a retry cannot
+    cure, or on the job's last attempt (or outside a worker, where nothing retries),
+    it fails with a message naming the error, keeping what it committed and its file
+    for a resume once the cause is fixed.
+    """
+    final = isinstance(error, _PERMANENT) or _last_attempt()
+    with tenant_scope(plan.tenant_id, db=objects.db) as session:
+        run = session.get(IngestionRun, plan.run_id)
+        if run is not None and run.status is RunStatus.RUNNING:
+            if final:
+                log.exception("ingestion run %s failed", plan.run_id)
+                run.status = RunStatus.FAILED
+                run.finished_at = utcnow()
+                run.message = (
+                    f"the run stopped on an unexpected error ({type(error).__name__}); what"
+                    " it had loaded stays, and it can be resumed once the cause is fixed"
+                )
+            else:
+                # The job's retry (or a resume) continues it from its checkpoint.
+                run.status = RunStatus.QUEUED
+                run.message = f"interrupted ({type(error).__name__}); it resumes on retry"
+    if final:
+        return RunOutcome(Counts(), failed=type(error).__name__, unexpected=True)
+    raise error
+
+
+def _last_attempt() -> bool:
+    """Whether no retry of the current job will follow (or there is no job at all)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job is None or not job.retries_left
 
 
 def _record_metrics(objects: Platform, kind: FeedKind, counts: Counts) -> None:
@@ -494,6 +625,7 @@ def _private_temp_file() -> Path:
 
 __all__ = [
     "IngestionError",
+    "confirm_recall",
     "execute_ingestion",
     "mapping_by_name",
     "register_source",
@@ -517,6 +649,7 @@ def ingest_local_file(
     connector: str | None = None,
     as_of: dt.date | None = None,
     background: bool = False,
+    confirm_recall: bool = False,
 ) -> tuple[str, int]:
     """Store a local file and run it (here, or on a worker when ``background``).
 
@@ -548,6 +681,7 @@ def ingest_local_file(
             all_or_nothing=all_or_nothing,
             as_of=as_of,
             enqueue=background,
+            confirm_recall=confirm_recall,
         )
         tenant_id, run_id = tenant.id, run.id
     if not background:

@@ -1,24 +1,292 @@
-"""The JSON API: flask-smorest set-up, pagination over SQL, and tenant-scoped routes."""
+"""The JSON API: flask-smorest set-up, pagination over SQL, and tenant-scoped routes.
+
+It also holds what keeps every input inside what the database can store, for all
+operations at once: path converters bounded to the id columns' range, the input schema
+base that bounds integers, decimals and dates and refuses text PostgreSQL cannot hold,
+page numbers within range, and the documentation of all of it in the OpenAPI document.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+import decimal
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import request
-from flask_smorest import Blueprint, Page
-from marshmallow import RAISE, Schema, fields
+import flask_smorest
+from flask import Flask, request
+from flask_smorest import Api, Page
+from flask_smorest.fields import Upload
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy import Select, func, select, text
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import CombinedMultiDict, FileStorage
+from werkzeug.routing import BaseConverter, IntegerConverter
+from werkzeug.routing import ValidationError as RouteMismatch
 
 from recova.platform.errors import abort
 from recova.platform.request_scope import db_session
+from recova.tenants.slugs import MAX_IDENTIFIER_BYTES, SCHEMA_PREFIX, SLUG_PATTERN
 
 API_PREFIX = "/api/v1"
-NAMED_TENANT_PREFIX = "/tenants/<tenant_slug>"
+NAMED_TENANT_PREFIX = "/tenants/<slug:tenant_slug>"
+
+#: PostgreSQL ``integer`` and ``bigint``: every id column is one or the other.
+INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
+INT8_MIN, INT8_MAX = -(2**63), 2**63 - 1
+#: The largest amount any input may carry (money columns are ``NUMERIC(20, 4)``).
+DECIMAL_MAX = decimal.Decimal(10) ** 15
+#: Decimal places an input may carry; more cannot be stored by any numeric column.
+DECIMAL_MAX_PLACES = 10
+#: Dates an input may name: wide for any loan, narrow enough that date arithmetic
+#: (grace periods, month ends, time zones) never leaves Python's calendar.
+DATE_MIN, DATE_MAX = dt.date(1900, 1, 1), dt.date(9998, 12, 31)
+#: Page numbers beyond this are refused; the offset they give stays a ``bigint``.
+MAX_PAGE = INT4_MAX
+#: How decimals travel: strings, so no client parses money into a float.
+DECIMAL_PATTERN = r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"
 
 
-class SelectPage(Page):
+# --- path converters --------------------------------------------------------------------
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>``: a non-negative id within PostgreSQL's ``integer``, else no route (404).
+
+    Installed as the app's ``int`` converter, so every id in every path is bounded; an id
+    beyond the column's range cannot exist, and would otherwise reach the database.
+    """
+
+    default_max = INT4_MAX
+
+    def __init__(
+        self,
+        map: Any,  # werkzeug's own parameter names: rules pass them by name
+        fixed_digits: int = 0,
+        min: int | None = None,
+        max: int | None = None,
+        signed: bool = False,
+    ) -> None:
+        super().__init__(map, fixed_digits, min, self.default_max if max is None else max, signed)
+
+
+class BigIdConverter(IdConverter):
+    """``<bigint:...>``: an id of a ``bigint`` column."""
+
+    default_max = INT8_MAX
+
+
+class SlugConverter(BaseConverter):
+    """``<slug:...>``: a tenant slug; anything a slug cannot be is no route (404)."""
+
+    regex = SLUG_PATTERN.pattern
+    max_length = MAX_IDENTIFIER_BYTES - len(SCHEMA_PREFIX)
+
+    def to_python(self, value: str) -> str:
+        if len(value) > self.max_length:
+            raise RouteMismatch
+        return value
+
+
+def _slug_parameter(converter: SlugConverter) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "pattern": f"^{converter.regex}$",
+        "minLength": 1,
+        "maxLength": converter.max_length,
+    }
+
+
+def install_url_converters(app: Flask) -> None:
+    """Bound every path parameter; call before any route is registered."""
+    app.url_map.converters.update(int=IdConverter, bigint=BigIdConverter, slug=SlugConverter)
+
+
+# --- OpenAPI documentation of the fields ---------------------------------------------------
+
+
+def _number(value: Any) -> int | float:
+    """A bound as a JSON number (apispec would write a Decimal bound as a string)."""
+    number = decimal.Decimal(value)
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def _decimal_properties(
+    converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any
+) -> dict[str, Any]:
+    """Document a decimal as the string it travels as, with its bounds as numbers.
+
+    (An apispec attribute function: bound to the field converter, so it comes first.)
+    """
+    if not isinstance(field, fields.Decimal):
+        return {}
+    ret.pop("x-minimum", None)
+    ret.pop("x-maximum", None)
+    properties: dict[str, Any] = {"pattern": DECIMAL_PATTERN}
+    for validator in field.validators:
+        if not isinstance(validator, validate.Range):
+            continue
+        if validator.min is not None:
+            properties["minimum"] = _number(validator.min)
+            if not validator.min_inclusive:
+                properties["exclusiveMinimum"] = True
+        if validator.max is not None:
+            properties["maximum"] = _number(validator.max)
+            if not validator.max_inclusive:
+                properties["exclusiveMaximum"] = True
+    return properties
+
+
+def document_api_fields(api: Api) -> None:
+    """Teach the OpenAPI document Recova's fields and converters; before any blueprint.
+
+    Decimals are sent as strings (``as_string``, and Flask's JSON writes any Decimal as a
+    string), so every ``fields.Decimal`` is documented as ``type: string, format: decimal``.
+    """
+    api.register_field(fields.Decimal, "string", "decimal")
+    api.ma_plugin.converter.add_attribute_function(_decimal_properties)  # type: ignore[union-attr]
+    api.register_converter(SlugConverter, _slug_parameter)
+
+
+# --- input fields ------------------------------------------------------------------------
+
+
+class BigInteger(fields.Integer):
+    """An integer for a ``bigint`` column (an audit sequence number, a ledger line id)."""
+
+
+def refuse_unstorable_text(value: Any) -> None:
+    """Refuse NUL characters and unpaired surrogates anywhere in a value.
+
+    PostgreSQL text and JSON cannot hold either, so they would fail in the database
+    rather than here, where the field can be named.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError("Must not contain NUL (\\x00) characters.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Must not contain unpaired surrogate characters.") from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            refuse_unstorable_text(key)
+            refuse_unstorable_text(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            refuse_unstorable_text(item)
+
+
+def _range_bounds(field: fields.Field) -> tuple[bool, bool]:
+    ranges = [v for v in field.validators if isinstance(v, validate.Range)]
+    return any(v.min is not None for v in ranges), any(v.max is not None for v in ranges)
+
+
+def _decimal_places(value: decimal.Decimal) -> None:
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -DECIMAL_MAX_PLACES:
+        raise ValidationError(f"Must have at most {DECIMAL_MAX_PLACES} decimal places.")
+
+
+def _date_within(value: dt.date) -> None:
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if not DATE_MIN <= day <= DATE_MAX:
+        raise ValidationError(f"Must be a date from {DATE_MIN} to {DATE_MAX}.")
+
+
+def guard_input_field(field: fields.Field) -> None:
+    """Keep what ``field`` accepts storable: bounds where it names none, text PostgreSQL holds.
+
+    An integer without bounds gets its column's range (``integer``, or ``bigint`` for a
+    ``BigInteger``), a decimal ``±10**15`` and at most ten places, a date the years 1900 to
+    9998; every value is checked for NUL and unpaired surrogates. Inner fields of lists,
+    tuples and dicts get the same.
+    """
+    for inner in _inner_fields(field):
+        guard_input_field(inner)
+    if getattr(field, "_recova_guarded", False):
+        return
+    field._recova_guarded = True  # type: ignore[attr-defined]
+    extra: list[Callable[[Any], Any]] = []
+    if isinstance(field, fields.Integer):
+        low, high = (INT8_MIN, INT8_MAX) if isinstance(field, BigInteger) else (INT4_MIN, INT4_MAX)
+        has_min, has_max = _range_bounds(field)
+        extra.append(validate.Range(min=None if has_min else low, max=None if has_max else high))
+    elif isinstance(field, fields.Decimal):
+        has_min, has_max = _range_bounds(field)
+        extra.append(
+            validate.Range(
+                min=None if has_min else -DECIMAL_MAX, max=None if has_max else DECIMAL_MAX
+            )
+        )
+        extra.append(_decimal_places)
+    elif isinstance(field, fields.Date | fields.DateTime):
+        extra.append(_date_within)
+    elif not isinstance(field, fields.Boolean | fields.Float | Upload):
+        extra.append(refuse_unstorable_text)
+    field.validators = [*field.validators, *extra]
+
+
+def _inner_fields(field: fields.Field) -> list[fields.Field]:
+    if isinstance(field, fields.List):
+        return [field.inner]
+    if isinstance(field, fields.Tuple):
+        return list(field.tuple_fields)
+    if isinstance(field, fields.Dict):
+        return [f for f in (field.key_field, field.value_field) if f is not None]
+    return []
+
+
+class FileUpload(Upload):
+    """A multipart file part; a plain form value under the same name is refused."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, FileStorage):
+            raise ValidationError("Not a file: send it as a file part of a multipart form.")
+        return value
+
+
+# --- a multipart location: form fields and files in one schema ---------------------------
+
+
+class ApiArgumentsParser(FlaskParser):
+    """webargs' Flask parser with ``multipart``: a form's fields and files together."""
+
+    __location_map__ = {**FlaskParser.__location_map__, "multipart": "load_multipart"}
+
+    def load_multipart(self, req: Any, schema: Schema) -> Any:
+        """Files first: a file part wins over a form field of the same name."""
+        return self._makeproxy(CombinedMultiDict([req.files, req.form]), schema)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint, able to take an upload and its form fields as one body.
+
+    flask-smorest documents one request body per operation, so ``form`` and ``files``
+    arguments on one view give a broken document; ``location="multipart"`` is one body,
+    documented as ``multipart/form-data``.
+    """
+
+    ARGUMENTS_PARSER = ApiArgumentsParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "multipart": "multipart/form-data",
+    }
+
+
+# --- pagination --------------------------------------------------------------------------
+
+
+class _BoundedPage(Page):  # type: ignore[type-arg]
+    def __init__(self, collection: Any, page_params: Any) -> None:
+        if page_params.page > MAX_PAGE:
+            message = f"Must be less than or equal to {MAX_PAGE}."
+            abort(422, message=f"page: {message}", errors={"query": {"page": [message]}})
+        super().__init__(collection, page_params)
+
+
+class SelectPage(_BoundedPage):
     """Pages through a SQLAlchemy ``select()`` with LIMIT/OFFSET and a COUNT."""
 
     collection: Select[Any]
@@ -48,7 +316,7 @@ class TextQuery:
     order: str
 
 
-class RowsPage(Page):  # type: ignore[type-arg]
+class RowsPage(_BoundedPage):
     """Pages through a ``TextQuery``, returning mappings.
 
     The query text is the caller's own SQL (a ``UNION ALL`` over tenant schemas, whose
@@ -118,10 +386,14 @@ def reject_unknown_query_parameters(apidoc: dict[str, Any]) -> None:
 
 
 class StrictSchema(Schema):
-    """Base for input schemas: an unknown field is an error, whatever the default."""
+    """Base for input schemas: an unknown field is an error, whatever the default, and
+    every field accepts only what can be stored (``guard_input_field``)."""
 
     class Meta:
         unknown = RAISE
+
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        guard_input_field(field_obj)
 
 
 class ErrorSchema(Schema):

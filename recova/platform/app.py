@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Flask, Response, render_template, request, send_from_directory, session
 from flask_smorest import Api
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from recova.platform.api import API_PREFIX
+from recova.platform.api import API_PREFIX, document_api_fields, install_url_converters
 from recova.platform.auth.access import SCOPES, pop_named_tenant
 from recova.platform.auth.oauth import TOKEN_PATH, init_oauth
 from recova.platform.config import Settings
@@ -83,6 +83,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
     configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__, template_folder="templates")
+    install_url_converters(app)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="recova_session",
@@ -97,7 +98,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         API_TITLE="Recova",
         API_VERSION="v1",
-        OPENAPI_VERSION="3.1.0",
+        # 3.0: the Swagger UI that swagger-ui-bundle ships renders 3.0 documents only.
+        OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX=API_PREFIX,
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
@@ -138,6 +140,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.url_value_preprocessor(pop_named_tenant)
 
     api = Api(app)
+    document_api_fields(api)
     api.spec.components.security_scheme(
         "oauth2",
         {
@@ -167,13 +170,52 @@ def _register_docs_assets(app: Flask) -> None:
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
 
 
+def _csrf_message(error: CSRFError, *, api: bool) -> str:
+    """Flask-WTF's reason (missing, expired, invalid, not matching) and what to do next."""
+    fix = (
+        "Send the X-CSRFToken header with the csrf_token that GET /api/v1/me returns"
+        " (it changes when you sign in again)."
+        if api
+        else "Reload the page and send the form again."
+    )
+    return f"CSRF check failed: {error.description} {fix}"
+
+
+def _validation_summary(errors: Mapping[str, Any]) -> str:
+    """``invalid json: amount, currency`` from webargs' errors by location and field."""
+    parts = [
+        f"{location}: {', '.join(sorted(map(str, fields)))}"
+        if isinstance(fields, Mapping)
+        else location
+        for location, fields in errors.items()
+    ]
+    return f"invalid {'; '.join(parts)}"
+
+
 def _register_error_pages(app: Flask, api: Api) -> None:
     @app.errorhandler(HTTPException)
     def _error(error: HTTPException) -> Any:
         if request.path.startswith(API_PREFIX) or request.path.startswith("/oauth"):
             body, code, headers = api.handle_http_exception(error)
+            # Every error says what went wrong: werkzeug's own (404 of an unknown route,
+            # 405, 413, a CSRF failure) carry no message of flask-smorest's kind.
+            if isinstance(error, CSRFError):
+                body["message"] = _csrf_message(error, api=True)
+                body["errors"] = {"headers": {"X-CSRFToken": [str(error.description)]}}
+            elif "message" not in body:
+                errors = body.get("errors")
+                body["message"] = (
+                    _validation_summary(errors)
+                    if isinstance(errors, Mapping) and errors
+                    else str(error.description or error.name)
+                )
             # Keep the exception's own headers (405's Allow, RFC 9110 section 15.5.6),
             # which flask-smorest drops; the JSON body brings its own Content-Type.
             own = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
             return body, code, {**own, **(headers or {})}
-        return render_template("error.html", error=error), error.code or 500
+        message = (
+            _csrf_message(error, api=False)
+            if isinstance(error, CSRFError)
+            else str(error.description or "")
+        )
+        return render_template("error.html", error=error, message=message), error.code or 500

@@ -325,7 +325,17 @@ def keys() -> None:
 @click.option("--connector", default=None, help="csv, xlsx or jsonl (default: by extension).")
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None)
 @click.option("--background", is_flag=True, help="Queue the run for a worker and return.")
-@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the rejected rows and the warnings (a severity column) to this CSV.",
+)
+@click.option(
+    "--confirm-recall",
+    is_flag=True,
+    help="A snapshot may recall more of the open book than the tenant's recall guard allows.",
+)
 def ingest(  # noqa: PLR0917 - click passes each option positionally
     tenant: str,
     file: Path,
@@ -336,10 +346,13 @@ def ingest(  # noqa: PLR0917 - click passes each option positionally
     as_of: Any,
     background: bool,
     errors_path: Path | None,
+    confirm_recall: bool,
 ) -> None:
     """Load a portfolio or payment FILE into TENANT through a saved mapping.
 
-    Exit status: 0 loaded, 2 loaded with rejected rows (see --errors), 1 failed.
+    Exit status: 0 loaded, 2 loaded with rejected rows (see --errors), 1 failed or held
+    (a snapshot that would recall more than the recall guard allows: send it again with
+    --confirm-recall if the file is complete).
     """
     from recova.connectors.models import IngestionRun, RunMode, RunStatus
     from recova.connectors.services import IngestionError, ingest_local_file, row_errors_csv
@@ -358,6 +371,7 @@ def ingest(  # noqa: PLR0917 - click passes each option positionally
             connector=connector,
             as_of=as_of.date() if as_of else None,
             background=background,
+            confirm_recall=confirm_recall,
         )
     except IngestionError as error:
         raise click.ClickException(error.message) from error
@@ -372,11 +386,11 @@ def ingest(  # noqa: PLR0917 - click passes each option positionally
         click.echo(
             f"run {run.id} {run.status.value}: {run.received} rows read, {run.inserted} inserted,"
             f" {run.updated} updated, {run.unchanged} unchanged, {run.rejected} rejected,"
-            f" {run.recalled} recalled"
+            f" {run.warnings} with warnings, {run.recalled} recalled"
         )
         if run.message:
             click.echo(run.message)
-        if errors_path is not None and run.rejected:
+        if errors_path is not None and (run.rejected or run.warnings):
             with errors_path.open("w", encoding="utf-8", newline="") as out:
                 out.writelines(row_errors_csv(session, run))
             click.echo(f"row errors written to {errors_path}")

@@ -44,6 +44,11 @@ class Settings:
     queue_prefix: str = ""
     max_upload_bytes: int = 256 * 1024 * 1024
     http_sources_allow_private: bool = False
+    #: How far one .xlsx upload may unpack (see ``recova.connectors.excel``).
+    xlsx_max_part_bytes: int = 1024 * 1024 * 1024
+    xlsx_max_total_bytes: int = 2048 * 1024 * 1024
+    xlsx_max_ratio: int = 100
+    xlsx_max_shared_strings: int = 2_000_000
 
     @property
     def production(self) -> bool:
@@ -76,6 +81,16 @@ class Settings:
             queue_prefix=env.get("RECOVA_QUEUE_PREFIX", ""),
             max_upload_bytes=_int(env, "RECOVA_MAX_UPLOAD_BYTES", 256 * 1024 * 1024, minimum=1024),
             http_sources_allow_private=_flag(env, "RECOVA_HTTP_SOURCES_ALLOW_PRIVATE"),
+            xlsx_max_part_bytes=_int(
+                env, "RECOVA_XLSX_MAX_PART_BYTES", 1024 * 1024 * 1024, minimum=1024
+            ),
+            xlsx_max_total_bytes=_int(
+                env, "RECOVA_XLSX_MAX_TOTAL_BYTES", 2048 * 1024 * 1024, minimum=1024
+            ),
+            xlsx_max_ratio=_int(env, "RECOVA_XLSX_MAX_RATIO", 100, minimum=1),
+            xlsx_max_shared_strings=_int(
+                env, "RECOVA_XLSX_MAX_SHARED_STRINGS", 2_000_000, minimum=1
+            ),
         )
         return settings.with_secrets()
 

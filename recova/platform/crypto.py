@@ -62,8 +62,17 @@ class PersonalDataCipher:
 
 
 def mask(value: str, *, keep_start: int = 3, keep_end: int = 4) -> str:
-    """Mask the middle of an identifier for display to agency staff: ``138****5678``."""
+    """Mask the middle of an identifier for display to agency staff: ``138****5678``.
+
+    Only ``value[:keep_start]`` and the last ``keep_end`` characters stay readable (none
+    at the end when ``keep_end`` is 0); the rest becomes at most 8 stars. A value no longer
+    than what would be kept is all stars, so a short value is never shown whole.
+    """
+    if keep_start < 0 or keep_end < 0:
+        raise ValueError("keep_start and keep_end must not be negative")
     if len(value) <= keep_start + keep_end:
         return "*" * len(value)
     hidden = len(value) - keep_start - keep_end
-    return value[:keep_start] + "*" * min(hidden, 8) + value[-keep_end:]
+    # Slice the end by position: value[-0:] would be the whole value.
+    end = value[len(value) - keep_end :]
+    return value[:keep_start] + "*" * min(hidden, 8) + end

@@ -16,6 +16,7 @@ from recova.connectors.models import (
     IngestionRowError,
     IngestionRun,
     IngestionSeen,
+    IngestionSettings,
 )
 from recova.platform.agencies.models import Agency
 from recova.platform.allocation.models import (
@@ -79,6 +80,7 @@ __all__ = [
     "IngestionRowError",
     "IngestionRun",
     "IngestionSeen",
+    "IngestionSettings",
     "Instalment",
     "Invoice",
     "InvoiceCounter",

@@ -48,7 +48,7 @@ class TenantCollection(MethodView):
             abort(422, message=str(exc), errors={"json": {exc.field: [str(exc)]}})
 
 
-@blp.route("/platform/tenants/<slug>")
+@blp.route("/platform/tenants/<slug:slug>")
 class TenantItem(MethodView):
     @access(Role.PLATFORM_ADMIN)
     @blp.response(200, TenantSchema)

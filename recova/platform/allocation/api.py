@@ -493,7 +493,9 @@ class CollectorQueue(MethodView):
         may not be called now (flags, the debtor's local window, call caps) are left out.
 
         Collectors see their own; a manager sees every assigned case of the agency, or
-        one collector's queue with ``collector_id``.
+        one collector's queue with ``collector_id``. Each item names the tenant (its slug),
+        the case, the debtor (name masked) and the usable contact points' ids, with links
+        to the case, its contacts and its attempts under ``/api/v1/tenants/<slug>/``.
         """
         principal = _principal()
         agency_id = principal.agency_id or 0
@@ -516,6 +518,7 @@ class CollectorQueue(MethodView):
             collector_id=collector_id,
             assigned_only=True,
             contactable=contactable,
+            with_debtor=True,
         )
         return TextQuery(
             sql,

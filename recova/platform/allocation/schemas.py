@@ -23,10 +23,13 @@ A policy (one strategy version) maps segments to how their cases are placed::
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate, validates_schema
+from typing import Any
+
+from marshmallow import Schema, fields, pre_dump, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
-from recova.platform.api import StrictSchema
+from recova.platform.api import API_PREFIX, StrictSchema
+from recova.platform.cases.display import PersonName
 from recova.platform.cases.models import CASE_FLAGS
 
 
@@ -172,7 +175,7 @@ class SegmentRuleSchema(Schema):
     created_at = fields.DateTime()
 
 
-class RollRateQuerySchema(Schema):
+class RollRateQuerySchema(StrictSchema):
     start = fields.Date(data_key="from", metadata={"description": "default: 30 days ago"})
     end = fields.Date(data_key="to", metadata={"description": "default: today"})
 
@@ -263,7 +266,7 @@ class PlacementSchema(Schema):
     assignments = fields.List(fields.Nested(AssignmentSchema))
 
 
-class PlacementQuerySchema(Schema):
+class PlacementQuerySchema(StrictSchema):
     active = fields.Bool()
     agency_id = fields.Int()
     case_id = fields.Int()
@@ -281,7 +284,7 @@ class OverrideSchema(StrictSchema):
 
 
 class PortfolioRowSchema(Schema):
-    tenant = fields.Str()
+    tenant = fields.Str(metadata={"description": "the tenant's slug, to name in the path"})
     placement_id = fields.Int()
     case_id = fields.Int()
     segment = fields.Str(allow_none=True)
@@ -293,8 +296,15 @@ class PortfolioRowSchema(Schema):
     score = fields.Decimal(as_string=True, allow_none=True)
 
 
-class PortfolioQuerySchema(Schema):
+class PortfolioQuerySchema(StrictSchema):
     tenant = fields.Str(metadata={"description": "only this tenant's placements (slug)"})
+
+
+class QueueLinksSchema(Schema):
+    case = fields.Str(metadata={"description": "GET: the case, its account and debtor"})
+    debtor = fields.Str(metadata={"description": "GET: the debtor with contact points"})
+    contacts = fields.Str(metadata={"description": "GET: the case's contact points"})
+    attempts = fields.Str(metadata={"description": "GET the attempts; POST one"})
 
 
 class QueueItemSchema(PortfolioRowSchema):
@@ -303,9 +313,29 @@ class QueueItemSchema(PortfolioRowSchema):
     next_action_at = fields.DateTime(allow_none=True)
     account_external_id = fields.Str()
     days_past_due = fields.Int()
+    debtor_id = fields.Int()
+    debtor_name = PersonName()
+    contact_ids = fields.List(
+        fields.Int(),
+        metadata={"description": "contact points not marked do-not-contact, own ones first"},
+    )
+    links = fields.Nested(QueueLinksSchema)
+
+    @pre_dump
+    def add_links(self, row: Any, **_: Any) -> dict[str, Any]:
+        """Where to work the item: the tenant is named in the path (``tenant``, a slug)."""
+        base = f"{API_PREFIX}/tenants/{row['tenant']}"
+        case = f"{base}/cases/{row['case_id']}"
+        links = {
+            "case": case,
+            "debtor": f"{base}/debtors/{row['debtor_id']}",
+            "contacts": f"{case}/contacts",
+            "attempts": f"{case}/attempts",
+        }
+        return {**row, "links": links}
 
 
-class QueueQuerySchema(Schema):
+class QueueQuerySchema(StrictSchema):
     collector_id = fields.Int(metadata={"description": "managers: this collector's queue"})
 
 

@@ -511,13 +511,16 @@ def portfolio_sql(
     collector_id: int | None = None,
     assigned_only: bool = False,
     contactable: dict[int, Any] | None = None,
+    with_debtor: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """One UNION ALL over the served tenants' schemas: the agency's active placements (or
     one collector's queue), newest first or in queue order. Schemas are validated names,
     always quoted; every value is bound.
 
     ``contactable`` (tenant id to ``QueueRules``) hides the cases the compliance gate
-    would block now (see ``recova.platform.compliance.queue``).
+    would block now (see ``recova.platform.compliance.queue``). ``with_debtor`` adds what
+    working the case needs: the debtor's id and name (the schema masks it) and the ids of
+    the contact points not marked do-not-contact, the debtor's own first.
     """
     from recova.platform.compliance.queue import contactable_sql
 
@@ -528,9 +531,16 @@ def portfolio_sql(
         s = f'"{tenant.schema_name}"'
         params[f"t{n}"] = tenant.slug
         mine = "AND x.collector_id = :collector_id" if collector_id is not None else ""
-        gate_joins = gate_conditions = ""
+        gate_joins = gate_conditions = debtor_columns = ""
+        if with_debtor:
+            debtor_columns = f""", c.debtor_id, wd.full_name AS debtor_name,
+                       ARRAY(SELECT k.id FROM {s}.contacts k
+                             WHERE k.debtor_id = c.debtor_id AND NOT k.do_not_contact
+                             ORDER BY k.relation <> 'self', k.id) AS contact_ids"""
+            gate_joins = f"JOIN {s}.debtors wd ON wd.id = c.debtor_id"
         if contactable is not None:
-            gate_joins, conditions, gate_params = contactable_sql(n, s, contactable[tenant.id])
+            joins, conditions, gate_params = contactable_sql(n, s, contactable[tenant.id])
+            gate_joins = f"{gate_joins} {joins}"
             gate_conditions = f"AND {conditions}"
             params.update(gate_params)
         parts.append(
@@ -538,7 +548,7 @@ def portfolio_sql(
                        pl.segment, pl.started_on, pl.ends_on, pl.balance_at_placement,
                        pl.currency, x.collector_id, x.id AS assignment_id,
                        x.next_action_at, sc.score, sc.components,
-                       a.external_id AS account_external_id, a.days_past_due
+                       a.external_id AS account_external_id, a.days_past_due{debtor_columns}
                 FROM {s}.placements pl
                 JOIN {s}.cases c ON c.id = pl.case_id
                 JOIN {s}.accounts a ON a.id = c.account_id
@@ -556,6 +566,12 @@ def portfolio_sql(
             " NULL::int AS collector_id, NULL::int AS assignment_id,"
             " NULL::timestamptz AS next_action_at, NULL::numeric AS score,"
             " NULL::jsonb AS components, NULL::text AS account_external_id,"
-            " NULL::int AS days_past_due WHERE false"
+            " NULL::int AS days_past_due"
+            + (
+                ", NULL::int AS debtor_id, NULL::text AS debtor_name, NULL::int[] AS contact_ids"
+                if with_debtor
+                else ""
+            )
+            + " WHERE false"
         )
     return " UNION ALL ".join(parts), params

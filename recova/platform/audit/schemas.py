@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
-from recova.platform.api import StrictSchema
+from recova.platform.api import BigInteger, StrictSchema
 
 HEX_HASH = validate.Regexp(r"^[0-9a-f]{64}$", error="a SHA-256 hash as 64 lowercase hex digits")
 
@@ -14,7 +14,7 @@ class EventQuerySchema(StrictSchema):
     action = fields.Str(validate=validate.Length(min=1, max=64))
     subject_type = fields.Str(validate=validate.Length(min=1, max=32))
     subject_id = fields.Str(validate=validate.Length(min=1, max=64))
-    after_seq = fields.Int(load_default=0, validate=validate.Range(min=0))
+    after_seq = BigInteger(load_default=0, validate=validate.Range(min=0))
     limit = fields.Int(load_default=100, validate=validate.Range(min=1, max=10_000))
 
     @validates_schema
@@ -26,7 +26,7 @@ class EventQuerySchema(StrictSchema):
 class EventSchema(StrictSchema):
     """An event as stored: ``data`` is the canonical JSON text that was hashed."""
 
-    seq = fields.Int()
+    seq = BigInteger()
     occurred_at = fields.DateTime()
     actor = fields.Str()
     action = fields.Str()
@@ -38,7 +38,7 @@ class EventSchema(StrictSchema):
 
 
 class VerifyQuerySchema(StrictSchema):
-    head_seq = fields.Int(validate=validate.Range(min=1))
+    head_seq = BigInteger(validate=validate.Range(min=1))
     head_hash = fields.Str(validate=HEX_HASH)
 
     @validates_schema
@@ -49,15 +49,15 @@ class VerifyQuerySchema(StrictSchema):
 
 class VerdictSchema(StrictSchema):
     ok = fields.Bool()
-    events = fields.Int()
-    head_seq = fields.Int()
+    events = BigInteger()
+    head_seq = BigInteger()
     head_hash = fields.Str()
-    broken_at = fields.Int(allow_none=True)
+    broken_at = BigInteger(allow_none=True)
     problem = fields.Str(allow_none=True)
 
 
 class HeadExportSchema(StrictSchema):
     day = fields.Date()
-    head_seq = fields.Int()
+    head_seq = BigInteger()
     head_hash = fields.Function(lambda h: h.head_hash.hex())
     exported_at = fields.DateTime()

@@ -1,4 +1,11 @@
-"""Reading cases of the request's tenant."""
+"""Reading cases of the request's tenant.
+
+Tenant staff and clients read every case, account and debtor. Agency staff read one case
+at a time, with its debtor and contact points, when it is within their reach
+(``recova.platform.auth.reach``: a collector the cases assigned to them, a manager those
+placed with their agency); anything else is a 404. Names are masked to them, and
+identifiers to everyone.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +14,45 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from recova.platform.api import SelectPage, StrictSchema, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
+from recova.platform.auth.principal import Principal
+from recova.platform.auth.reach import reachable_case_or_404, reachable_debtor_or_404
 from recova.platform.cases.jobs import refresh_days_past_due_job
-from recova.platform.cases.models import Account, Case, Debtor
+from recova.platform.cases.models import Account, Case, Contact, Debtor
 from recova.platform.cases.schemas import (
     AccountDetailSchema,
     AccountQuerySchema,
     CaseQuerySchema,
     CaseSchema,
+    ContactSchema,
     DebtorQuerySchema,
     DebtorSchema,
 )
 from recova.platform.errors import abort
 from recova.platform.extension import platform
-from recova.platform.request_scope import db_session
+from recova.platform.request_scope import current_principal, db_session
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint("cases", __name__, description="Collection cases")
 
 CASE_READERS = (Role.TENANT_ADMIN, Role.TENANT_ANALYST, Role.PLATFORM_ADMIN)
+#: One case, its debtor and contacts: agency staff too, within their reach.
+CASE_WORKERS = (*CASE_READERS, Role.AGENCY_MANAGER, Role.COLLECTOR)
+
+
+def _principal() -> Principal:
+    principal = current_principal()
+    assert principal is not None  # the access rule ran first
+    return principal
 
 
 # Built once (statements are immutable; each use adds to a copy).
 _CASES = select(Case).options(joinedload(Case.account), joinedload(Case.debtor))
-_CASE_BY_ID = _CASES.where(Case.id == bindparam("case_id"))
 
 
 @tenant_routes(blp, "/cases")
@@ -117,26 +134,43 @@ class DebtorCollection(MethodView):
 
 @tenant_routes(blp, "/debtors/<int:debtor_id>")
 class DebtorItem(MethodView):
-    @access(*CASE_READERS, scope="cases:read", tenant=True)
+    @access(*CASE_WORKERS, scope="cases:read", tenant=True)
     @blp.response(200, DebtorSchema)
     def get(self, debtor_id: int) -> Debtor:
-        """One debtor with contacts (own and third-party), masked."""
-        debtor = db_session().scalar(_DEBTORS.where(Debtor.id == debtor_id))
-        if debtor is None:
-            abort(404, message=f"no debtor {debtor_id}")
-        return debtor
+        """One debtor with contacts (own and third-party), masked.
+
+        Agency staff: a debtor with a case within their reach.
+        """
+        return reachable_debtor_or_404(db_session(), _principal(), debtor_id, _DEBTORS)
 
 
 @tenant_routes(blp, "/cases/<int:case_id>")
 class CaseItem(MethodView):
-    @access(*CASE_READERS, scope="cases:read", tenant=True)
+    @access(*CASE_WORKERS, scope="cases:read", tenant=True)
     @blp.response(200, CaseSchema)
     def get(self, case_id: int) -> Case:
-        """Show one case with its account and (masked) debtor."""
-        case = db_session().scalar(_CASE_BY_ID, {"case_id": case_id})
-        if case is None:
-            abort(404, message=f"no case {case_id}")
-        return case
+        """Show one case with its account and (masked) debtor.
+
+        Agency staff: a case within their reach (a collector's own, a manager's agency's).
+        """
+        return reachable_case_or_404(db_session(), _principal(), case_id, _CASES)
+
+
+@tenant_routes(blp, "/cases/<int:case_id>/contacts")
+class CaseContacts(MethodView):
+    @access(*CASE_WORKERS, scope="cases:read", tenant=True)
+    @blp.response(200, ContactSchema(many=True))
+    def get(self, case_id: int) -> list[Contact]:
+        """The contact points of the case's debtor, own ones first: ids and masked values,
+        to name in a contact attempt (``POST .../cases/<id>/attempts``)."""
+        case = reachable_case_or_404(db_session(), _principal(), case_id)
+        return list(
+            db_session().scalars(
+                select(Contact)
+                .where(Contact.debtor_id == case.debtor_id)
+                .order_by(Contact.relation != "self", Contact.id)
+            )
+        )
 
 
 class RefreshSchema(StrictSchema):

@@ -105,6 +105,9 @@ class Contact(Timestamped, TenantModel):
     value_masked: Mapped[str] = mapped_column(String(64))
     #: Never use this contact again (the owner asked, or the tenant says so).
     do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: False for a phone number that is possible but not valid by the ``phonenumbers``
+    #: metadata (a new prefix, say): kept and dialable, but shown as unverified.
+    verified: Mapped[bool] = mapped_column(Boolean, default=True)
 
     debtor: Mapped[Debtor] = relationship(back_populates="contacts")
 

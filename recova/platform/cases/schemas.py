@@ -1,12 +1,15 @@
 """How cases, accounts and debtors travel over the API.
 
-Personal identifiers are only ever shown masked here (``138****5678``), to every caller.
+Personal identifiers are only ever shown masked here (``138****5678``), to every caller;
+people's names in full to the tenant's side and masked to agency staff (``PersonName``).
 """
 
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from recova.platform.api import StrictSchema
+from recova.platform.cases.display import PersonName
 from recova.platform.cases.models import CaseStatus, ContactKind
 
 
@@ -31,7 +34,7 @@ class AccountSchema(Schema):
 class DebtorSummarySchema(Schema):
     id = fields.Int()
     external_id = fields.Str()
-    full_name = fields.Str()
+    full_name = PersonName()
     national_id = fields.Str(attribute="national_id_masked", allow_none=True)
     region = fields.Str(allow_none=True)
 
@@ -40,8 +43,12 @@ class ContactSchema(Schema):
     id = fields.Int()
     kind = fields.Enum(ContactKind, by_value=True)
     relation = fields.Str()
-    name = fields.Str(allow_none=True)
+    name = PersonName(allow_none=True)
     value = fields.Str(attribute="value_masked")
+    do_not_contact = fields.Bool(metadata={"description": "never to be used again"})
+    verified = fields.Bool(
+        metadata={"description": "false: a possible number the phone metadata does not know"}
+    )
 
 
 class DebtorSchema(DebtorSummarySchema):
@@ -65,7 +72,7 @@ class CaseSchema(Schema):
     debtor = fields.Nested(DebtorSummarySchema)
 
 
-class DaysPastDueFilter(Schema):
+class DaysPastDueFilter(StrictSchema):
     dpd_min = fields.Int(validate=validate.Range(min=0))
     dpd_max = fields.Int(validate=validate.Range(min=0))
 
@@ -79,5 +86,5 @@ class AccountQuerySchema(CaseQuerySchema):
     withdrawn = fields.Bool(metadata={"description": "recalled by the tenant's snapshot"})
 
 
-class DebtorQuerySchema(Schema):
+class DebtorQuerySchema(StrictSchema):
     external_id = fields.Str(metadata={"description": "the debtor's external id"})

@@ -1,7 +1,9 @@
 """The compliance policy, schedule simulation and validation notices over the API.
 
 Tenant staff read the policy and tenant admins tighten it. Simulation is open to agency
-staff too, on the cases placed with their agency only (a collector: assigned to them).
+staff too, on the cases placed with their agency only (a collector: assigned to them), the
+reach the live gate applies (``recova.platform.auth.reach``); a proposed attempt on any
+other case is answered ``request.not_found``, like one on a case that does not exist.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
 from recova.platform.compliance import notices, policy, schemas
+from recova.platform.compliance.gate import Actor
 from recova.platform.compliance.packs import pack_in_force
 from recova.platform.compliance.simulate import ProposedAttempt, simulate_schedule
 from recova.platform.db import utcnow
@@ -94,15 +97,15 @@ class Simulation(MethodView):
 
         Earlier allowed attempts count for later ones; nothing is written.
         """
-        principal = _principal()
+        actor = Actor.of(_principal())
         schedule = [ProposedAttempt(**item) for item in data["attempts"]]
         answers = simulate_schedule(
             db_session(),
             schedule,
             tenant=current_tenant(),
             cipher=platform().cipher,
-            agency_id=principal.agency_id if principal.is_agency_user else None,
-            collector_id=principal.subject_id if principal.role is Role.COLLECTOR else None,
+            agency_id=actor.agency_id,
+            collector_id=actor.collector_id,
         )
         return {"attempts": answers, "blocked": sum(1 for a in answers if not a["allowed"])}
 

@@ -86,7 +86,7 @@ class NoticeSchema(Schema):
     channel = fields.Str()
 
 
-class NoticeQuerySchema(Schema):
+class NoticeQuerySchema(StrictSchema):
     state = fields.Str(validate=validate.OneOf(["due", "overdue"]))
 
 

@@ -3,7 +3,8 @@ templates and do-not-contact marks.
 
 Agency staff reach only cases placed with their agency now, and a collector among them
 only the cases assigned to them on that placement now (anything else is 404, as if it
-did not exist); tenant staff reach every case of their tenant.
+did not exist); tenant staff reach every case of their tenant. The rule is
+``recova.platform.auth.reach``, for cases and for debtors alike.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from typing import Any, NoReturn
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, select
 
-from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.api import SelectPage, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
+from recova.platform.auth.reach import may_reach_debtor, reachable_case_or_404
 from recova.platform.cases.models import Case
 from recova.platform.compliance import notices
 from recova.platform.compliance.gate import Actor, GateError, attempt_contact
@@ -46,34 +47,10 @@ def _principal() -> Principal:
     return principal
 
 
-def _agency_id() -> int | None:
-    principal = _principal()
-    return principal.agency_id if principal.is_agency_user else None
-
-
 def _reachable_case(case_id: int) -> Case:
     """The case, if the caller may work it (agency staff: placed with their agency now; a
     collector: also assigned to them on that placement now, as the gate requires)."""
-    statement = select(Case).where(Case.id == case_id)
-    principal = _principal()
-    agency_id = _agency_id()
-    if agency_id is not None:
-        placed = [
-            Placement.case_id == Case.id,
-            Placement.agency_id == agency_id,
-            Placement.recalled_on.is_(None),
-        ]
-        if principal.role is Role.COLLECTOR:
-            placed += [
-                Assignment.placement_id == Placement.id,
-                Assignment.collector_id == principal.subject_id,
-                Assignment.ended_at.is_(None),
-            ]
-        statement = statement.where(exists().where(*placed))
-    case = db_session().scalar(statement)
-    if case is None:
-        abort(404, message=f"no case {case_id}")
-    return case
+    return reachable_case_or_404(db_session(), _principal(), case_id)
 
 
 def _contact_error(exc: services.ContactError) -> NoReturn:
@@ -120,7 +97,7 @@ class AttemptCollection(MethodView):
         return attempt
 
 
-@tenant_routes(blp, "/cases/<int:case_id>/attempts/<int:attempt_id>/outcome")
+@tenant_routes(blp, "/cases/<int:case_id>/attempts/<bigint:attempt_id>/outcome")
 class AttemptOutcome(MethodView):
     @access(*CONTACTORS, scope="contact:write", tenant=True)
     @blp.arguments(schemas.OutcomeSchema)
@@ -174,24 +151,16 @@ class DoNotContact(MethodView):
     @blp.arguments(schemas.DoNotContactSchema)
     @blp.response(200, schemas.DoNotContactResultSchema)
     def put(self, data: dict[str, Any], debtor_id: int) -> dict[str, Any]:
-        """Mark the debtor (or one contact) do-not-contact; only the tenant clears a mark."""
+        """Mark the debtor (or one contact) do-not-contact; only the tenant clears a mark.
+
+        Agency staff: a debtor with a case within their reach (a collector's own cases).
+        """
         session = db_session()
-        agency_id = _agency_id()
-        if agency_id is not None:
-            placed = session.scalar(
-                select(Case.id)
-                .join(Placement, Placement.case_id == Case.id)
-                .where(
-                    Case.debtor_id == debtor_id,
-                    Placement.agency_id == agency_id,
-                    Placement.recalled_on.is_(None),
-                )
-                .limit(1)
-            )
-            if placed is None:
-                abort(404, message=f"no debtor {debtor_id}")
-            if not data["do_not_contact"]:
-                abort(403, message="only the tenant clears a do-not-contact mark")
+        principal = _principal()
+        if not may_reach_debtor(session, principal, debtor_id):
+            abort(404, message=f"no debtor {debtor_id}")
+        if principal.is_agency_user and not data["do_not_contact"]:
+            abort(403, message="only the tenant clears a do-not-contact mark")
         contact_id = data.get("contact_id")
         target = services.set_do_not_contact(
             session, debtor_id=debtor_id, contact_id=contact_id, value=data["do_not_contact"]

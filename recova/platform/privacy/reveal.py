@@ -24,15 +24,14 @@ from dataclasses import dataclass
 from limits import RateLimitItemPerHour
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
-from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.audit import record_event
 from recova.platform.audit.services import AuditDataError, actor_label, check_data
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
-from recova.platform.cases.models import Case, Contact, ContactKind, Debtor
+from recova.platform.auth.reach import may_reach_debtor
+from recova.platform.cases.models import Contact, ContactKind, Debtor
 from recova.platform.crypto import PersonalDataCipher
 from recova.platform.extension import Platform
 from recova.platform.privacy.models import PersonalDataReveal
@@ -64,34 +63,10 @@ class Revealed:
 
 
 def _may_see_debtor(session: Session, principal: Principal, debtor_id: int) -> bool:
-    if principal.is_client or principal.role is Role.TENANT_ADMIN:
-        return True
-    open_placement = (
-        select(Placement.id)
-        .join(Case, Case.id == Placement.case_id)
-        .where(
-            Case.debtor_id == debtor_id,
-            Placement.agency_id == principal.agency_id,
-            Placement.recalled_on.is_(None),
-        )
-    )
-    if principal.role is Role.AGENCY_MANAGER:
-        return bool(session.scalar(select(exists(open_placement))))
-    if principal.role is Role.COLLECTOR:
-        assigned = (
-            select(Assignment.id)
-            .join(Placement, Placement.id == Assignment.placement_id)
-            .join(Case, Case.id == Placement.case_id)
-            .where(
-                Case.debtor_id == debtor_id,
-                Placement.agency_id == principal.agency_id,
-                Placement.recalled_on.is_(None),
-                Assignment.collector_id == principal.subject_id,
-                Assignment.ended_at.is_(None),
-            )
-        )
-        return bool(session.scalar(select(exists(assigned))))
-    return False
+    """The one reach rule (``recova.platform.auth.reach``), for the roles that may reveal."""
+    if not principal.is_client and principal.role not in REVEAL_ROLES:
+        return False
+    return may_reach_debtor(session, principal, debtor_id)
 
 
 def reveal(

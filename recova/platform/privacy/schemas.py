@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from recova.platform.api import StrictSchema
+from recova.platform.api import BigInteger, StrictSchema
 
 
 class PrivacySettingsSchema(StrictSchema):
@@ -27,7 +27,7 @@ class RevealedSchema(StrictSchema):
 
 
 class RevealRecordSchema(StrictSchema):
-    id = fields.Int()
+    id = BigInteger()
     debtor_id = fields.Int()
     field = fields.Str()
     contact_id = fields.Int(allow_none=True)

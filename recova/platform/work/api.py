@@ -2,8 +2,9 @@
 
 Tenant routes (``/api/v1/...`` or ``/api/v1/tenants/<slug>/...``) follow the cases API.
 Agency staff name a tenant their agency holds an active contract with, and reach only the
-cases placed with their agency now (the allocation module's scoping); a collector
-reaches only the cases assigned to them. Anything else is a 404, as if it did not exist.
+cases placed with their agency now; a collector reaches only the cases assigned to them
+(``recova.platform.auth.reach``; a plan or settlement is reached through its case).
+Anything else is a 404, as if it did not exist.
 The agency's own setting (its collectors' discount limit) is an agency route.
 """
 
@@ -13,17 +14,17 @@ from typing import Any, NoReturn
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import Select, and_, exists, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import selectinload
 
 from recova.billing.contracts import AgencyContract
 from recova.platform.agencies.models import Agency
 from recova.platform.allocation import services as allocation_services
-from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.api import tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
+from recova.platform.auth.reach import reachable_case_or_404, within_case_reach
 from recova.platform.cases.models import Case
 from recova.platform.errors import abort
 from recova.platform.extension import platform
@@ -82,32 +83,11 @@ def _today() -> Any:
 
 def _reachable(statement: Select[Any], case_id_column: Any) -> Select[Any]:
     """Agency staff reach cases placed with their agency now; collectors their own."""
-    principal = _principal()
-    if not principal.is_agency_user:
-        return statement
-    placed = select(Placement.id).where(
-        Placement.case_id == case_id_column,
-        Placement.recalled_on.is_(None),
-        Placement.agency_id == principal.agency_id,
-    )
-    if principal.role is Role.COLLECTOR:
-        placed = placed.where(
-            exists().where(
-                and_(
-                    Assignment.placement_id == Placement.id,
-                    Assignment.ended_at.is_(None),
-                    Assignment.collector_id == principal.subject_id,
-                )
-            )
-        )
-    return statement.where(exists(placed))
+    return within_case_reach(statement, _principal(), case_id_column)
 
 
 def _case_or_404(case_id: int) -> Case:
-    found = db_session().scalar(_reachable(select(Case).where(Case.id == case_id), Case.id))
-    if found is None:
-        abort(404, message=f"no case {case_id}")
-    return found
+    return reachable_case_or_404(db_session(), _principal(), case_id)
 
 
 def _fail(exc: Exception) -> NoReturn:
@@ -452,7 +432,9 @@ class DisputeResolution(MethodView):
     def post(self, data: dict[str, Any], dispute_id: int) -> Dispute:
         """The tenant resolves a dispute: upheld closes the case; adjusted or rejected
         returns it to work."""
-        dispute = db_session().get(Dispute, dispute_id)
+        dispute = db_session().scalar(
+            _reachable(select(Dispute).where(Dispute.id == dispute_id), Dispute.case_id)
+        )
         if dispute is None:
             abort(404, message=f"no dispute {dispute_id}")
         # Re-read under the case lock, so a dispute is resolved once.
