@@ -148,7 +148,12 @@ def test_api_refuses_hostile_slug(db: Database, root: Caller, slug: str, reason:
     response = root.post(TENANTS, json=tenant_fields(slug))
     assert response.status_code == 422, response.get_data(as_text=True)
     body = response.json
-    if slug:
+    if "\x00" in slug or "\ud800" in slug:
+        # The request schema refuses characters no text column can hold, naming the field.
+        assert "unpaired surrogate" in body["errors"]["json"]["slug"][0] or (
+            "NUL" in body["errors"]["json"]["slug"][0]
+        )
+    elif slug:
         assert reason in body["message"]
         assert reason in body["errors"]["json"]["slug"][0]
     else:  # refused by the request schema before the service sees it
