@@ -2,8 +2,8 @@
 with a clear error, and the worker's peak memory stays under 500 MB.
 
 Each run happens in a child process (a worker's stand-in) that reports its own peak RSS
-(``getrusage``), with an address-space ceiling so a regression fails the test instead of
-taking the machine.
+(``VmHWM`` of ``/proc/self/status``), with an address-space ceiling so a regression
+fails the test instead of taking the machine.
 """
 
 from __future__ import annotations
@@ -51,7 +51,11 @@ slug, run_id = ingest_local_file(
 with tenant_scope(slug, db=objects.db) as session:
     run = session.get(IngestionRun, run_id)
     outcome = {{"status": run.status.value, "message": run.message, "inserted": run.inserted}}
-outcome["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not getrusage: Linux carries ru_maxrss across exec, so a child of a large
+# pytest process would report its parent's size at fork time.
+status = Path("/proc/self/status").read_text()
+peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+outcome["peak_rss_mb"] = peak_kb / 1024
 print(json.dumps(outcome))
 """
 
