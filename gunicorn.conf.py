@@ -60,7 +60,7 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "recova.platform.logs.JsonFormatter"}},
+    "formatters": {"json": {"()": "recova.platform.kernel.logs.JsonFormatter"}},
     "handlers": {
         "error_console": {
             "class": "logging.StreamHandler",

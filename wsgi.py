@@ -5,6 +5,6 @@ this once in its master (``preload_app``) and fork workers from it; ``gunicorn.c
 drops any pooled connection in each worker after the fork all the same.
 """
 
-from recova.platform.app import create_app
+from recova.platform.entry.app import create_app
 
 app = create_app()

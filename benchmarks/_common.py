@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from recova.platform.config import Settings, new_secrets, normalise_database_url
+from recova.platform.kernel.config import Settings, new_secrets, normalise_database_url
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

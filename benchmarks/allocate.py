@@ -34,8 +34,8 @@ from sqlalchemy import Engine, text
 
 from recova.platform.allocation.services import allocation_summary, run_allocation
 from recova.platform.allocation.strategies import create_strategy
-from recova.platform.app import create_app
-from recova.platform.extension import platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.extension import platform
 from recova.tenants.migrate import migrate_shared
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import provision_tenant

@@ -68,7 +68,7 @@ def bare_app() -> Any:
 
     from recova.platform.cases.models import Case
     from recova.platform.cases.schemas import CaseSchema
-    from recova.platform.db import TENANT_PLACEHOLDER
+    from recova.platform.kernel.db import TENANT_PLACEHOLDER
 
     engine = create_engine(os.environ["BENCH_BARE_DATABASE_URL"])
     public = engine.execution_options(schema_translate_map={TENANT_PLACEHOLDER: "public"})
@@ -98,10 +98,10 @@ def bare_app() -> Any:
 
 def seed(settings: Any, cases: int) -> tuple[str, int, int]:
     """A tenant with ``cases`` cases and an API client; a bearer token and the id range."""
-    from recova.platform.app import create_app
     from recova.platform.cases.services import open_case
-    from recova.platform.crypto import PersonalDataCipher
-    from recova.platform.extension import platform
+    from recova.platform.entry.app import create_app
+    from recova.platform.kernel.crypto import PersonalDataCipher
+    from recova.platform.kernel.extension import platform
     from recova.tenants.migrate import migrate_shared
     from recova.tenants.scope import tenant_scope
 

@@ -23,11 +23,11 @@ import time
 from _common import bench_environment, describe_machine, heading, parser, verdict
 from sqlalchemy import text
 
-from recova.platform.app import create_app
 from recova.platform.audit.chain import GENESIS, canonical_json, content, link
 from recova.platform.audit.services import record_event, verify_chain
-from recova.platform.db import Database
-from recova.platform.extension import platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.db import Database
+from recova.platform.kernel.extension import platform
 from recova.tenants.migrate import migrate_shared
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import provision_tenant

@@ -38,8 +38,8 @@ from sqlalchemy import Engine, text
 
 from recova.billing.invoices import close_month
 from recova.billing.terms import create_contract_version
-from recova.platform.app import create_app
-from recova.platform.extension import platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.extension import platform
 from recova.tenants.migrate import migrate_shared
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import provision_tenant

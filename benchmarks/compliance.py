@@ -42,12 +42,12 @@ from _common import bench_environment, describe_machine, heading, parser, percen
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from recova.platform.app import create_app
 from recova.platform.compliance.gate import Actor, attempt_contact, check_contact
 from recova.platform.contact.models import Channel
-from recova.platform.crypto import mask
-from recova.platform.db import Database
-from recova.platform.extension import Platform, platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.crypto import mask
+from recova.platform.kernel.db import Database
+from recova.platform.kernel.extension import Platform, platform
 from recova.tenants.migrate import migrate_shared
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope

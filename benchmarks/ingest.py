@@ -1,6 +1,6 @@
 """End-to-end ingestion of a realistic portfolio CSV, against a plain ``COPY`` of the same rows.
 
-(a) Recova: a GB18030 CSV with Chinese headers (``recova.platform.demo_data``: resident
+(a) Recova: a GB18030 CSV with Chinese headers (``recova.platform.entry.demo_data``: resident
     IDs with check characters, mobile numbers, an emergency contact, amounts with ``元``
     and thousands separators, percentages, ``2026/3/5`` dates) goes through
     ``ingest_local_file`` into a fresh tenant: stored encrypted, spooled, parsed,
@@ -37,9 +37,9 @@ from sqlalchemy import text
 
 from recova.connectors.models import FeedKind, RunMode
 from recova.connectors.services import save_mapping
-from recova.platform import demo_data
-from recova.platform.app import create_app
-from recova.platform.extension import platform
+from recova.platform.entry import demo_data
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.extension import platform
 from recova.tenants.migrate import migrate_shared
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import provision_tenant

@@ -24,8 +24,8 @@ from _common import bench_environment, describe_machine, heading, parser, verdic
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, event, insert, text
 
-import recova.platform.models  # noqa: F401 - registers every table on Base.metadata
-from recova.platform.db import Database
+import recova.platform.entry.all_models  # noqa: F401 - registers every table on Base.metadata
+from recova.platform.kernel.db import Database
 from recova.tenants.migrate import head, migrate_all, migrate_shared
 from recova.tenants.models import Tenant, TenantStatus
 from recova.tenants.services import provision_tenant

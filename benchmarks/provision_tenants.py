@@ -25,8 +25,8 @@ from _common import (
 )
 from sqlalchemy import Connection, Table, text
 
-import recova.platform.models  # noqa: F401 - registers every table on Base.metadata
-from recova.platform.db import TENANT_PLACEHOLDER, Base, Database
+import recova.platform.entry.all_models  # noqa: F401 - registers every table on Base.metadata
+from recova.platform.kernel.db import TENANT_PLACEHOLDER, Base, Database
 from recova.tenants.migrate import migrate_shared
 from recova.tenants.services import provision_tenant
 

@@ -43,13 +43,13 @@ from flask_smorest import Api, Blueprint, abort
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import joinedload, sessionmaker
 
-from recova.platform.app import create_app
 from recova.platform.cases.models import Case
 from recova.platform.cases.schemas import CaseSchema
 from recova.platform.cases.services import open_case
-from recova.platform.crypto import PersonalDataCipher
-from recova.platform.db import TENANT_PLACEHOLDER
-from recova.platform.extension import platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.crypto import PersonalDataCipher
+from recova.platform.kernel.db import TENANT_PLACEHOLDER
+from recova.platform.kernel.extension import platform
 from recova.tenants.migrate import migrate_shared
 from recova.tenants.scope import tenant_scope
 

@@ -21,7 +21,7 @@ from recova.platform.allocation.services import run_allocation
 from recova.platform.allocation.strategies import create_strategy
 from recova.platform.auth.models import Role
 from recova.platform.auth.services import create_user
-from recova.platform.extension import platform
+from recova.platform.kernel.extension import platform
 from recova.tenants.scope import tenant_scope
 from tests.support import PASSWORD
 

@@ -17,8 +17,8 @@ from recova.billing.invoices import CloseResult, close_month
 from recova.billing.models import ContractVersion
 from recova.billing.terms import create_contract_version
 from recova.platform.agencies.models import Agency
-from recova.platform.db import Database
-from recova.platform.extension import platform
+from recova.platform.kernel.db import Database
+from recova.platform.kernel.extension import platform
 from recova.tenants.scope import tenant_scope
 from tests.allocation_support import (
     Agencies,
@@ -204,7 +204,7 @@ def day(number: int, month: dt.date = MONTH) -> dt.date:
 def seed_world_billing(world: Any) -> None:
     """Billing objects in both tenants of the isolation world; B holds more of each (three
     invoices, five versions, a statement), so B's ids exist in A for none of them."""
-    from recova.platform.extension import platform as platform_of
+    from recova.platform.kernel.extension import platform as platform_of
     from recova.tenants.models import tenant_today
 
     db = platform_of(world.app).db

@@ -26,8 +26,8 @@ from recova.platform.cases.services import open_case
 from recova.platform.compliance.gate import Actor, attempt_contact
 from recova.platform.contact.models import Channel, ContactAttempt
 from recova.platform.contact.services import outcome_codes, record_outcome
-from recova.platform.crypto import mask
-from recova.platform.extension import platform
+from recova.platform.kernel.crypto import mask
+from recova.platform.kernel.extension import platform
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import provision_tenant

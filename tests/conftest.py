@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from recova.platform.app import create_app
-from recova.platform.config import Settings, new_secrets, normalise_database_url
-from recova.platform.embedded import EmbeddedRedis, start_embedded_postgres
-from recova.platform.extension import platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.config import Settings, new_secrets, normalise_database_url
+from recova.platform.kernel.embedded import EmbeddedRedis, start_embedded_postgres
+from recova.platform.kernel.extension import platform
 from recova.tenants.migrate import migrate_shared
 from tests.support import World, build_world, scratch_database
 

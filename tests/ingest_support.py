@@ -12,8 +12,8 @@ from sqlalchemy import select, text
 
 from recova.connectors.models import FeedKind, IngestionRowError, IngestionRun, RunMode
 from recova.connectors.services import ingest_local_file, save_mapping
-from recova.platform.demo_data import cn_national_id
-from recova.platform.extension import Platform, platform
+from recova.platform.entry.demo_data import cn_national_id
+from recova.platform.kernel.extension import Platform, platform
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import provision_tenant
 from tests.support import unique

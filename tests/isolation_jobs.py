@@ -7,8 +7,8 @@ from typing import Any
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from recova.platform.extension import platform
-from recova.platform.jobs import QUEUES, job_queue
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.jobs import QUEUES, job_queue
 
 
 def run_all_jobs(app: Any) -> None:

@@ -28,9 +28,9 @@ from recova.platform.auth.access import SCOPES
 from recova.platform.auth.models import Role
 from recova.platform.auth.services import create_api_client, create_user
 from recova.platform.cases.services import open_case
-from recova.platform.cli import main as cli_main
-from recova.platform.crypto import PersonalDataCipher
-from recova.platform.extension import platform
+from recova.platform.entry.cli import main as cli_main
+from recova.platform.kernel.crypto import PersonalDataCipher
+from recova.platform.kernel.extension import platform
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import provision_tenant
 

@@ -14,8 +14,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from recova.platform.auth.access import SCOPES
-from recova.platform.extension import platform
-from recova.platform.jobs import job_queue
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.jobs import job_queue
 from tests.support import B_MARK, PASSWORD, Caller, anonymous, bearer, build_world, login, unique
 
 ERROR_KEYS = {"code", "status", "message", "errors"}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from marshmallow import Schema, fields
 
-from recova.platform.api import StrictSchema
+from recova.platform.kernel.api import StrictSchema
 from tests.support import Caller, anonymous, build_world, login
 from tests.test_api import assert_error
 

@@ -17,8 +17,8 @@ from recova.platform.audit import events, record_event, verify_chain
 from recova.platform.audit.chain import GENESIS, verify_rows
 from recova.platform.audit.jobs import export_audit_head_job
 from recova.platform.audit.services import AuditDataError, chain_rows, head
-from recova.platform.extension import platform
-from recova.platform.scheduler import periodic_jobs
+from recova.platform.entry.scheduler import periodic_jobs
+from recova.platform.kernel.extension import platform
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import provision_tenant
 from tests.support import World, login, recova, unique

@@ -19,8 +19,8 @@ from recova.billing.exports import invoice_csv, invoice_pdf, write_month_exports
 from recova.billing.invoices import BillingError, close_month, issue_invoice
 from recova.billing.jobs import close_job_id, close_month_job
 from recova.billing.models import Invoice
-from recova.platform.extension import platform
-from recova.platform.jobs import job_queue
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.jobs import job_queue
 from recova.tenants.scope import tenant_scope
 from tests.billing_support import MONTH, Ledger, day
 from tests.support import recova

@@ -19,8 +19,8 @@ from recova.platform.agencies.models import Agency
 from recova.platform.auth.models import Role
 from recova.platform.auth.services import create_user
 from recova.platform.cases.models import Contact, Debtor
-from recova.platform.crypto import mask
-from recova.platform.extension import platform
+from recova.platform.kernel.crypto import mask
+from recova.platform.kernel.extension import platform
 from tests.compliance_support import Debt, Lender, make_lender, zone_where_it_is
 from tests.support import PASSWORD, login
 

@@ -14,7 +14,7 @@ from recova.platform.compliance.localtime import in_all_windows, phone_zones
 from recova.platform.compliance.policy import PolicyError, save_policy
 from recova.platform.contact.models import Channel, ContactAttempt
 from recova.platform.contact.services import ContactError, outcome_codes, record_outcome
-from recova.platform.db import Database
+from recova.platform.kernel.db import Database
 from recova.tenants.scope import tenant_scope
 from tests.compliance_support import Lender, local, make_lender, zone_where_it_is
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recova.platform.config import ConfigError, Settings, new_secrets, normalise_database_url
+from recova.platform.kernel.config import ConfigError, Settings, new_secrets, normalise_database_url
 
 PRODUCTION_VARIABLES = ("SECRET_KEY", "RECOVA_DATA_KEY", "DATABASE_URL", "REDIS_URL")
 INTEGER_VARIABLES = (
@@ -120,7 +120,7 @@ def test_processes_starting_together_agree_on_the_generated_secrets(tmp_path: Pa
     script = textwrap.dedent(
         """
         import base64, json
-        from recova.platform.config import Settings
+        from recova.platform.kernel.config import Settings
         s = Settings.from_env()
         print(json.dumps([s.secret_key, base64.urlsafe_b64encode(s.data_key).decode()]))
         """
@@ -288,8 +288,8 @@ def test_importing_every_module_connects_to_nothing(tmp_path: Path) -> None:
             with pytest.raises(BlockingIOError):
                 listener.accept()  # nobody ever connected
     imported = result.stdout.split()
-    assert "recova.platform.app" in imported
-    assert "recova.platform.cli" in imported
+    assert "recova.platform.entry.app" in imported
+    assert "recova.platform.entry.cli" in imported
     assert "recova.platform.cases.jobs" in imported
     assert len(imported) > 20
     # No embedded server was started and no secret was generated either.

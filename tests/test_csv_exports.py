@@ -1,5 +1,5 @@
 """CSV formula injection: every CSV the product writes escapes cells a spreadsheet would
-run as formulas, through the one shared writer (``recova.platform.safe_csv``)."""
+run as formulas, through the one shared writer (``recova.platform.kernel.safe_csv``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from recova.connectors.models import FeedKind, RunStatus
 from recova.connectors.services import row_errors_csv
-from recova.platform.extension import platform
-from recova.platform.safe_csv import FORMULA_STARTS, formula_safe_writer, needs_escape
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.safe_csv import FORMULA_STARTS, formula_safe_writer, needs_escape
 from recova.tenants.scope import tenant_scope
 from tests.billing_support import Ledger
 from tests.ingest_support import (

@@ -163,8 +163,8 @@ def test_worker_grace_period_outlasts_its_longest_job() -> None:
 
 def test_the_longest_declared_job_fits_its_worker_group() -> None:
     """Every job the code declares fits the grace period of the group serving its queue."""
-    from recova.platform.jobs import JobSpec
-    from recova.platform.worker import import_job_modules
+    from recova.platform.entry.worker import import_job_modules
+    from recova.platform.kernel.jobs import JobSpec
 
     import_job_modules()
     import gc

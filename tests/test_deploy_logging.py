@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 from recova.platform.cases.jobs import refresh_days_past_due_job
-from recova.platform.logs import (
+from recova.platform.kernel.logs import (
     REQUEST_ID_HEADER,
     ContextFilter,
     JsonFormatter,

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from recova.platform.app import create_app
-from recova.platform.config import Settings, normalise_database_url
-from recova.platform.extension import platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.config import Settings, normalise_database_url
+from recova.platform.kernel.extension import platform
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 60.0  # a bound on a step before the test gives up, not a timing check

@@ -29,8 +29,8 @@ import psutil
 import pytest
 import redis
 
-from recova.platform.demo import DEMO_ACCOUNTS
-from recova.platform.embedded import EmbeddedRedis
+from recova.platform.entry.demo import DEMO_ACCOUNTS
+from recova.platform.kernel.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.slow
 
@@ -58,8 +58,8 @@ HOLDER = textwrap.dedent(
     import json, os, sys
     import redis
     from sqlalchemy import create_engine, text
-    from recova.platform.config import Settings
-    from recova.platform.embedded import EmbeddedRedis, with_embedded_services
+    from recova.platform.kernel.config import Settings
+    from recova.platform.kernel.embedded import EmbeddedRedis, with_embedded_services
 
     settings = with_embedded_services(Settings.from_env())
     client = redis.Redis.from_url(settings.redis_url)
@@ -91,7 +91,7 @@ REDIS_USER = textwrap.dedent(
     import json, os, sys
     from pathlib import Path
     import redis
-    from recova.platform.embedded import EmbeddedRedis
+    from recova.platform.kernel.embedded import EmbeddedRedis
 
     home, action = Path(sys.argv[1]), sys.argv[2]
     embedded = EmbeddedRedis(home)
@@ -118,10 +118,10 @@ DEMO_COUNTS = textwrap.dedent(
     from recova.billing.contracts import AgencyContract
     from recova.platform.agencies.models import Agency
     from recova.platform.allocation.models import Assignment, Placement
-    from recova.platform.app import create_app
+    from recova.platform.entry.app import create_app
     from recova.platform.auth.models import User
     from recova.platform.cases.models import Account, Case
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.tenants.models import Tenant
     from recova.tenants.scope import tenant_scope
 

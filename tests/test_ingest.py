@@ -23,7 +23,7 @@ from recova.connectors.services import (
     store_file,
 )
 from recova.platform.cases.models import Account, Debtor
-from recova.platform.extension import platform
+from recova.platform.kernel.extension import platform
 from recova.tenants.scope import tenant_scope
 from tests.ingest_support import (
     CN_COLUMNS,
@@ -427,8 +427,8 @@ def test_no_plaintext_personal_data_in_the_database_or_redis(objects, slug, tmp_
 
 
 def test_cli_ingest_reports_counts_errors_and_exit_status(cli_env, tmp_path):
-    from recova.platform.app import create_app
-    from recova.platform.config import Settings
+    from recova.platform.entry.app import create_app
+    from recova.platform.kernel.config import Settings
     from recova.tenants.migrate import migrate_shared
     from tests.support import recova
 

@@ -12,9 +12,9 @@ import pytest
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from recova.platform.app import create_app
-from recova.platform.extension import platform
-from recova.platform.jobs import QUEUES, job_queue
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.jobs import QUEUES, job_queue
 from tests.ingest_support import CN_COLUMNS, CN_HEADER, cn_row
 from tests.support import Caller, World, login
 

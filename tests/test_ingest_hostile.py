@@ -25,7 +25,7 @@ from recova.connectors.services import (
 )
 from recova.connectors.settings import save_settings
 from recova.platform.cases.models import Account, Case, Contact
-from recova.platform.extension import platform
+from recova.platform.kernel.extension import platform
 from recova.tenants.scope import tenant_scope
 from tests.ingest_support import (
     CN_COLUMNS,
@@ -246,8 +246,8 @@ def test_confirm_recall_up_front_over_the_api(app, world: World):
 
 
 def test_cli_snapshot_is_held_and_confirm_recall_lets_it_through(cli_env, tmp_path):
-    from recova.platform.app import create_app
-    from recova.platform.config import Settings
+    from recova.platform.entry.app import create_app
+    from recova.platform.kernel.config import Settings
     from recova.tenants.migrate import migrate_shared
 
     app = create_app(Settings.from_env(cli_env))

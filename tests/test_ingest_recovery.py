@@ -30,9 +30,9 @@ from recova.connectors.services import (
     resume_run,
     start_run,
 )
-from recova.platform.app import create_app
-from recova.platform.config import Settings
-from recova.platform.extension import platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.config import Settings
+from recova.platform.kernel.extension import platform
 from recova.tenants.migrate import migrate_shared
 from recova.tenants.scope import tenant_scope
 from tests.ingest_support import (
@@ -58,7 +58,15 @@ def _run_of(objects, slug: str) -> IngestionRun:  # type: ignore[no-untyped-def]
 
 def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "recova.platform.cli", "worker", "--burst", "--queues", "ingest"],
+        [
+            sys.executable,
+            "-m",
+            "recova.platform.entry.cli",
+            "worker",
+            "--burst",
+            "--queues",
+            "ingest",
+        ],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

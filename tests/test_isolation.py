@@ -27,15 +27,15 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import func, select, text
 
 from recova.platform.allocation.models import Assignment, Placement
-from recova.platform.api import API_PREFIX, NAMED_TENANT_PREFIX
 from recova.platform.audit import record_event
 from recova.platform.audit.services import export_daily_head
 from recova.platform.auth.access import AccessRule
 from recova.platform.auth.models import OAuthClient, User
 from recova.platform.cases.display import mask_name
 from recova.platform.cases.models import Case, Contact, Debtor
-from recova.platform.extension import platform
-from recova.platform.jobs import QUEUES, job_queue
+from recova.platform.kernel.api import API_PREFIX, NAMED_TENANT_PREFIX
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.jobs import QUEUES, job_queue
 from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.settings import save_settings
 from recova.platform.work.models import Dispute, PaymentPlan, Settlement

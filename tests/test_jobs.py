@@ -21,8 +21,8 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import text
 
 from recova.platform.cases.jobs import refresh_days_past_due_job
-from recova.platform.config import Settings
-from recova.platform.extension import platform
+from recova.platform.kernel.config import Settings
+from recova.platform.kernel.extension import platform
 from tests.support import Caller, World, login
 
 JOB_PATH = "recova.platform.cases.jobs.refresh_days_past_due_job"

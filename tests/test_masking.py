@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from recova.platform.crypto import PersonalDataCipher, mask
-from recova.platform.extension import platform
+from recova.platform.kernel.crypto import PersonalDataCipher, mask
+from recova.platform.kernel.extension import platform
 from recova.tenants.migrate import (
     MIGRATIONS_DIR,
     downgrade_tenant_schema,

@@ -12,9 +12,9 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from recova.platform.cases.jobs import refresh_days_past_due_job
-from recova.platform.config import Settings
-from recova.platform.extension import Platform, platform
-from recova.platform.metrics import (
+from recova.platform.kernel.config import Settings
+from recova.platform.kernel.extension import Platform, platform
+from recova.platform.kernel.metrics import (
     record_compliance_block,
     record_ingested_rows,
     record_job_run,
@@ -25,7 +25,7 @@ from tests.support import World, login
 @pytest.fixture
 def own_app(settings: Settings) -> Iterator[Flask]:
     """An app whose queues and counters are this test's alone (a prefix of its own)."""
-    from recova.platform.app import create_app
+    from recova.platform.entry.app import create_app
 
     application = create_app(replace(settings, queue_prefix=f"test-m-{secrets.token_hex(4)}:"))
     application.config["TESTING"] = True
@@ -154,7 +154,7 @@ def test_job_runs_are_counted_by_queue_and_outcome(app: Flask) -> None:
 
 
 def test_a_redis_outage_does_not_break_the_scrape_or_the_work(settings: Settings) -> None:
-    from recova.platform.app import create_app
+    from recova.platform.entry.app import create_app
 
     application = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))
     try:

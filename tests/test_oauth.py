@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from recova.platform.auth.access import SCOPES
 from recova.platform.auth.models import OAuthClient, OAuthToken
 from recova.platform.auth.principal import token_digest
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 from tests.support import B_MARK, Caller, anonymous, bearer, build_world, fetch_token, login
 
 

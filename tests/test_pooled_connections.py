@@ -18,13 +18,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
-from recova.platform.app import create_app
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.cases.models import Account, Case
-from recova.platform.db import Database
-from recova.platform.extension import platform
-from recova.platform.request_scope import db_session
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.db import Database
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.scope import tenant_scope
 from tests.support import B_MARK, World, bearer
 

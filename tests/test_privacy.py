@@ -13,8 +13,8 @@ from recova.platform.audit import events, verify_chain
 from recova.platform.cases.models import Case, CaseStatus, Contact, ContactKind, Debtor
 from recova.platform.compliance.gate import Actor, attempt_contact
 from recova.platform.contact.models import Channel
-from recova.platform.crypto import mask
-from recova.platform.extension import platform
+from recova.platform.kernel.crypto import mask
+from recova.platform.kernel.extension import platform
 from recova.platform.privacy.retention import ERASED, erase_expired
 from recova.platform.privacy.reveal import REASON_CONTEXT
 from recova.tenants.scope import tenant_scope

@@ -17,8 +17,8 @@ from sqlalchemy import event, text
 
 from recova.platform.auth.models import Role
 from recova.platform.auth.services import create_user
-from recova.platform.db import Database
-from recova.platform.extension import platform
+from recova.platform.kernel.db import Database
+from recova.platform.kernel.extension import platform
 from recova.tenants.migrate import head, tenant_versions
 from recova.tenants.services import TenantConflict, TenantError, provision_tenant
 from tests.support import PASSWORD, Caller, World, bearer, login, unique

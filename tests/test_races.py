@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import text
 
-from recova.platform.extension import platform
+from recova.platform.kernel.extension import platform
 from tests.support import World, login, unique
 
 

@@ -23,10 +23,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from recova.platform.config import Settings
-from recova.platform.extension import Platform, platform
-from recova.platform.jobs import job_queue
-from recova.platform.scheduler import (
+from recova.platform.entry.scheduler import (
     LOCK_KEY,
     PeriodicJob,
     Scheduler,
@@ -35,6 +32,9 @@ from recova.platform.scheduler import (
     every,
     periodic_jobs,
 )
+from recova.platform.kernel.config import Settings
+from recova.platform.kernel.extension import Platform, platform
+from recova.platform.kernel.jobs import job_queue
 from recova.tenants.models import Tenant, TenantStatus
 from tests.support import recova
 
@@ -241,7 +241,7 @@ def test_a_run_whose_enqueue_failed_is_retried_next_tick(objects: Platform, worl
 
 def _scheduler_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "recova.platform.cli", "scheduler", "--tick", "0.2"],
+        [sys.executable, "-m", "recova.platform.entry.cli", "scheduler", "--tick", "0.2"],
         cwd=REPO,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,

@@ -13,12 +13,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from recova.platform.app import create_app
 from recova.platform.auth import passwords
 from recova.platform.auth.models import Role, User
 from recova.platform.auth.services import LOGIN_REFUSED, create_user
-from recova.platform.db import utcnow
-from recova.platform.extension import platform
+from recova.platform.entry.app import create_app
+from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.extension import platform
 from recova.tenants.models import Tenant
 from tests.support import PASSWORD, Caller, bearer, build_world, login, unique
 

@@ -199,7 +199,7 @@ def test_agency_staff_reach_only_their_agency_s_cases_and_collectors_their_own(a
 
 def test_a_reached_debtor_moves_a_placed_case_to_in_progress_once(app) -> None:
     from recova.platform.cases.models import Case
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.platform.work.lifecycle import mark_worked
     from recova.tenants.scope import tenant_scope
 

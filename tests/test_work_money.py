@@ -10,9 +10,9 @@ from typing import Any
 
 from recova.connectors.models import FeedKind
 from recova.connectors.services import ingest_local_file, save_mapping
-from recova.platform.config import Settings, new_secrets
-from recova.platform.extension import platform
-from recova.platform.scheduler import TenantRun, periodic_jobs
+from recova.platform.entry.scheduler import TenantRun, periodic_jobs
+from recova.platform.kernel.config import Settings, new_secrets
+from recova.platform.kernel.extension import platform
 from recova.platform.work.evaluation import evaluate_accounts
 from recova.tenants.scope import tenant_scope
 from tests.ingest_support import PAYMENT_COLUMNS

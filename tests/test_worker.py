@@ -23,10 +23,10 @@ from redis import Redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from recova.platform.config import Settings
-from recova.platform.extension import Platform, platform
-from recova.platform.jobs import job, job_queue
-from recova.platform.worker import RecovaWorker, build_worker, import_job_modules
+from recova.platform.entry.worker import RecovaWorker, build_worker, import_job_modules
+from recova.platform.kernel.config import Settings
+from recova.platform.kernel.extension import Platform, platform
+from recova.platform.kernel.jobs import job, job_queue
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 60.0  # a bound on how long a step may take before the test gives up, not a check
@@ -87,7 +87,15 @@ def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     log = Path(env["RECOVA_HOME"]).parent / f"worker-{secrets.token_hex(3)}.log"
     with open(log, "wb") as output:  # the child keeps its own descriptor
         return subprocess.Popen(  # noqa: S603 - this interpreter running our own CLI
-            [sys.executable, "-m", "recova.platform.cli", "worker", "--queues", "default", *args],
+            [
+                sys.executable,
+                "-m",
+                "recova.platform.entry.cli",
+                "worker",
+                "--queues",
+                "default",
+                *args,
+            ],
             cwd=REPO,
             env=env,
             stdout=output,

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 from recova.tenants.models import tenant_today
 from tests.allocation_support import (
     Agencies,
@@ -146,7 +146,7 @@ def audit_trail(
     import json
 
     from recova.platform.audit import events, verify_chain
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.tenants.scope import tenant_scope
 
     with tenant_scope(world.tenant.slug, db=platform(world.app).db) as session:
@@ -168,7 +168,7 @@ def seed_world_work(world: Any) -> None:
 
     from recova.billing.contracts import AgencyContract
     from recova.platform.cases.models import Case
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.platform.work import disputes, plans, promises, settlements
     from recova.platform.work.models import ApprovalLevel
     from recova.platform.work.settings import save_settings

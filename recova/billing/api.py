@@ -34,12 +34,12 @@ from recova.billing.services import (
 )
 from recova.billing.terms import TermsError, create_contract_version
 from recova.platform.agencies.models import Agency
-from recova.platform.api import RowsPage, SelectPage, StrictSchema, TextQuery, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.errors import abort
-from recova.platform.extension import platform
-from recova.platform.request_scope import current_principal, db_session
+from recova.platform.kernel.api import RowsPage, SelectPage, StrictSchema, TextQuery, tenant_routes
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.request_scope import current_principal, db_session
 from recova.tenants.models import Tenant, tenant_today
 from recova.tenants.scope import current_tenant
 

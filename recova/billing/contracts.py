@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from recova.platform.agencies.models import Agency
-from recova.platform.db import SHARED_SCHEMA, SharedModel, Timestamped
+from recova.platform.kernel.db import SHARED_SCHEMA, SharedModel, Timestamped
 from recova.tenants.models import Tenant, TenantStatus
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from recova.billing.models import AgencyStatement, Invoice
 from recova.billing.money import minor_units
 from recova.billing.terms import next_month
-from recova.platform.safe_csv import formula_safe_writer
+from recova.platform.kernel.safe_csv import formula_safe_writer
 
 #: Beyond this many lines the PDF lists none and points to the CSV (it stays a few pages).
 PDF_LINE_LIMIT = 2000

@@ -38,7 +38,7 @@ from recova.billing.money import DEFAULT_ROUNDING, round_money
 from recova.billing.terms import BILLING_LOCK, lock_tenant_billing, next_month
 from recova.platform.allocation.models import AllocationSettings
 from recova.platform.allocation.segmentation import DEFAULT_BUCKETS
-from recova.platform.db import Database, utcnow
+from recova.platform.kernel.db import Database, utcnow
 from recova.tenants.models import Tenant, TenantStatus, tenant_today
 
 ZERO = Decimal(0)

@@ -6,8 +6,8 @@ import datetime as dt
 from typing import Any
 
 from recova.billing.invoices import close_month, month_start
-from recova.platform.extension import platform
-from recova.platform.jobs import job
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.jobs import job
 
 
 # A close is one transaction: a retry after a worker died redoes it from the start.

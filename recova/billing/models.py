@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from recova.platform.cases.models import MONEY
-from recova.platform.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
+from recova.platform.kernel.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
 
 T = TENANT_PLACEHOLDER
 PERCENT = Numeric(9, 6)

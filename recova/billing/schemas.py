@@ -14,7 +14,7 @@ from collections.abc import Callable
 from marshmallow import Schema, ValidationError, fields, validate
 
 from recova.billing.money import ROUNDING_MODES
-from recova.platform.api import DATE_MAX, DATE_MIN, StrictSchema
+from recova.platform.kernel.api import DATE_MAX, DATE_MIN, StrictSchema
 
 
 def _month_within_calendar(value: str) -> None:

@@ -35,13 +35,19 @@ from recova.connectors.schemas import (
     SourceSchema,
     UploadSchema,
 )
-from recova.platform.api import Blueprint, FileUpload, SelectPage, StrictSchema, tenant_routes
 from recova.platform.audit import record_event
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.errors import abort
-from recova.platform.extension import platform
-from recova.platform.request_scope import current_principal, db_session
+from recova.platform.kernel.api import (
+    Blueprint,
+    FileUpload,
+    SelectPage,
+    StrictSchema,
+    tenant_routes,
+)
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.request_scope import current_principal, db_session
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint("ingestion", __name__, description="Portfolios and payments in")

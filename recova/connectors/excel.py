@@ -39,7 +39,7 @@ from recova.connectors.base import Record, Resume, Source, SourceError
 from recova.connectors.csv_file import checked_path
 
 if TYPE_CHECKING:
-    from recova.platform.config import Settings
+    from recova.platform.kernel.config import Settings
 
 _ZIP_SIGNATURE = b"PK\x03\x04"
 # Old .xls workbooks, and .xlsx workbooks saved with a password, are OLE containers.

@@ -46,7 +46,7 @@ import phonenumbers
 
 from recova.connectors import normalise as n
 from recova.connectors.models import FeedKind
-from recova.platform.crypto import PersonalDataCipher, mask
+from recova.platform.kernel.crypto import PersonalDataCipher, mask
 
 THIRD_PARTY_SLOTS = (1, 2, 3)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from recova.connectors.services import execute_ingestion
-from recova.platform.extension import platform
-from recova.platform.jobs import job
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.jobs import job
 
 
 @job(queue="ingest", timeout=4 * 3600, retries=3, backoff=[10, 60, 300])

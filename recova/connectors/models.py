@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from recova.platform.cases.models import _enum
-from recova.platform.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
+from recova.platform.kernel.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
 
 
 class FeedKind(enum.StrEnum):

@@ -75,7 +75,7 @@ from recova.connectors.fields import (
     TenantDefaults,
 )
 from recova.connectors.models import FeedKind, RunMode, RunStatus, Severity
-from recova.platform.crypto import PersonalDataCipher
+from recova.platform.kernel.crypto import PersonalDataCipher
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from recova.connectors.models import FeedKind, RunMode, RunStatus, Severity
-from recova.platform.api import StrictSchema
+from recova.platform.kernel.api import StrictSchema
 
 NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="letters, digits, _ . - only")
 

@@ -47,9 +47,9 @@ from recova.connectors.pipeline import (
     progress_key,
 )
 from recova.connectors.settings import current_settings
-from recova.platform.db import utcnow
-from recova.platform.extension import Platform
-from recova.platform.safe_csv import formula_safe_writer
+from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.extension import Platform
+from recova.platform.kernel.safe_csv import formula_safe_writer
 from recova.tenants.models import Tenant, tenant_today
 from recova.tenants.scope import tenant_scope
 
@@ -596,7 +596,7 @@ def _last_attempt() -> bool:
 
 
 def _record_metrics(objects: Platform, kind: FeedKind, counts: Counts) -> None:
-    from recova.platform.metrics import record_ingested_rows
+    from recova.platform.kernel.metrics import record_ingested_rows
 
     for name in ("inserted", "updated", "unchanged", "rejected"):
         record_ingested_rows(kind.value, name, getattr(counts, name), objects=objects)

@@ -8,11 +8,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from recova.platform.api import SelectPage, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.errors import abort
-from recova.platform.request_scope import db_session
+from recova.platform.kernel.api import SelectPage, tenant_routes
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants import services
 from recova.tenants.models import Tenant, TenantStatus
 from recova.tenants.schemas import (

@@ -25,7 +25,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from recova.platform.db import SHARED_SCHEMA, TENANT_PLACEHOLDER, Base
+from recova.platform.kernel.db import SHARED_SCHEMA, TENANT_PLACEHOLDER, Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -80,8 +80,8 @@ def _include_schema(schema: str) -> Callable[..., bool]:
 
 
 def _connection_from_cli(context: Any) -> Connection:
-    from recova.platform.config import Settings
-    from recova.platform.embedded import with_embedded_services
+    from recova.platform.kernel.config import Settings
+    from recova.platform.kernel.embedded import with_embedded_services
 
     settings = with_embedded_services(Settings.from_env())
     assert settings.database_url is not None
@@ -91,7 +91,7 @@ def _connection_from_cli(context: Any) -> Connection:
 
 def run_shared_environment(context: Any) -> None:
     """Env body for the shared history: the ``platform`` schema and its version table."""
-    import recova.platform.models  # noqa: F401 - registers every table on Base.metadata
+    import recova.platform.entry.all_models  # noqa: F401 - registers every table on Base.metadata
 
     connection = context.config.attributes.get("connection") or _connection_from_cli(context)
     connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SHARED_SCHEMA}"'))
@@ -111,7 +111,7 @@ def run_shared_environment(context: Any) -> None:
 
 def run_tenant_environment(context: Any) -> None:
     """Env body for the tenant history, run inside one tenant's schema."""
-    import recova.platform.models  # noqa: F401 - registers every table on Base.metadata
+    import recova.platform.entry.all_models  # noqa: F401 - registers every table on Base.metadata
 
     attributes = context.config.attributes
     schema = attributes.get("tenant_schema")

@@ -11,7 +11,7 @@ from sqlalchemy import CheckConstraint, DateTime, Enum, Index, String, func, lit
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from recova.platform.db import SHARED_SCHEMA, SharedModel, Timestamped
+from recova.platform.kernel.db import SHARED_SCHEMA, SharedModel, Timestamped
 
 
 def tenant_today(timezone: str) -> dt.date:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from recova.platform.api import StrictSchema
+from recova.platform.kernel.api import StrictSchema
 from recova.tenants.models import Jurisdiction, TenantStatus
 
 

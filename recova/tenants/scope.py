@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from recova.billing.contracts import agency_has_active_contract
 from recova.platform.auth.principal import Principal
-from recova.platform.db import Database, bind_session_to_schema
-from recova.platform.errors import abort
+from recova.platform.kernel.db import Database, bind_session_to_schema
+from recova.platform.kernel.errors import abort
 from recova.tenants.models import Tenant, TenantStatus, tenant_today
 
 NOT_FOUND = "no such tenant, or not one you may reach"
@@ -72,7 +72,7 @@ def tenant_scope(tenant: Tenant | int | str, *, db: Database | None = None) -> I
     commands reach tenant data.
     """
     if db is None:
-        from recova.platform.extension import platform
+        from recova.platform.kernel.extension import platform
 
         db = platform().db
     session = db.session()

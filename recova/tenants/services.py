@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 from recova.tenants.migrate import upgrade_tenant_schema
 from recova.tenants.models import Jurisdiction, Tenant, TenantStatus
 from recova.tenants.slugs import UnsafeSlugError, schema_name_for, validate_slug

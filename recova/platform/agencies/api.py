@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from recova.platform.agencies.models import Agency, AgencyStatus
 from recova.platform.agencies.services import AgencyError, create_agency
-from recova.platform.api import SelectPage, StrictSchema
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.errors import abort
-from recova.platform.request_scope import db_session
+from recova.platform.kernel.api import SelectPage, StrictSchema
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.request_scope import db_session
 
 blp = Blueprint("agencies", __name__, description="Collection agencies")
 

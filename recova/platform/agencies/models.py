@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import Enum, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from recova.platform.db import SHARED_SCHEMA, SharedModel, Timestamped
+from recova.platform.kernel.db import SHARED_SCHEMA, SharedModel, Timestamped
 
 
 class AgencyStatus(enum.StrEnum):

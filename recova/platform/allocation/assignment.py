@@ -36,7 +36,7 @@ from recova.platform.allocation.models import (
     Placement,
 )
 from recova.platform.auth.models import Membership, Role, User
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 
 ELIGIBLE_COLLECTOR = """
     p.is_active AND u.is_active AND m.role = 'collector'

@@ -6,8 +6,8 @@ import datetime as dt
 from typing import Any
 
 from recova.platform.allocation.services import run_allocation, run_assignment
-from recova.platform.extension import platform
-from recova.platform.jobs import job
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.jobs import job
 
 
 def _report_progress(step: str, done: int, total: int) -> None:

@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from recova.platform.cases.models import MONEY
-from recova.platform.db import (
+from recova.platform.kernel.db import (
     SHARED_SCHEMA,
     TENANT_PLACEHOLDER,
     SharedModel,

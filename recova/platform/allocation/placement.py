@@ -51,7 +51,7 @@ from recova.platform.allocation.context import (
 from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.allocation.strategies import PolicyRow
 from recova.platform.cases.models import Case, CaseStatus
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 
 #: Statuses a recall moves back to ``recalled`` (work in progress with the old agency).
 WORKED_STATUSES = ("placed", "in_progress", "promised", "on_plan")

@@ -28,9 +28,9 @@ from typing import Any
 from marshmallow import Schema, fields, pre_dump, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
-from recova.platform.api import API_PREFIX, StrictSchema
 from recova.platform.cases.display import PersonName
 from recova.platform.cases.models import CASE_FLAGS
+from recova.platform.kernel.api import API_PREFIX, StrictSchema
 
 
 class AgencyShareSchema(StrictSchema):

@@ -46,7 +46,7 @@ from recova.platform.allocation.models import (
 from recova.platform.allocation.strategies import resolve_policy
 from recova.platform.audit import record_event
 from recova.platform.auth.models import Membership, Role, User
-from recova.platform.db import Database
+from recova.platform.kernel.db import Database
 from recova.tenants.models import Tenant, TenantStatus, tenant_today
 
 log = logging.getLogger(__name__)

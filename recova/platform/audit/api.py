@@ -13,14 +13,14 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from recova.platform.api import tenant_routes
 from recova.platform.audit import schemas
 from recova.platform.audit.chain import Verdict
 from recova.platform.audit.models import AuditEvent, AuditHeadExport
 from recova.platform.audit.services import events, verify_chain
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.request_scope import db_session
+from recova.platform.kernel.api import tenant_routes
+from recova.platform.kernel.request_scope import db_session
 
 blp = Blueprint("audit", __name__, description="The tenant's hash-chained audit log")
 

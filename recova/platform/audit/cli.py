@@ -15,8 +15,8 @@ def audit_cli() -> None:
 
 
 def _objects() -> Any:
-    from recova.platform.cli import _app
-    from recova.platform.extension import platform
+    from recova.platform.entry.cli import _app
+    from recova.platform.kernel.extension import platform
 
     return platform(_app())
 

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from recova.platform.audit.services import export_daily_head
-from recova.platform.jobs import job
+from recova.platform.kernel.jobs import job
 from recova.tenants.scope import tenant_scope
 
 

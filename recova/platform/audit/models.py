@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Date, DateTime, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from recova.platform.db import TENANT_PLACEHOLDER, TenantModel
+from recova.platform.kernel.db import TENANT_PLACEHOLDER, TenantModel
 
 
 class AuditEvent(TenantModel):

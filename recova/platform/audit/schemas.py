@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
-from recova.platform.api import BigInteger, StrictSchema
+from recova.platform.kernel.api import BigInteger, StrictSchema
 
 HEX_HASH = validate.Regexp(r"^[0-9a-f]{64}$", error="a SHA-256 hash as 64 lowercase hex digits")
 

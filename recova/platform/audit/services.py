@@ -36,7 +36,7 @@ from recova.platform.audit.chain import (
 )
 from recova.platform.audit.models import AuditEvent, AuditHeadExport
 from recova.platform.auth.principal import Principal
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 
 #: Keys whose values are personal data by definition.
 PERSONAL_KEYS = frozenset(

@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from recova.platform.agencies.models import Agency
-from recova.platform.api import SelectPage, tenant_routes
 from recova.platform.auth import services
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Membership, OAuthClient, Role, User
@@ -25,8 +24,9 @@ from recova.platform.auth.schemas import (
     UserSchema,
     UserUpdateSchema,
 )
-from recova.platform.errors import abort
-from recova.platform.request_scope import current_principal, db_session
+from recova.platform.kernel.api import SelectPage, tenant_routes
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.request_scope import current_principal, db_session
 from recova.tenants.models import Tenant
 from recova.tenants.scope import current_tenant
 

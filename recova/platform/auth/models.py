@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from recova.platform.agencies.models import Agency
-from recova.platform.db import SHARED_SCHEMA, SharedModel, Timestamped, utcnow
+from recova.platform.kernel.db import SHARED_SCHEMA, SharedModel, Timestamped, utcnow
 from recova.tenants.models import Tenant
 
 

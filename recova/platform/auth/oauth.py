@@ -20,8 +20,8 @@ from sqlalchemy import select
 from recova.platform.auth.models import OAuthClient, OAuthToken
 from recova.platform.auth.principal import token_digest
 from recova.platform.auth.services import client_secret_matches
-from recova.platform.db import utcnow
-from recova.platform.request_scope import db_session
+from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.models import TenantStatus
 
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a secret

@@ -23,7 +23,7 @@ from recova.platform.auth.models import (
     Role,
     User,
 )
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 from recova.tenants.models import Tenant, TenantStatus
 
 

@@ -28,7 +28,7 @@ from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.auth.models import AGENCY_ROLES, TENANT_ROLES, Role
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Case, Debtor
-from recova.platform.errors import abort
+from recova.platform.kernel.errors import abort
 
 
 def reaches_every_case(principal: Principal) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask_wtf.csrf import generate_csrf
 from marshmallow import Schema, fields, validate
 
-from recova.platform.api import StrictSchema
 from recova.platform.auth.access import SCOPES
 from recova.platform.auth.models import TENANT_ROLES, Role
+from recova.platform.kernel.api import StrictSchema
 
 
 class UserSchema(Schema):

@@ -22,7 +22,7 @@ from recova.platform.auth.models import (
 )
 from recova.platform.auth.passwords import hash_password, needs_rehash, verify_password
 from recova.platform.auth.principal import token_digest
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 from recova.tenants.models import Tenant
 
 

@@ -17,7 +17,6 @@ from marshmallow import Schema, fields
 from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from recova.platform.api import SelectPage, StrictSchema, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
@@ -33,9 +32,10 @@ from recova.platform.cases.schemas import (
     DebtorQuerySchema,
     DebtorSchema,
 )
-from recova.platform.errors import abort
-from recova.platform.extension import platform
-from recova.platform.request_scope import current_principal, db_session
+from recova.platform.kernel.api import SelectPage, StrictSchema, tenant_routes
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.request_scope import current_principal, db_session
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint("cases", __name__, description="Collection cases")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from recova.platform.cases.services import refresh_days_past_due
-from recova.platform.jobs import job
+from recova.platform.kernel.jobs import job
 from recova.tenants.scope import tenant_scope
 
 

@@ -2,7 +2,7 @@
 
 Declared once in the ``tenant`` placeholder schema; a tenant-bound session maps them to
 ``tenant_<slug>``. Personal identifiers are stored encrypted with a keyed blind index
-(see ``recova.platform.crypto``); only a masked form is kept in clear.
+(see ``recova.platform.kernel.crypto``); only a masked form is kept in clear.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from recova.platform.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
+from recova.platform.kernel.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
 
 MONEY = Numeric(20, 4)  # exact; amounts are quantised to the currency's minor unit in code
 

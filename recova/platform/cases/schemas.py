@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from recova.platform.api import StrictSchema
 from recova.platform.cases.display import PersonName
 from recova.platform.cases.models import CaseStatus, ContactKind
+from recova.platform.kernel.api import StrictSchema
 
 
 class AccountSchema(Schema):

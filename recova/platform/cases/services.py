@@ -10,7 +10,7 @@ from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
 from recova.platform.cases.models import Account, Case, CaseStatus, Debtor
-from recova.platform.crypto import PersonalDataCipher, mask
+from recova.platform.kernel.crypto import PersonalDataCipher, mask
 
 
 def open_case(

@@ -13,7 +13,6 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from recova.platform.api import tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
@@ -21,10 +20,11 @@ from recova.platform.compliance import notices, policy, schemas
 from recova.platform.compliance.gate import Actor
 from recova.platform.compliance.packs import pack_in_force
 from recova.platform.compliance.simulate import ProposedAttempt, simulate_schedule
-from recova.platform.db import utcnow
-from recova.platform.errors import abort
-from recova.platform.extension import platform
-from recova.platform.request_scope import current_principal, db_session
+from recova.platform.kernel.api import tenant_routes
+from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.request_scope import current_principal, db_session
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint("compliance", __name__, description="Compliance policy, simulation, notices")

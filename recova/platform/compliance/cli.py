@@ -18,8 +18,8 @@ def compliance_cli() -> None:
 
 
 def _objects() -> Any:
-    from recova.platform.cli import _app
-    from recova.platform.extension import platform
+    from recova.platform.entry.cli import _app
+    from recova.platform.kernel.extension import platform
 
     return platform(_app())
 

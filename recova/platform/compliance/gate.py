@@ -55,13 +55,13 @@ from recova.platform.contact.models import (
     ContactAttempt,
     MessageTemplate,
 )
-from recova.platform.db import after_commit, utcnow
-from recova.platform.metrics import record_compliance_block
+from recova.platform.kernel.db import after_commit, utcnow
+from recova.platform.kernel.metrics import record_compliance_block
 
 if TYPE_CHECKING:
     from recova.platform.auth.principal import Principal
-    from recova.platform.crypto import PersonalDataCipher
-    from recova.platform.extension import Platform
+    from recova.platform.kernel.crypto import PersonalDataCipher
+    from recova.platform.kernel.extension import Platform
     from recova.tenants.models import Tenant
 
 #: Flags of a case that stop all outreach, with the words a collector reads.

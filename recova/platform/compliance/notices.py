@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from recova.platform.compliance.models import ValidationNotice
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 
 
 def record_notice(

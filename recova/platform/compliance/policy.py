@@ -22,7 +22,7 @@ from recova.platform.audit import record_event
 from recova.platform.auth.principal import Principal
 from recova.platform.compliance.models import PolicyVersion
 from recova.platform.compliance.packs import TIGHTER, PackVersion, Rules, pack_in_force
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 #: How far in the past a new version may start (clock skew between app servers).

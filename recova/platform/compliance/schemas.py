@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from recova.platform.api import StrictSchema
 from recova.platform.contact.models import Channel, Result
+from recova.platform.kernel.api import StrictSchema
 
 
 class PolicyVersionSchema(Schema):

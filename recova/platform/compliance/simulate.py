@@ -18,7 +18,7 @@ from recova.platform.compliance.gate import GateError, check_contact_kind, decid
 from recova.platform.contact.models import AttemptStatus, Channel, ContactAttempt
 
 if TYPE_CHECKING:
-    from recova.platform.crypto import PersonalDataCipher
+    from recova.platform.kernel.crypto import PersonalDataCipher
     from recova.tenants.models import Tenant
 
 

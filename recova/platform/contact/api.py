@@ -15,7 +15,6 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import Select, select
 
-from recova.platform.api import SelectPage, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
@@ -27,9 +26,10 @@ from recova.platform.compliance.schemas import NoticeRecordSchema, NoticeSchema
 from recova.platform.contact import schemas, services
 from recova.platform.contact.models import Channel, ContactAttempt, MessageTemplate, OutcomeCode
 from recova.platform.contact.templates import TemplateError, save_template
-from recova.platform.errors import abort
-from recova.platform.extension import platform
-from recova.platform.request_scope import current_principal, db_session
+from recova.platform.kernel.api import SelectPage, tenant_routes
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.request_scope import current_principal, db_session
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint("contact", __name__, description="Contact attempts, outcomes and templates")

@@ -25,7 +25,7 @@ from recova.platform.cases.models import Case, Contact, ContactKind
 from recova.platform.compliance.gate import Actor, attempt_contact
 from recova.platform.contact.models import Channel, ContactAttempt
 from recova.platform.contact.services import record_outcome
-from recova.platform.extension import Platform
+from recova.platform.kernel.extension import Platform
 from recova.tenants.models import Tenant, tenant_today
 from recova.tenants.scope import tenant_scope
 

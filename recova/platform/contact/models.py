@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from recova.platform.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
+from recova.platform.kernel.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
 
 T = TENANT_PLACEHOLDER
 

@@ -21,7 +21,7 @@ from recova.platform.contact.models import (
     result_fits,
 )
 from recova.platform.contact.templates import render
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 from recova.platform.work.lifecycle import mark_worked
 
 

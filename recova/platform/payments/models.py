@@ -16,7 +16,7 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, LargeBina
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from recova.platform.cases.models import MONEY, Account, _enum
-from recova.platform.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
+from recova.platform.kernel.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
 
 
 class PaymentKind(enum.StrEnum):

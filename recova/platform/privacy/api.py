@@ -8,16 +8,16 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from recova.platform.api import SelectPage, tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.errors import abort
-from recova.platform.extension import platform
+from recova.platform.kernel.api import SelectPage, tenant_routes
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.request_scope import current_principal, db_session
 from recova.platform.privacy import schemas
 from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.reveal import Revealed, RevealError, reveal
 from recova.platform.privacy.settings import current_settings, save_settings
-from recova.platform.request_scope import current_principal, db_session
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint("privacy", __name__, description="Personal data: reveal, retention")

@@ -14,8 +14,8 @@ def privacy_cli() -> None:
 @click.argument("tenant")
 def erase(tenant: str) -> None:
     """Erase TENANT's debtors past retention now (the daily job, here)."""
-    from recova.platform.cli import _app
-    from recova.platform.extension import platform
+    from recova.platform.entry.cli import _app
+    from recova.platform.kernel.extension import platform
     from recova.platform.privacy.retention import erase_expired
     from recova.tenants.scope import tenant_scope
 

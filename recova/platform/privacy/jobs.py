@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recova.platform.jobs import job
+from recova.platform.kernel.jobs import job
 from recova.platform.privacy.retention import erase_expired
 from recova.tenants.scope import tenant_scope
 

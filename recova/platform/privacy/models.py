@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, SmallInteger, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from recova.platform.db import TENANT_PLACEHOLDER, TenantModel
+from recova.platform.kernel.db import TENANT_PLACEHOLDER, TenantModel
 
 #: Three years after a case closes: Regulation F's record-keeping period, the longest of
 #: the packs Recova ships. A tenant may shorten it (never below 30 days) or lengthen it.

@@ -32,7 +32,7 @@ from recova.platform.audit.services import record_events
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Case, CaseStatus, Contact, Debtor
 from recova.platform.contact.models import ContactAttempt
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.settings import current_settings
 from recova.platform.work.models import CaseTransition, Dispute, Settlement

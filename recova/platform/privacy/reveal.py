@@ -32,8 +32,8 @@ from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
 from recova.platform.auth.reach import may_reach_debtor
 from recova.platform.cases.models import Contact, ContactKind, Debtor
-from recova.platform.crypto import PersonalDataCipher
-from recova.platform.extension import Platform
+from recova.platform.kernel.crypto import PersonalDataCipher
+from recova.platform.kernel.extension import Platform
 from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.settings import current_settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from recova.platform.api import BigInteger, StrictSchema
+from recova.platform.kernel.api import BigInteger, StrictSchema
 
 
 class PrivacySettingsSchema(StrictSchema):

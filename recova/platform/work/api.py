@@ -20,15 +20,15 @@ from sqlalchemy.orm import selectinload
 from recova.billing.contracts import AgencyContract
 from recova.platform.agencies.models import Agency
 from recova.platform.allocation import services as allocation_services
-from recova.platform.api import tenant_routes
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
 from recova.platform.auth.reach import reachable_case_or_404, within_case_reach
 from recova.platform.cases.models import Case
-from recova.platform.errors import abort
-from recova.platform.extension import platform
-from recova.platform.request_scope import current_principal, db_session
+from recova.platform.kernel.api import tenant_routes
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.request_scope import current_principal, db_session
 from recova.platform.work import (
     disputes,
     lifecycle,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.cases.models import Account, Case
-from recova.platform.db import Database
+from recova.platform.kernel.db import Database
 from recova.platform.work import plans, promises, settlements
 from recova.platform.work.models import ApprovalLevel, PaymentPlan, Promise, Settlement
 from recova.tenants.models import tenant_today

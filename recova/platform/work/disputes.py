@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from recova.platform.allocation.models import Placement
 from recova.platform.allocation.placement import set_case_flags
 from recova.platform.cases.models import Case, CaseStatus
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 from recova.platform.work.errors import WorkConflict
 from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import (

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from recova.platform.jobs import job
+from recova.platform.kernel.jobs import job
 from recova.platform.work.evaluation import (
     evaluate_accounts,
     evaluate_due_work,

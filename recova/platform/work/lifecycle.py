@@ -40,7 +40,7 @@ from recova.platform.allocation.models import Placement
 from recova.platform.allocation.placement import recall_placement
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Case, CaseStatus
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
 from recova.platform.work.models import (

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from recova.platform.cases.models import MONEY, CaseStatus, _enum
-from recova.platform.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
+from recova.platform.kernel.db import TENANT_PLACEHOLDER, TenantModel, Timestamped
 
 T = TENANT_PLACEHOLDER
 #: A discount in percent of the balance, e.g. ``30.00``.

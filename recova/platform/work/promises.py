@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recova.platform.cases.models import Account, Case, CaseStatus
-from recova.platform.db import utcnow
+from recova.platform.kernel.db import utcnow
 from recova.platform.work.errors import WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import (

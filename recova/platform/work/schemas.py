@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from recova.platform.api import StrictSchema
 from recova.platform.cases.models import CaseStatus
+from recova.platform.kernel.api import StrictSchema
 from recova.platform.work.disputes import GROUNDS
 from recova.platform.work.models import (
     ApprovalLevel,

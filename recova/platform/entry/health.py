@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from recova.platform.extension import platform
+from recova.platform.kernel.extension import platform
 
 blp = Blueprint("health", __name__)
 

@@ -21,8 +21,8 @@ from recova.platform.agencies.models import Agency
 from recova.platform.agencies.services import create_agency
 from recova.platform.auth.models import Role, User
 from recova.platform.auth.services import create_user
-from recova.platform.db import Database
-from recova.platform.extension import Platform
+from recova.platform.kernel.db import Database
+from recova.platform.kernel.extension import Platform
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import get_tenant, provision_tenant
@@ -231,7 +231,7 @@ def load_demo_portfolios(objects: Platform, folder: Path) -> list[DemoLoad]:
     """
     from recova.connectors.models import FeedKind, RunMode
     from recova.connectors.services import ingest_local_file, mapping_by_name, save_mapping
-    from recova.platform import demo_data
+    from recova.platform.entry import demo_data
 
     folder.mkdir(parents=True, exist_ok=True)
     cn = demo_data.write_cn_portfolio(folder / "lendco-cn-portfolio.csv", rows=DEMO_ACCOUNTS)

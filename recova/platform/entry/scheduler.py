@@ -49,8 +49,8 @@ from redis import RedisError
 from redis.lock import Lock
 from sqlalchemy import select
 
-from recova.platform.extension import Platform, platform
-from recova.platform.jobs import JobSpec
+from recova.platform.kernel.extension import Platform, platform
+from recova.platform.kernel.jobs import JobSpec
 
 logger = logging.getLogger(__name__)
 

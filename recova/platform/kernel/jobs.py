@@ -28,8 +28,8 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlalchemy.orm import Session
 
-from recova.platform.db import after_commit
-from recova.platform.extension import Platform
+from recova.platform.kernel.db import after_commit
+from recova.platform.kernel.extension import Platform
 
 QUEUES = ("ingest", "allocate", "work", "billing", "webhooks", "default")
 DAY = 24 * 3600
@@ -56,7 +56,7 @@ class JobSpec:
     def __call__(self, **kwargs: Any) -> Any:
         from rq import get_current_job
 
-        from recova.platform.logs import job_log_context
+        from recova.platform.kernel.logs import job_log_context
 
         with _app_context():
             current = get_current_job()
@@ -166,7 +166,7 @@ class _app_context:
             return
         global _process_app  # noqa: PLW0603 - created once, lazily, in a bare process
         if _process_app is None:
-            from recova.platform.app import create_app
+            from recova.platform.entry.app import create_app
 
             _process_app = create_app()
         self._ctx = _process_app.app_context()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, render_template, request, send_from_directory, session
@@ -12,20 +13,22 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from recova.platform.api import API_PREFIX, document_api_fields, install_url_converters
 from recova.platform.auth.access import SCOPES, pop_named_tenant
 from recova.platform.auth.oauth import TOKEN_PATH, init_oauth
-from recova.platform.config import Settings
-from recova.platform.db import Database
-from recova.platform.embedded import with_embedded_services
-from recova.platform.extension import Platform
-from recova.platform.logs import (
+from recova.platform.kernel.api import API_PREFIX, document_api_fields, install_url_converters
+from recova.platform.kernel.config import Settings
+from recova.platform.kernel.db import Database
+from recova.platform.kernel.embedded import with_embedded_services
+from recova.platform.kernel.extension import Platform
+from recova.platform.kernel.logs import (
     configure_logging,
     init_request_logging,
     remember_request_tenant,
 )
-from recova.platform.metrics import init_metrics
-from recova.platform.request_scope import SESSION_USER_KEY, bearer_token, init_request_scope
+from recova.platform.kernel.metrics import init_metrics
+from recova.platform.kernel.request_scope import SESSION_USER_KEY, bearer_token, init_request_scope
+
+WEB_TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
 
 
 def _api_blueprints() -> list[Any]:
@@ -63,7 +66,7 @@ def _api_blueprints() -> list[Any]:
 
 def _web_blueprints() -> list[Any]:
     """Every server-rendered or plain-Flask blueprint."""
-    from recova.platform.health import blp as health
+    from recova.platform.entry.health import blp as health
     from recova.platform.web.auth import blp as web_auth
 
     return [health, web_auth]
@@ -82,7 +85,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     assert settings.redis_url is not None
 
     configure_logging(settings.log_level, settings.log_format)
-    app = Flask(__name__, template_folder="templates")
+    app = Flask(__name__, template_folder=str(WEB_TEMPLATES))
     install_url_converters(app)
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -18,7 +18,7 @@ declares retries, re-queues it through its ``Retry`` with back-off. Jobs are ide
 so the run that was cut short and the retry have the effect of one run.
 
 **Metrics.** The main process times each work horse and counts its outcome by queue
-(``recova.platform.metrics.record_job_run``), and serves them on ``--metrics-port``.
+(``recova.platform.kernel.metrics.record_job_run``), and serves them on ``--metrics-port``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,14 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from recova.platform.extension import platform
-from recova.platform.jobs import QUEUES, dispose_connections_after_fork, job_queue, set_process_app
-from recova.platform.metrics import record_job_run, serve_metrics
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.jobs import (
+    QUEUES,
+    dispose_connections_after_fork,
+    job_queue,
+    set_process_app,
+)
+from recova.platform.kernel.metrics import record_job_run, serve_metrics
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
-from recova.platform.config import Settings
-from recova.platform.crypto import PersonalDataCipher
-from recova.platform.db import Database
+from recova.platform.kernel.config import Settings
+from recova.platform.kernel.crypto import PersonalDataCipher
+from recova.platform.kernel.db import Database
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -2,7 +2,7 @@
 
 The session is opened on first use and committed once, after the view returned a
 success; any error status or exception rolls it back. Work that must only happen after
-the commit (enqueueing jobs) is registered with ``recova.platform.db.after_commit``.
+the commit (enqueueing jobs) is registered with ``recova.platform.kernel.db.after_commit``.
 
 Every successful write (POST, PUT, PATCH, DELETE) in a tenant's scope appends one
 ``api.request`` event to the tenant's audit chain in the same transaction: who called
@@ -24,7 +24,7 @@ from recova.platform.auth.principal import (
     principal_from_token,
     principal_from_user_id,
 )
-from recova.platform.extension import platform
+from recova.platform.kernel.extension import platform
 
 SESSION_USER_KEY = "uid"
 SESSION_EPOCH_KEY = "epoch"

@@ -47,7 +47,7 @@ from rq import Queue
 from rq.registry import BaseRegistry
 
 if TYPE_CHECKING:
-    from recova.platform.extension import Platform
+    from recova.platform.kernel.extension import Platform
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _increment(key: str, field: str, amount: int, objects: Platform | None) -> N
     if objects is None:
         if not has_app_context():
             raise RuntimeError("pass objects= outside an app context")
-        from recova.platform.extension import platform
+        from recova.platform.kernel.extension import platform
 
         objects = platform()
     try:
@@ -149,7 +149,7 @@ class ClusterCollector(Collector):
         self.prefix = prefix
 
     def collect(self) -> Iterator[Metric]:
-        from recova.platform.jobs import QUEUES, job_queue
+        from recova.platform.kernel.jobs import QUEUES, job_queue
 
         up = GaugeMetricFamily(
             "recova_metrics_redis_up", "1 if Redis answered this scrape's queue and counter reads."
@@ -277,7 +277,7 @@ def init_metrics(app: Flask) -> None:
     def metrics() -> Response:
         """Prometheus exposition: this process's (or all gunicorn workers') metrics and
         the cluster-wide queue and counter figures."""
-        from recova.platform.extension import platform
+        from recova.platform.kernel.extension import platform
 
         objects = platform(current_app)
         cluster = ClusterCollector(objects.redis, objects.settings.queue_prefix)

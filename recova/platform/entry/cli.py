@@ -12,12 +12,12 @@ from typing import Any
 
 import click
 
-from recova.platform.config import ConfigError
+from recova.platform.kernel.config import ConfigError
 
 
 def _app() -> Any:
-    from recova.platform.app import create_app
-    from recova.platform.extension import platform
+    from recova.platform.entry.app import create_app
+    from recova.platform.kernel.extension import platform
 
     try:
         app = create_app()
@@ -49,7 +49,7 @@ def main() -> None:
 def demo(host: str, port: int, serve: bool) -> None:
     """Start the services, migrate, seed demo data, print logins, serve app and worker."""
     from recova.platform.contact.demo import demo_contact_day
-    from recova.platform.demo import (
+    from recova.platform.entry.demo import (
         DEMO_BOOK_DATE,
         DEMO_PASSWORD,
         TENANTS,
@@ -58,7 +58,7 @@ def demo(host: str, port: int, serve: bool) -> None:
         load_demo_portfolios,
         seed_demo,
     )
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.platform.work.demo import demo_case_work
     from recova.tenants.migrate import migrate_all
 
@@ -109,7 +109,7 @@ def demo(host: str, port: int, serve: bool) -> None:
     if not serve:
         return
     worker = subprocess.Popen(
-        [sys.executable, "-m", "recova.platform.cli", "worker"], env=os.environ.copy()
+        [sys.executable, "-m", "recova.platform.entry.cli", "worker"], env=os.environ.copy()
     )
     click.echo("\nServing (Ctrl-C to stop) with one RQ worker.")
     try:
@@ -141,8 +141,8 @@ def serve(host: str, port: int) -> None:
 )
 def worker(queues: str | None, burst: bool, metrics_port: int) -> None:
     """Run an RQ worker for the named queues; SIGTERM lets the running job finish."""
-    from recova.platform.jobs import QUEUES
-    from recova.platform.worker import run_worker
+    from recova.platform.entry.worker import run_worker
+    from recova.platform.kernel.jobs import QUEUES
 
     _exit_cleanly_on_sigterm()
     names = [q.strip() for q in queues.split(",")] if queues else list(QUEUES)
@@ -157,7 +157,7 @@ def worker(queues: str | None, burst: bool, metrics_port: int) -> None:
 @click.option("--once", is_flag=True, help="Check once (enqueue what is due) and exit.")
 def scheduler(tick: float, once: bool) -> None:
     """Enqueue the periodic jobs when due; one replica leads, the others stand by."""
-    from recova.platform.scheduler import run_scheduler
+    from recova.platform.entry.scheduler import run_scheduler
 
     _exit_cleanly_on_sigterm()
     run_scheduler(_app(), tick=tick, once=once)
@@ -168,7 +168,7 @@ def scheduler(tick: float, once: bool) -> None:
 @click.option("--jobs", default=4, show_default=True, type=int, help="Tenants in parallel.")
 def migrate(tenants: tuple[str, ...], jobs: int) -> None:
     """Upgrade the shared schema, then every tenant schema, reporting each tenant."""
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.tenants.migrate import migrate_all
 
     app = _app()
@@ -201,7 +201,7 @@ def tenants() -> None:
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. CNY")
 def tenants_create(slug: str, name: str, jurisdiction: str, timezone: str, currency: str) -> None:
     """Provision a tenant: its row, its schema and its tables, in one transaction."""
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.tenants.migrate import migrate_shared
     from recova.tenants.services import TenantError, provision_tenant
 
@@ -229,7 +229,7 @@ def tenants_create(slug: str, name: str, jurisdiction: str, timezone: str, curre
 @tenants.command("list")
 def tenants_list() -> None:
     """List tenants with their schema and status."""
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.tenants.services import list_tenants
 
     with platform(_app()).db.session() as session:
@@ -246,7 +246,7 @@ def tenants_list() -> None:
 @click.argument("slug")
 def tenants_disable(slug: str) -> None:
     """Disable a tenant: its users and API clients are refused from the next request on."""
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.tenants.models import TenantStatus
     from recova.tenants.services import get_tenant, set_tenant_status
 
@@ -271,7 +271,7 @@ def tenants_disable(slug: str) -> None:
 def allocate(tenant: str, as_of: Any, dry_run: bool) -> None:
     """Segment, score, recall, place and assign TENANT's cases (the daily run, here)."""
     from recova.platform.allocation.services import allocation_summary, run_allocation
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.tenants.scope import tenant_scope
 
     objects = platform(_app())
@@ -308,7 +308,7 @@ def allocate(tenant: str, as_of: Any, dry_run: bool) -> None:
 @main.command()
 def keys() -> None:
     """Print fresh values for SECRET_KEY and RECOVA_DATA_KEY (for production secrets)."""
-    from recova.platform.config import new_secrets
+    from recova.platform.kernel.config import new_secrets
 
     for name, value in new_secrets().items():
         click.echo(f"{name}={value}")
@@ -356,7 +356,7 @@ def ingest(  # noqa: PLR0917 - click passes each option positionally
     """
     from recova.connectors.models import IngestionRun, RunMode, RunStatus
     from recova.connectors.services import IngestionError, ingest_local_file, row_errors_csv
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.tenants.scope import tenant_scope
 
     objects = platform(_app())
@@ -436,7 +436,7 @@ def billing_close(tenant: str, month: str, out: Path | None, preview: bool) -> N
     """Close MONTH for TENANT: ledger lines, invoices and agency statements (re-runnable)."""
     from recova.billing.exports import write_month_exports
     from recova.billing.invoices import BillingError, close_month
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
 
     objects = platform(_app())
     try:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import psutil
 
-from recova.platform.config import Settings
+from recova.platform.kernel.config import Settings
 
 EMBEDDED_DATABASE = "recova"
 _SOCKET_PATH_LIMIT = 100  # sun_path is 108 bytes on Linux; keep a margin

@@ -25,8 +25,8 @@ from werkzeug.datastructures import CombinedMultiDict, FileStorage
 from werkzeug.routing import BaseConverter, IntegerConverter
 from werkzeug.routing import ValidationError as RouteMismatch
 
-from recova.platform.errors import abort
-from recova.platform.request_scope import db_session
+from recova.platform.kernel.errors import abort
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.slugs import MAX_IDENTIFIER_BYTES, SCHEMA_PREFIX, SLUG_PATTERN
 
 API_PREFIX = "/api/v1"

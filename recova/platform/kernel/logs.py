@@ -242,7 +242,7 @@ def _tenant_slug(tenant_id: int) -> str | None:
     """The slug of a tenant, for log lines only; None if it cannot be read."""
     from sqlalchemy import select
 
-    from recova.platform.extension import platform
+    from recova.platform.kernel.extension import platform
     from recova.tenants.models import Tenant
 
     if not has_app_context():
