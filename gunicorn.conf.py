@@ -102,6 +102,8 @@ def post_fork(server: Any, worker: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     """Let prometheus-client forget the live gauges of a worker that exited."""
-    from prometheus_client import multiprocess
+    # Imported here, not at the top: prometheus-client must first be imported after
+    # PROMETHEUS_MULTIPROC_DIR is set (above), or it would not run in multiprocess mode.
+    from prometheus_client import multiprocess  # noqa: PLC0415
 
     multiprocess.mark_process_dead(worker.pid)

@@ -18,6 +18,7 @@ from recova.platform.kernel.logs import (
     job_log_context,
     scrub,
 )
+from recova.tenants.scope import tenant_scope
 from tests.support import World, login
 
 
@@ -80,7 +81,8 @@ def test_job_lines_carry_job_id_and_tenant_slug(
     app: Flask, world: World, lines: io.StringIO
 ) -> None:
     logger = logging.getLogger("recova.test.job")
-    with app.app_context(), job_log_context("job-42", world.a.id):
+    # A job's lines name its tenant's slug once the job opens the tenant's scope.
+    with app.app_context(), job_log_context("job-42", world.a.id), tenant_scope(world.a.id):
         logger.info("working")
     with app.app_context():
         refresh_days_past_due_job(tenant_id=world.a.id, as_of="2030-01-01")  # runs the wrapper

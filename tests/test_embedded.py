@@ -115,7 +115,7 @@ DEMO_COUNTS = textwrap.dedent(
     """
     import json
     from sqlalchemy import func, select
-    from recova.billing.contracts import AgencyContract
+    from recova.platform.agencies.contracts import AgencyContract
     from recova.platform.agencies.models import Agency
     from recova.platform.allocation.models import Assignment, Placement
     from recova.platform.entry.app import create_app

@@ -22,8 +22,8 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from recova.connectors.models import HttpSource, IngestionRun, RunStatus
+from recova.connectors.runner import execute_ingestion
 from recova.connectors.services import (
-    execute_ingestion,
     ingest_local_file,
     mapping_by_name,
     register_source,

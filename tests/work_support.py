@@ -166,7 +166,7 @@ def seed_world_work(world: Any) -> None:
     isolation world; B holds more of each, so B's ids do not exist in A."""
     from sqlalchemy import select
 
-    from recova.billing.contracts import AgencyContract
+    from recova.platform.agencies.contracts import AgencyContract
     from recova.platform.cases.models import Case
     from recova.platform.kernel.extension import platform
     from recova.platform.work import disputes, plans, promises, settlements

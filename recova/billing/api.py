@@ -12,7 +12,6 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from recova.billing import exports, schemas
-from recova.billing.contracts import AgencyContract, contracted_tenants
 from recova.billing.invoices import (
     BillingError,
     agency_statements_sql,
@@ -33,13 +32,15 @@ from recova.billing.services import (
     set_agency_payout,
 )
 from recova.billing.terms import TermsError, create_contract_version
+from recova.platform.agencies.contracts import AgencyContract, contracted_tenants
 from recova.platform.agencies.models import Agency
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
+from recova.platform.auth.principal import current_principal
 from recova.platform.kernel.api import RowsPage, SelectPage, StrictSchema, TextQuery, tenant_routes
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
-from recova.platform.kernel.request_scope import current_principal, db_session
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.models import Tenant, tenant_today
 from recova.tenants.scope import current_tenant
 

@@ -13,16 +13,18 @@ import datetime as dt
 import io
 from collections.abc import Iterable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from fpdf import FPDF
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from recova.billing.models import AgencyStatement, Invoice
 from recova.billing.money import minor_units
 from recova.billing.terms import next_month
 from recova.platform.kernel.safe_csv import formula_safe_writer
+from recova.tenants.scope import tenant_scope
 
 #: Beyond this many lines the PDF lists none and points to the CSV (it stays a few pages).
 PDF_LINE_LIMIT = 2000
@@ -451,11 +453,6 @@ def write_month_exports(
     formats: tuple[str, ...] = ("csv", "pdf"),
 ) -> list[Any]:
     """Write the CSV and PDF of every live invoice of ``month`` into ``folder``; the paths."""
-    from pathlib import Path
-
-    from sqlalchemy import select
-
-    from recova.tenants.scope import tenant_scope
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
-from recova.billing.contracts import AgencyContract
+from recova.billing.terms import TermsError, validate_rates
+from recova.platform.agencies.contracts import AgencyContract
 from recova.platform.agencies.models import Agency
 from recova.tenants.models import Tenant
 
@@ -62,7 +63,6 @@ def set_agency_payout(
 ) -> AgencyContract:
     """The agency's payout: ``share`` percent of each line's commission (mode ``share``), or
     its own percent of the money by bucket at placement (mode ``rates``)."""
-    from recova.billing.terms import TermsError, validate_rates
 
     if mode == "share":
         try:

@@ -38,6 +38,7 @@ from recova.connectors.schemas import (
 from recova.platform.audit import record_event
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
+from recova.platform.auth.principal import current_principal
 from recova.platform.kernel.api import (
     Blueprint,
     FileUpload,
@@ -47,7 +48,7 @@ from recova.platform.kernel.api import (
 )
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
-from recova.platform.kernel.request_scope import current_principal, db_session
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint("ingestion", __name__, description="Portfolios and payments in")

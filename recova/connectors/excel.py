@@ -35,6 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import iterparse
+from openpyxl.cell.text import Text
+from openpyxl.reader.excel import ExcelReader
+from openpyxl.utils import get_column_letter
+from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+from openpyxl.worksheet._reader import (
+    DATA_TAG,
+    DIMENSION_TAG,
+    ROW_TAG,
+    SheetDimension,
+    WorkSheetParser,
+)
+from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
+
 from recova.connectors.base import Record, Resume, Source, SourceError
 from recova.connectors.csv_file import checked_path
 
@@ -114,8 +130,6 @@ def _size(count: int) -> str:
 
 
 def _column_letter(position: int) -> str:
-    from openpyxl.utils import get_column_letter
-
     return str(get_column_letter(position))
 
 
@@ -313,15 +327,11 @@ class _GuardedPart:
 
 
 def _iterparse(source: Any) -> Iterator[tuple[str, Any]]:
-    from defusedxml.ElementTree import iterparse
-
     return iterparse(source, events=("start", "end"))  # type: ignore[no-any-return]
 
 
 def _read_shared_strings(source: Any, limits: WorkbookLimits) -> list[str]:
     """The shared-strings table, keeping no element once its string is taken."""
-    from openpyxl.cell.text import Text
-    from openpyxl.xml.constants import SHEET_MAIN_NS
 
     string_tag = f"{{{SHEET_MAIN_NS}}}si"
     strings: list[str] = []
@@ -363,16 +373,6 @@ def _read_shared_strings(source: Any, limits: WorkbookLimits) -> list[str]:
 
 def _bounded_classes() -> tuple[type, type]:
     """openpyxl's read-only reader and sheet, with the bounded parsers plugged in."""
-    from openpyxl.reader.excel import ExcelReader
-    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
-    from openpyxl.worksheet._reader import (
-        DATA_TAG,
-        DIMENSION_TAG,
-        ROW_TAG,
-        SheetDimension,
-        WorkSheetParser,
-    )
-    from openpyxl.xml.constants import SHARED_STRINGS
 
     class BoundedSheetParser(WorkSheetParser):  # type: ignore[misc]
         """Yields rows like openpyxl's, keeping nothing it has read but the current row."""
@@ -511,8 +511,6 @@ def _bounded_classes() -> tuple[type, type]:
 
 
 def _entities_refused(error: BaseException) -> bool:
-    from defusedxml import DefusedXmlException
-
     while error is not None:
         if isinstance(error, DefusedXmlException):
             return True
@@ -529,7 +527,6 @@ _ENTITIES = SourceError(
 @contextmanager
 def _open_workbook(path: Path, limits: WorkbookLimits) -> Iterator[Any]:
     """The workbook opened for streaming within ``limits``, closed on the way out."""
-    from openpyxl.utils.exceptions import InvalidFileException
 
     reader_class, _ = _bounded_classes()
     # A file object, not the path: openpyxl refuses paths by their extension, and

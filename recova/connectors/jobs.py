@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recova.connectors.services import execute_ingestion
+from recova.connectors.runner import execute_ingestion
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.jobs import job
 

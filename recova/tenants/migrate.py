@@ -25,7 +25,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
+from recova.platform.kernel.config import Settings
 from recova.platform.kernel.db import SHARED_SCHEMA, TENANT_PLACEHOLDER, Base
+from recova.platform.kernel.embedded import with_embedded_services
+from recova.tenants.slugs import SCHEMA_PATTERN, schema_name_for
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -80,9 +83,6 @@ def _include_schema(schema: str) -> Callable[..., bool]:
 
 
 def _connection_from_cli(context: Any) -> Connection:
-    from recova.platform.kernel.config import Settings
-    from recova.platform.kernel.embedded import with_embedded_services
-
     settings = with_embedded_services(Settings.from_env())
     assert settings.database_url is not None
     engine = create_engine(settings.database_url, hide_parameters=True)
@@ -91,7 +91,6 @@ def _connection_from_cli(context: Any) -> Connection:
 
 def run_shared_environment(context: Any) -> None:
     """Env body for the shared history: the ``platform`` schema and its version table."""
-    import recova.platform.entry.all_models  # noqa: F401 - registers every table on Base.metadata
 
     connection = context.config.attributes.get("connection") or _connection_from_cli(context)
     connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SHARED_SCHEMA}"'))
@@ -111,14 +110,11 @@ def run_shared_environment(context: Any) -> None:
 
 def run_tenant_environment(context: Any) -> None:
     """Env body for the tenant history, run inside one tenant's schema."""
-    import recova.platform.entry.all_models  # noqa: F401 - registers every table on Base.metadata
 
     attributes = context.config.attributes
     schema = attributes.get("tenant_schema")
     connection = attributes.get("connection")
     if schema is None:
-        from recova.tenants.slugs import schema_name_for
-
         slug = context.get_x_argument(as_dictionary=True).get("tenant")
         if not slug:
             raise RuntimeError("name the tenant: alembic -n tenant -x tenant=SLUG ...")
@@ -225,8 +221,6 @@ def _version_select(schema: str) -> str:
 
 
 def _literal(schema: str) -> str:
-    from recova.tenants.slugs import SCHEMA_PATTERN
-
     if not SCHEMA_PATTERN.fullmatch(schema):
         raise ValueError(f"unsafe schema name {schema!r}")
     return f"'{schema}'"

@@ -9,6 +9,10 @@ truncates longer identifiers silently, which could make two tenants share a sche
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from werkzeug.routing import BaseConverter
+from werkzeug.routing import ValidationError as RouteMismatch
 
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 SCHEMA_PATTERN = re.compile(r"tenant_[a-z][a-z0-9_]*")
@@ -49,3 +53,25 @@ def validate_slug(slug: str) -> None:
             f"slug {slug!r} may hold only lowercase letters, digits and single hyphens,"
             " and must start with a letter"
         )
+
+
+class SlugConverter(BaseConverter):
+    """``<slug:...>``: a tenant slug; anything a slug cannot be is no route (404)."""
+
+    regex = SLUG_PATTERN.pattern
+    max_length = MAX_IDENTIFIER_BYTES - len(SCHEMA_PREFIX)
+
+    def to_python(self, value: str) -> str:
+        if len(value) > self.max_length:
+            raise RouteMismatch
+        return value
+
+
+def slug_parameter(converter: SlugConverter) -> dict[str, Any]:
+    """How a ``<slug:...>`` path parameter is documented in the OpenAPI document."""
+    return {
+        "type": "string",
+        "pattern": f"^{converter.regex}$",
+        "minLength": 1,
+        "maxLength": converter.max_length,
+    }

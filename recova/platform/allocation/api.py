@@ -45,14 +45,14 @@ from recova.platform.allocation.placement import (
 from recova.platform.allocation.scoring import ScoringError
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.auth.principal import Principal
+from recova.platform.auth.principal import Principal, current_principal
 from recova.platform.cases.models import Case
 from recova.platform.compliance.queue import rules_now
 from recova.platform.kernel.api import RowsPage, SelectPage, TextQuery, tenant_routes
 from recova.platform.kernel.db import utcnow
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
-from recova.platform.kernel.request_scope import current_principal, db_session
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.models import tenant_today
 from recova.tenants.scope import current_tenant
 

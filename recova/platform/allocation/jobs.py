@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from rq import get_current_job
+
 from recova.platform.allocation.services import run_allocation, run_assignment
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.jobs import job
 
 
 def _report_progress(step: str, done: int, total: int) -> None:
-    from rq import get_current_job
-
     current = get_current_job()
     if current is not None:
         current.meta.update({"step": step, "steps_done": done, "steps": total})
@@ -25,7 +25,6 @@ def allocate_tenant_job(
     *, tenant_id: int, as_of: str, requested_by: int | None = None
 ) -> dict[str, Any]:
     """The daily run for one tenant and date; a retry resumes from the last finished step."""
-    from rq import get_current_job
 
     current = get_current_job()
     result = run_allocation(

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from recova.billing.contracts import agency_has_active_contract, contracted_tenants
+from recova.platform.agencies.contracts import agency_has_active_contract, contracted_tenants
 from recova.platform.agencies.models import Agency
 from recova.platform.allocation import assignment, placement, scoring, segmentation
 from recova.platform.allocation.context import ALLOCATE_LOCK, RunContext
@@ -46,8 +46,11 @@ from recova.platform.allocation.models import (
 from recova.platform.allocation.strategies import resolve_policy
 from recova.platform.audit import record_event
 from recova.platform.auth.models import Membership, Role, User
+from recova.platform.cases.models import Account, Case
+from recova.platform.compliance.queue import contactable_sql
 from recova.platform.kernel.db import Database
 from recova.tenants.models import Tenant, TenantStatus, tenant_today
+from recova.tenants.scope import tenant_scope
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +153,6 @@ def _audit_run(
     history. Appended just after the run's last commit: a crash in between loses this
     summary, never the run.
     """
-    from recova.tenants.scope import tenant_scope
 
     with tenant_scope(tenant, db=db) as session:
         record_event(
@@ -178,8 +180,6 @@ def _tenant(db: Database, tenant: Tenant | int | str) -> Tenant:
 
 
 def _read_config(db: Database, tenant: Tenant, as_of: dt.date, version_id: int | None) -> RunConfig:
-    from recova.tenants.scope import tenant_scope
-
     with tenant_scope(tenant, db=db) as session:
         settings = session.get(AllocationSettings, 1)
         rules = segmentation.ordered_rules(session)
@@ -373,7 +373,6 @@ class AllocationSummary:
 
 def allocation_summary(session: Session) -> AllocationSummary:
     """The tenant's current allocation state (``session`` bound to the tenant)."""
-    from recova.platform.cases.models import Account, Case
 
     open_cases = session.scalar(
         select(func.count())
@@ -522,7 +521,6 @@ def portfolio_sql(
     working the case needs: the debtor's id and name (the schema masks it) and the ids of
     the contact points not marked do-not-contact, the debtor's own first.
     """
-    from recova.platform.compliance.queue import contactable_sql
 
     params: dict[str, Any] = {"agency_id": agency_id, "collector_id": collector_id}
     parts = []

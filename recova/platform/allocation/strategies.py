@@ -22,7 +22,7 @@ from marshmallow import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from recova.billing.contracts import AgencyContract, active_contract_condition
+from recova.platform.agencies.contracts import AgencyContract, active_contract_condition
 from recova.platform.agencies.models import Agency, AgencyStatus
 from recova.platform.allocation.context import RunContext, local_date
 from recova.platform.allocation.models import PlacementStrategy, StrategyVersion

@@ -8,6 +8,10 @@ from typing import Any
 
 import click
 
+from recova.platform.audit.services import export_daily_head, verify_chain
+from recova.platform.kernel.cli import cli_platform
+from recova.tenants.scope import tenant_scope
+
 
 @click.group("audit")
 def audit_cli() -> None:
@@ -15,10 +19,7 @@ def audit_cli() -> None:
 
 
 def _objects() -> Any:
-    from recova.platform.entry.cli import _app
-    from recova.platform.kernel.extension import platform
-
-    return platform(_app())
+    return cli_platform()
 
 
 @audit_cli.command("verify")
@@ -27,8 +28,6 @@ def _objects() -> Any:
 @click.option("--head-hash", default=None, help="A head you kept: its hash (64 hex digits).")
 def verify(tenant: str, head_seq: int | None, head_hash: str | None) -> None:
     """Verify every link of TENANT's chain; exit 1 naming the first broken index."""
-    from recova.platform.audit.services import verify_chain
-    from recova.tenants.scope import tenant_scope
 
     if (head_seq is None) != (head_hash is None):
         raise click.UsageError("give --head-seq and --head-hash together")
@@ -58,8 +57,6 @@ def verify(tenant: str, head_seq: int | None, head_hash: str | None) -> None:
 @click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default=None)
 def export_head_command(tenant: str, day: Any) -> None:
     """Record and print TENANT's head for a day (default today, UTC), to keep outside Recova."""
-    from recova.platform.audit.services import export_daily_head
-    from recova.tenants.scope import tenant_scope
 
     the_day = day.date() if day else dt.datetime.now(dt.UTC).date()
     try:

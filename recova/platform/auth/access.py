@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 from flask import g
 
 from recova.platform.auth.models import Role
-from recova.platform.auth.principal import Principal
+from recova.platform.auth.principal import Principal, current_principal
+from recova.platform.auth.tenancy import resolve_request_tenant
 from recova.platform.kernel.api import reject_unknown_query_parameters
 from recova.platform.kernel.errors import abort
-from recova.platform.kernel.request_scope import current_principal, db_session
-from recova.tenants.scope import resolve_request_tenant
+from recova.platform.kernel.request_scope import db_session
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -13,7 +13,7 @@ from recova.platform.agencies.models import Agency
 from recova.platform.auth import services
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Membership, OAuthClient, Role, User
-from recova.platform.auth.principal import Principal
+from recova.platform.auth.principal import Principal, current_principal
 from recova.platform.auth.schemas import (
     ApiClientCreateSchema,
     ApiClientSchema,
@@ -26,7 +26,7 @@ from recova.platform.auth.schemas import (
 )
 from recova.platform.kernel.api import SelectPage, tenant_routes
 from recova.platform.kernel.errors import abort
-from recova.platform.kernel.request_scope import current_principal, db_session
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.models import Tenant
 from recova.tenants.scope import current_tenant
 

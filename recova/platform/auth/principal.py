@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from flask import g, request, session
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
@@ -24,7 +25,11 @@ from recova.platform.auth.models import (
     User,
 )
 from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.models import Tenant, TenantStatus
+
+SESSION_USER_KEY = "uid"
+SESSION_EPOCH_KEY = "epoch"
 
 
 @dataclass(frozen=True)
@@ -121,3 +126,30 @@ def principal_from_user_id(session: Session, user_id: int, epoch: int) -> Princi
         tenant=tenant,
         agency_id=membership.agency_id,
     )
+
+
+def current_principal() -> Principal | None:
+    """The authenticated caller of this request, resolved once."""
+    if "principal" not in g:
+        g.principal = _resolve_principal()
+    return g.principal
+
+
+def bearer_token() -> str | None:
+    """The bearer token of the request, if it carries one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def _resolve_principal() -> Principal | None:
+    token = bearer_token()
+    if token is not None:
+        return principal_from_token(db_session(), token)
+    user_id = session.get(SESSION_USER_KEY)
+    epoch = session.get(SESSION_EPOCH_KEY)
+    if isinstance(user_id, int) and isinstance(epoch, int):
+        return principal_from_user_id(db_session(), user_id, epoch)
+    return None

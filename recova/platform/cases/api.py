@@ -19,7 +19,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.auth.principal import Principal
+from recova.platform.auth.principal import Principal, current_principal
 from recova.platform.auth.reach import reachable_case_or_404, reachable_debtor_or_404
 from recova.platform.cases.jobs import refresh_days_past_due_job
 from recova.platform.cases.models import Account, Case, Contact, Debtor
@@ -35,7 +35,7 @@ from recova.platform.cases.schemas import (
 from recova.platform.kernel.api import SelectPage, StrictSchema, tenant_routes
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
-from recova.platform.kernel.request_scope import current_principal, db_session
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint("cases", __name__, description="Collection cases")

@@ -14,9 +14,9 @@ from typing import Any
 from flask import has_request_context
 from marshmallow import fields
 
+from recova.platform.auth.principal import current_principal
 from recova.platform.auth.reach import reaches_every_case
 from recova.platform.kernel.crypto import mask
-from recova.platform.kernel.request_scope import current_principal
 
 
 def mask_name(name: str) -> str:

@@ -15,7 +15,7 @@ from flask_smorest import Blueprint
 
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.auth.principal import Principal
+from recova.platform.auth.principal import Principal, current_principal
 from recova.platform.compliance import notices, policy, schemas
 from recova.platform.compliance.gate import Actor
 from recova.platform.compliance.packs import pack_in_force
@@ -24,7 +24,7 @@ from recova.platform.kernel.api import tenant_routes
 from recova.platform.kernel.db import utcnow
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
-from recova.platform.kernel.request_scope import current_principal, db_session
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint("compliance", __name__, description="Compliance policy, simulation, notices")

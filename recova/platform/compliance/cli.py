@@ -8,6 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from marshmallow import ValidationError
+
+from recova.platform.compliance.api import policy_view
+from recova.platform.compliance.policy import PolicyError, save_policy
+from recova.platform.compliance.schemas import ProposedAttemptSchema
+from recova.platform.compliance.simulate import ProposedAttempt, simulate_schedule
+from recova.platform.kernel.cli import cli_platform
+from recova.tenants.scope import tenant_scope
 
 CLI_ACTOR = "cli:compliance"
 
@@ -18,10 +26,7 @@ def compliance_cli() -> None:
 
 
 def _objects() -> Any:
-    from recova.platform.entry.cli import _app
-    from recova.platform.kernel.extension import platform
-
-    return platform(_app())
+    return cli_platform()
 
 
 def _echo_policy(view: dict[str, Any]) -> None:
@@ -37,8 +42,6 @@ def _echo_policy(view: dict[str, Any]) -> None:
 @click.argument("tenant")
 def show(tenant: str) -> None:
     """Print the rules binding TENANT now: its pack version, tightened by its policy."""
-    from recova.platform.compliance.api import policy_view
-    from recova.tenants.scope import tenant_scope
 
     try:
         with tenant_scope(tenant, db=_objects().db) as session:
@@ -59,9 +62,6 @@ def show(tenant: str) -> None:
 def set_policy(tenant: str, rules: tuple[str, ...], effective_from: Any) -> None:
     """Tighten TENANT's pack with RULES given as name=value (e.g. window_end=21:00
     max_connected_calls_per_day=2); a loosening is refused, naming the rule."""
-    from recova.platform.compliance.api import policy_view
-    from recova.platform.compliance.policy import PolicyError, save_policy
-    from recova.tenants.scope import tenant_scope
 
     overrides: dict[str, Any] = {}
     for item in rules:
@@ -96,11 +96,6 @@ def set_policy(tenant: str, rules: tuple[str, ...], effective_from: Any) -> None
 def simulate(tenant: str, schedule: Path) -> None:
     """Which attempts of a SCHEDULE (a JSON list of {case_id, contact_id, channel, at,
     result?}) TENANT's gate would block, and why. Nothing is written."""
-    from marshmallow import ValidationError
-
-    from recova.platform.compliance.schemas import ProposedAttemptSchema
-    from recova.platform.compliance.simulate import ProposedAttempt, simulate_schedule
-    from recova.tenants.scope import tenant_scope
 
     try:
         items = ProposedAttemptSchema(many=True).load(json.loads(schedule.read_text()))

@@ -17,7 +17,7 @@ from sqlalchemy import Select, select
 
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.auth.principal import Principal
+from recova.platform.auth.principal import Principal, current_principal
 from recova.platform.auth.reach import may_reach_debtor, reachable_case_or_404
 from recova.platform.cases.models import Case
 from recova.platform.compliance import notices
@@ -29,7 +29,7 @@ from recova.platform.contact.templates import TemplateError, save_template
 from recova.platform.kernel.api import SelectPage, tenant_routes
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
-from recova.platform.kernel.request_scope import current_principal, db_session
+from recova.platform.kernel.request_scope import db_session
 from recova.tenants.scope import current_tenant
 
 blp = Blueprint("contact", __name__, description="Contact attempts, outcomes and templates")

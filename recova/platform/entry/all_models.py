@@ -1,6 +1,5 @@
 """Imports every model module so ``Base.metadata`` knows all tables (for Alembic and tests)."""
 
-from recova.billing.contracts import AgencyContract
 from recova.billing.models import (
     AgencyStatement,
     CommissionLine,
@@ -18,6 +17,7 @@ from recova.connectors.models import (
     IngestionSeen,
     IngestionSettings,
 )
+from recova.platform.agencies.contracts import AgencyContract
 from recova.platform.agencies.models import Agency
 from recova.platform.allocation.models import (
     AllocationRun,

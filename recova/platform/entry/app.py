@@ -7,14 +7,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import swagger_ui_bundle
 from flask import Flask, Response, render_template, request, send_from_directory, session
 from flask_smorest import Api
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
+from recova.billing.api import billing_blp as billing
+from recova.billing.api import blp as contracts
+from recova.connectors.api import blp as ingestion
+from recova.platform.agencies.api import blp as agencies
+from recova.platform.allocation.api import blp as allocation
+from recova.platform.audit.api import blp as audit
+from recova.platform.audit.requests import record_api_write
 from recova.platform.auth.access import SCOPES, pop_named_tenant
+from recova.platform.auth.api import blp as auth
 from recova.platform.auth.oauth import TOKEN_PATH, init_oauth
+from recova.platform.auth.principal import SESSION_USER_KEY, bearer_token
+from recova.platform.cases.api import blp as cases
+from recova.platform.compliance.api import blp as compliance
+from recova.platform.contact.api import blp as contact
+from recova.platform.entry.health import blp as health
 from recova.platform.kernel.api import API_PREFIX, document_api_fields, install_url_converters
 from recova.platform.kernel.config import Settings
 from recova.platform.kernel.db import Database
@@ -26,26 +40,18 @@ from recova.platform.kernel.logs import (
     remember_request_tenant,
 )
 from recova.platform.kernel.metrics import init_metrics
-from recova.platform.kernel.request_scope import SESSION_USER_KEY, bearer_token, init_request_scope
+from recova.platform.kernel.request_scope import init_request_scope
+from recova.platform.privacy.api import blp as privacy
+from recova.platform.web.auth import blp as web_auth
+from recova.platform.work.api import blp as work
+from recova.tenants.api import blp as tenants
+from recova.tenants.slugs import SlugConverter, slug_parameter
 
 WEB_TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
 
 
 def _api_blueprints() -> list[Any]:
     """Every API blueprint, registered in this order under ``/api/v1``."""
-    from recova.billing.api import billing_blp as billing
-    from recova.billing.api import blp as contracts
-    from recova.connectors.api import blp as ingestion
-    from recova.platform.agencies.api import blp as agencies
-    from recova.platform.allocation.api import blp as allocation
-    from recova.platform.audit.api import blp as audit
-    from recova.platform.auth.api import blp as auth
-    from recova.platform.cases.api import blp as cases
-    from recova.platform.compliance.api import blp as compliance
-    from recova.platform.contact.api import blp as contact
-    from recova.platform.privacy.api import blp as privacy
-    from recova.platform.work.api import blp as work
-    from recova.tenants.api import blp as tenants
 
     return [
         auth,
@@ -66,8 +72,6 @@ def _api_blueprints() -> list[Any]:
 
 def _web_blueprints() -> list[Any]:
     """Every server-rendered or plain-Flask blueprint."""
-    from recova.platform.entry.health import blp as health
-    from recova.platform.web.auth import blp as web_auth
 
     return [health, web_auth]
 
@@ -86,7 +90,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
     configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__, template_folder=str(WEB_TEMPLATES))
-    install_url_converters(app)
+    install_url_converters(app, {"slug": SlugConverter})
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="recova_session",
@@ -126,7 +130,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     # so the request's log line and latency include its commit.
     init_request_logging(app)
     init_metrics(app)
-    init_request_scope(app)
+    init_request_scope(app, on_write=record_api_write)
     remember_request_tenant(app)
     csrf = CSRFProtect(app)
 
@@ -143,7 +147,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.url_value_preprocessor(pop_named_tenant)
 
     api = Api(app)
-    document_api_fields(api)
+    document_api_fields(api, [(SlugConverter, slug_parameter)])
     api.spec.components.security_scheme(
         "oauth2",
         {
@@ -165,8 +169,6 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
 
 def _register_docs_assets(app: Flask) -> None:
-    import swagger_ui_bundle
-
     @app.get(f"{API_PREFIX}/docs/assets/<path:filename>")
     def swagger_assets(filename: str) -> Response:
         """Swagger UI's own files, served locally so the docs work offline."""

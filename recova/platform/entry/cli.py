@@ -12,20 +12,43 @@ from typing import Any
 
 import click
 
-from recova.platform.kernel.config import ConfigError
-
-
-def _app() -> Any:
-    from recova.platform.entry.app import create_app
-    from recova.platform.kernel.extension import platform
-
-    try:
-        app = create_app()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    # Close the pooled connections when the command ends, not whenever they are collected.
-    click.get_current_context().call_on_close(platform(app).db.dispose)
-    return app
+from recova.billing.exports import write_month_exports
+from recova.billing.invoices import BillingError, close_month
+from recova.connectors.models import IngestionRun, RunMode, RunStatus
+from recova.connectors.services import IngestionError, ingest_local_file, row_errors_csv
+from recova.platform.allocation.services import allocation_summary, run_allocation
+from recova.platform.audit.cli import audit_cli
+from recova.platform.compliance.cli import compliance_cli
+from recova.platform.contact.demo import demo_contact_day
+from recova.platform.entry.app import create_app
+from recova.platform.entry.demo import (
+    DEMO_BOOK_DATE,
+    DEMO_PASSWORD,
+    TENANTS,
+    allocate_demo,
+    bill_demo,
+    load_demo_portfolios,
+    seed_demo,
+)
+from recova.platform.entry.scheduler import run_scheduler
+from recova.platform.entry.worker import run_worker
+from recova.platform.kernel.cli import AppLoader, cli_app, cli_platform
+from recova.platform.kernel.config import new_secrets
+from recova.platform.kernel.extension import platform
+from recova.platform.kernel.jobs import QUEUES
+from recova.platform.privacy.cli import privacy_cli
+from recova.platform.work.cli import work_cli
+from recova.platform.work.demo import demo_case_work
+from recova.tenants.migrate import migrate_all, migrate_shared
+from recova.tenants.models import TenantStatus
+from recova.tenants.scope import tenant_scope
+from recova.tenants.services import (
+    TenantError,
+    get_tenant,
+    list_tenants,
+    provision_tenant,
+    set_tenant_status,
+)
 
 
 def _exit_cleanly_on_sigterm() -> None:
@@ -38,8 +61,10 @@ def _exit_cleanly_on_sigterm() -> None:
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Recova: multi-tenant third-party debt collection."""
+    ctx.obj = AppLoader(create_app)
 
 
 @main.command()
@@ -48,22 +73,9 @@ def main() -> None:
 @click.option("--serve/--no-serve", default=True, help="Seed and print logins, then exit.")
 def demo(host: str, port: int, serve: bool) -> None:
     """Start the services, migrate, seed demo data, print logins, serve app and worker."""
-    from recova.platform.contact.demo import demo_contact_day
-    from recova.platform.entry.demo import (
-        DEMO_BOOK_DATE,
-        DEMO_PASSWORD,
-        TENANTS,
-        allocate_demo,
-        bill_demo,
-        load_demo_portfolios,
-        seed_demo,
-    )
-    from recova.platform.kernel.extension import platform
-    from recova.platform.work.demo import demo_case_work
-    from recova.tenants.migrate import migrate_all
 
     _exit_cleanly_on_sigterm()
-    app = _app()
+    app = cli_app()
     objects = platform(app)
     if objects.settings.production:
         raise click.ClickException("the demo seeds known passwords; it refuses production mode")
@@ -125,7 +137,7 @@ def demo(host: str, port: int, serve: bool) -> None:
 def serve(host: str, port: int) -> None:
     """Serve the app with Werkzeug's threaded server (use gunicorn wsgi:app in production)."""
     _exit_cleanly_on_sigterm()
-    _app().run(host=host, port=port, threaded=True, use_reloader=False)
+    cli_app().run(host=host, port=port, threaded=True, use_reloader=False)
 
 
 @main.command()
@@ -141,15 +153,13 @@ def serve(host: str, port: int) -> None:
 )
 def worker(queues: str | None, burst: bool, metrics_port: int) -> None:
     """Run an RQ worker for the named queues; SIGTERM lets the running job finish."""
-    from recova.platform.entry.worker import run_worker
-    from recova.platform.kernel.jobs import QUEUES
 
     _exit_cleanly_on_sigterm()
     names = [q.strip() for q in queues.split(",")] if queues else list(QUEUES)
     unknown = sorted(set(names) - set(QUEUES))
     if unknown:
         raise click.ClickException(f"unknown queues {unknown}; known: {', '.join(QUEUES)}")
-    run_worker(_app(), names, burst=burst, metrics_port=metrics_port)
+    run_worker(cli_app(), names, burst=burst, metrics_port=metrics_port)
 
 
 @main.command()
@@ -157,10 +167,9 @@ def worker(queues: str | None, burst: bool, metrics_port: int) -> None:
 @click.option("--once", is_flag=True, help="Check once (enqueue what is due) and exit.")
 def scheduler(tick: float, once: bool) -> None:
     """Enqueue the periodic jobs when due; one replica leads, the others stand by."""
-    from recova.platform.entry.scheduler import run_scheduler
 
     _exit_cleanly_on_sigterm()
-    run_scheduler(_app(), tick=tick, once=once)
+    run_scheduler(cli_app(), tick=tick, once=once)
 
 
 @main.command()
@@ -168,10 +177,8 @@ def scheduler(tick: float, once: bool) -> None:
 @click.option("--jobs", default=4, show_default=True, type=int, help="Tenants in parallel.")
 def migrate(tenants: tuple[str, ...], jobs: int) -> None:
     """Upgrade the shared schema, then every tenant schema, reporting each tenant."""
-    from recova.platform.kernel.extension import platform
-    from recova.tenants.migrate import migrate_all
 
-    app = _app()
+    app = cli_app()
     report = migrate_all(platform(app).db.engine, slugs=list(tenants) or None, jobs=jobs)
     click.echo(f"shared schema at {report.shared_head}; tenant head {report.tenant_head}")
     for result in report.results:
@@ -201,11 +208,8 @@ def tenants() -> None:
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. CNY")
 def tenants_create(slug: str, name: str, jurisdiction: str, timezone: str, currency: str) -> None:
     """Provision a tenant: its row, its schema and its tables, in one transaction."""
-    from recova.platform.kernel.extension import platform
-    from recova.tenants.migrate import migrate_shared
-    from recova.tenants.services import TenantError, provision_tenant
 
-    db = platform(_app()).db
+    db = cli_platform().db
     migrate_shared(db.engine)
     session = db.session()
     try:
@@ -229,10 +233,8 @@ def tenants_create(slug: str, name: str, jurisdiction: str, timezone: str, curre
 @tenants.command("list")
 def tenants_list() -> None:
     """List tenants with their schema and status."""
-    from recova.platform.kernel.extension import platform
-    from recova.tenants.services import list_tenants
 
-    with platform(_app()).db.session() as session:
+    with cli_platform().db.session() as session:
         rows = list_tenants(session)
     for tenant in rows:
         click.echo(
@@ -246,11 +248,8 @@ def tenants_list() -> None:
 @click.argument("slug")
 def tenants_disable(slug: str) -> None:
     """Disable a tenant: its users and API clients are refused from the next request on."""
-    from recova.platform.kernel.extension import platform
-    from recova.tenants.models import TenantStatus
-    from recova.tenants.services import get_tenant, set_tenant_status
 
-    with platform(_app()).db.session() as session:
+    with cli_platform().db.session() as session:
         tenant = get_tenant(session, slug)
         if tenant is None:
             raise click.ClickException(f"no tenant {slug!r}")
@@ -270,11 +269,8 @@ def tenants_disable(slug: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Show where cases would go; change nothing.")
 def allocate(tenant: str, as_of: Any, dry_run: bool) -> None:
     """Segment, score, recall, place and assign TENANT's cases (the daily run, here)."""
-    from recova.platform.allocation.services import allocation_summary, run_allocation
-    from recova.platform.kernel.extension import platform
-    from recova.tenants.scope import tenant_scope
 
-    objects = platform(_app())
+    objects = cli_platform()
     try:
         result = run_allocation(
             objects.db,
@@ -308,7 +304,6 @@ def allocate(tenant: str, as_of: Any, dry_run: bool) -> None:
 @main.command()
 def keys() -> None:
     """Print fresh values for SECRET_KEY and RECOVA_DATA_KEY (for production secrets)."""
-    from recova.platform.kernel.config import new_secrets
 
     for name, value in new_secrets().items():
         click.echo(f"{name}={value}")
@@ -354,12 +349,8 @@ def ingest(  # noqa: PLR0917 - click passes each option positionally
     (a snapshot that would recall more than the recall guard allows: send it again with
     --confirm-recall if the file is complete).
     """
-    from recova.connectors.models import IngestionRun, RunMode, RunStatus
-    from recova.connectors.services import IngestionError, ingest_local_file, row_errors_csv
-    from recova.platform.kernel.extension import platform
-    from recova.tenants.scope import tenant_scope
 
-    objects = platform(_app())
+    objects = cli_platform()
     try:
         slug, run_id = ingest_local_file(
             objects,
@@ -402,11 +393,6 @@ def ingest(  # noqa: PLR0917 - click passes each option positionally
 
 
 def _register_domain_commands() -> None:
-    from recova.platform.audit.cli import audit_cli
-    from recova.platform.compliance.cli import compliance_cli
-    from recova.platform.privacy.cli import privacy_cli
-    from recova.platform.work.cli import work_cli
-
     main.add_command(audit_cli)
     main.add_command(privacy_cli)
     main.add_command(work_cli)
@@ -434,11 +420,8 @@ def billing() -> None:
 @click.option("--preview", is_flag=True, help="Compute the invoices and change nothing.")
 def billing_close(tenant: str, month: str, out: Path | None, preview: bool) -> None:
     """Close MONTH for TENANT: ledger lines, invoices and agency statements (re-runnable)."""
-    from recova.billing.exports import write_month_exports
-    from recova.billing.invoices import BillingError, close_month
-    from recova.platform.kernel.extension import platform
 
-    objects = platform(_app())
+    objects = cli_platform()
     try:
         result = close_month(objects.db, tenant=tenant, month=month, dry_run=preview)
     except (BillingError, LookupError) as error:

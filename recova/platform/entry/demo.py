@@ -14,13 +14,23 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from recova.billing.contracts import AgencyContract
+from recova.billing.exports import write_month_exports
+from recova.billing.invoices import close_month
+from recova.billing.models import ContractVersion
 from recova.billing.services import create_agency_contract, set_agency_payout
-from recova.connectors.models import IngestionRun
+from recova.billing.terms import create_contract_version
+from recova.connectors.models import FeedKind, IngestionRun, RunMode
+from recova.connectors.services import ingest_local_file, mapping_by_name, save_mapping
+from recova.platform.agencies.contracts import AgencyContract
 from recova.platform.agencies.models import Agency
 from recova.platform.agencies.services import create_agency
-from recova.platform.auth.models import Role, User
+from recova.platform.allocation.assignment import profile_for
+from recova.platform.allocation.models import PlacementStrategy
+from recova.platform.allocation.services import allocation_summary, run_allocation
+from recova.platform.allocation.strategies import create_strategy
+from recova.platform.auth.models import Membership, Role, User
 from recova.platform.auth.services import create_user
+from recova.platform.entry import demo_data
 from recova.platform.kernel.db import Database
 from recova.platform.kernel.extension import Platform
 from recova.tenants.models import Tenant
@@ -229,9 +239,6 @@ def load_demo_portfolios(objects: Platform, folder: Path) -> list[DemoLoad]:
     The files are generated from fixed seeds, so a second demo run re-sends identical
     files and the runs report every row unchanged.
     """
-    from recova.connectors.models import FeedKind, RunMode
-    from recova.connectors.services import ingest_local_file, mapping_by_name, save_mapping
-    from recova.platform.entry import demo_data
 
     folder.mkdir(parents=True, exist_ok=True)
     cn = demo_data.write_cn_portfolio(folder / "lendco-cn-portfolio.csv", rows=DEMO_ACCOUNTS)
@@ -287,11 +294,6 @@ def allocate_demo(objects: Platform) -> list[tuple[str, str]]:
     Everything is looked up before it is created and the run writes only what differs,
     so a second demo changes nothing and prints the same lines.
     """
-    from recova.platform.allocation.assignment import profile_for
-    from recova.platform.allocation.models import PlacementStrategy
-    from recova.platform.allocation.services import allocation_summary, run_allocation
-    from recova.platform.allocation.strategies import create_strategy
-    from recova.platform.auth.models import Membership
 
     session = objects.db.session()
     try:
@@ -360,10 +362,6 @@ def bill_demo(objects: Platform, folder: Path) -> list[DemoInvoice]:
     """Give each lender its contract, close the demo month and write the invoice PDFs
     (and CSVs) into ``folder``; a second run finds every line written and changes nothing.
     """
-    from recova.billing.exports import write_month_exports
-    from recova.billing.invoices import close_month
-    from recova.billing.models import ContractVersion
-    from recova.billing.terms import create_contract_version
 
     month = DEMO_BOOK_DATE
     invoices = []

@@ -49,8 +49,20 @@ from redis import RedisError
 from redis.lock import Lock
 from sqlalchemy import select
 
+from recova.billing.jobs import close_job_id, close_month_job, previous_month
+from recova.platform.allocation.jobs import allocate_tenant_job, allocation_job_id
+from recova.platform.audit.jobs import export_audit_head_job
+from recova.platform.cases.jobs import refresh_days_past_due_job
 from recova.platform.kernel.extension import Platform, platform
 from recova.platform.kernel.jobs import JobSpec
+from recova.platform.privacy.jobs import retention_erasure_job
+from recova.platform.work.jobs import (
+    evaluate_promises_job,
+    expire_settlements_job,
+    expiry_job_id,
+    promises_job_id,
+)
+from recova.tenants.models import Tenant, TenantStatus
 
 logger = logging.getLogger(__name__)
 
@@ -135,22 +147,16 @@ def _refresh_dpd(run: TenantRun) -> tuple[str, dict[str, Any]]:
 
 
 def _allocate(run: TenantRun) -> tuple[str, dict[str, Any]]:
-    from recova.platform.allocation.jobs import allocation_job_id
-
     as_of = run.local_date.isoformat()
     return allocation_job_id(run.tenant_id, as_of), {"tenant_id": run.tenant_id, "as_of": as_of}
 
 
 def _evaluate_promises(run: TenantRun) -> tuple[str, dict[str, Any]]:
-    from recova.platform.work.jobs import promises_job_id
-
     as_of = run.local_date.isoformat()
     return promises_job_id(run.tenant_id, as_of), {"tenant_id": run.tenant_id, "as_of": as_of}
 
 
 def _expire_settlements(run: TenantRun) -> tuple[str, dict[str, Any]]:
-    from recova.platform.work.jobs import expiry_job_id
-
     as_of = run.local_date.isoformat()
     return expiry_job_id(run.tenant_id, as_of), {"tenant_id": run.tenant_id, "as_of": as_of}
 
@@ -166,20 +172,12 @@ def _retention(run: TenantRun) -> tuple[str, dict[str, Any]]:
 
 
 def _close_month(run: TenantRun) -> tuple[str, dict[str, Any]]:
-    from recova.billing.jobs import close_job_id, previous_month
-
     month = previous_month(run.local_date).strftime("%Y-%m")
     return close_job_id(run.tenant_id, month), {"tenant_id": run.tenant_id, "month": month}
 
 
 def periodic_jobs() -> list[PeriodicJob]:
     """Every periodic job, in the order they are enqueued when due together."""
-    from recova.billing.jobs import close_month_job
-    from recova.platform.allocation.jobs import allocate_tenant_job
-    from recova.platform.audit.jobs import export_audit_head_job
-    from recova.platform.cases.jobs import refresh_days_past_due_job
-    from recova.platform.privacy.jobs import retention_erasure_job
-    from recova.platform.work.jobs import evaluate_promises_job, expire_settlements_job
 
     return [
         # 16:05 UTC is just past midnight in China, where most tenants are, and morning in
@@ -294,8 +292,6 @@ class Scheduler:
         return True
 
     def _active_tenants(self) -> list[tuple[int, str, str]]:
-        from recova.tenants.models import Tenant, TenantStatus
-
         with self.objects.db.session() as session:
             rows = session.execute(
                 select(Tenant.id, Tenant.slug, Tenant.timezone)

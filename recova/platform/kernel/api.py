@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +23,9 @@ from sqlalchemy import Select, func, select, text
 from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
 from werkzeug.routing import BaseConverter, IntegerConverter
-from werkzeug.routing import ValidationError as RouteMismatch
 
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.request_scope import db_session
-from recova.tenants.slugs import MAX_IDENTIFIER_BYTES, SCHEMA_PREFIX, SLUG_PATTERN
 
 API_PREFIX = "/api/v1"
 NAMED_TENANT_PREFIX = "/tenants/<slug:tenant_slug>"
@@ -77,30 +75,12 @@ class BigIdConverter(IdConverter):
     default_max = INT8_MAX
 
 
-class SlugConverter(BaseConverter):
-    """``<slug:...>``: a tenant slug; anything a slug cannot be is no route (404)."""
-
-    regex = SLUG_PATTERN.pattern
-    max_length = MAX_IDENTIFIER_BYTES - len(SCHEMA_PREFIX)
-
-    def to_python(self, value: str) -> str:
-        if len(value) > self.max_length:
-            raise RouteMismatch
-        return value
-
-
-def _slug_parameter(converter: SlugConverter) -> dict[str, Any]:
-    return {
-        "type": "string",
-        "pattern": f"^{converter.regex}$",
-        "minLength": 1,
-        "maxLength": converter.max_length,
-    }
-
-
-def install_url_converters(app: Flask) -> None:
-    """Bound every path parameter; call before any route is registered."""
-    app.url_map.converters.update(int=IdConverter, bigint=BigIdConverter, slug=SlugConverter)
+def install_url_converters(
+    app: Flask, extra: Mapping[str, type[BaseConverter]] | None = None
+) -> None:
+    """Bound every path parameter (ids here, and the ``extra`` converters a domain owns,
+    such as tenancy's ``slug``); call before any route is registered."""
+    app.url_map.converters.update(int=IdConverter, bigint=BigIdConverter, **(extra or {}))
 
 
 # --- OpenAPI documentation of the fields ---------------------------------------------------
@@ -138,15 +118,20 @@ def _decimal_properties(
     return properties
 
 
-def document_api_fields(api: Api) -> None:
-    """Teach the OpenAPI document Recova's fields and converters; before any blueprint.
+def document_api_fields(
+    api: Api,
+    converters: Iterable[tuple[type[BaseConverter], Callable[[Any], dict[str, Any]]]] = (),
+) -> None:
+    """Teach the OpenAPI document Recova's fields and ``converters`` (each with the
+    function that documents its parameter); call before any blueprint.
 
     Decimals are sent as strings (``as_string``, and Flask's JSON writes any Decimal as a
     string), so every ``fields.Decimal`` is documented as ``type: string, format: decimal``.
     """
     api.register_field(fields.Decimal, "string", "decimal")
     api.ma_plugin.converter.add_attribute_function(_decimal_properties)  # type: ignore[union-attr]
-    api.register_converter(SlugConverter, _slug_parameter)
+    for converter, document in converters:
+        api.register_converter(converter, document)
 
 
 # --- input fields ------------------------------------------------------------------------

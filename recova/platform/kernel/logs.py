@@ -3,8 +3,9 @@
 - **Request id.** Taken from an incoming ``X-Request-ID`` when it is well formed (1 to
   128 of ``A-Z a-z 0-9 . _ -``), generated otherwise, kept on ``g`` and echoed back in the
   response's ``X-Request-ID``.
-- **Job id and tenant.** A job run binds its RQ job id and its tenant (``JobSpec``
-  calls ``job_log_context``); a request's tenant is the one it resolved (``g.tenant``).
+- **Job id and tenant.** A job run binds its RQ job id and its tenant id (``JobSpec``
+  calls ``job_log_context``), and the slug once the job opens its tenant's scope; a
+  request's tenant is the one it resolved (``g.tenant``).
 - **No personal data.** Request bodies and query strings are never logged: the one line
   per request names the method, the URL rule, the path, the status and the time. SQL
   parameters never reach messages (the engine uses ``hide_parameters``). As a last guard,
@@ -227,31 +228,20 @@ def configure_logging(level: str, log_format: str) -> None:
 
 @contextlib.contextmanager
 def job_log_context(job_id: str | None, tenant_id: Any = None) -> Iterator[None]:
-    """Log lines inside carry ``job_id`` and the job's tenant (its slug looked up once)."""
-    values: dict[str, Any] = {"job_id": job_id, "tenant_id": tenant_id}
-    if isinstance(tenant_id, int):
-        values["tenant"] = _tenant_slug(tenant_id)
-    token = _job_context.set(values)
+    """Log lines inside carry ``job_id`` and ``tenant_id``; the tenant's slug joins them
+    once the job enters its tenant's scope (``note_job_tenant``), so logging never queries."""
+    token = _job_context.set({"job_id": job_id, "tenant_id": tenant_id})
     try:
         yield
     finally:
         _job_context.reset(token)
 
 
-def _tenant_slug(tenant_id: int) -> str | None:
-    """The slug of a tenant, for log lines only; None if it cannot be read."""
-    from sqlalchemy import select
-
-    from recova.platform.kernel.extension import platform
-    from recova.tenants.models import Tenant
-
-    if not has_app_context():
-        return None
-    try:
-        with platform().db.session() as session:
-            return session.scalar(select(Tenant.slug).where(Tenant.id == tenant_id))
-    except Exception:  # the job itself will meet the same error and report it
-        return None
+def note_job_tenant(slug: str, tenant_id: int) -> None:
+    """Within a job, name the tenant its lines belong to (``tenant_scope`` calls this)."""
+    values = _job_context.get()
+    if values is not None and values.get("tenant_id") == tenant_id:
+        values["tenant"] = slug
 
 
 def init_request_logging(app: Flask) -> None:

@@ -28,7 +28,6 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from flask import Flask, Response, current_app, g, has_app_context, request
 from prometheus_client import (
@@ -39,6 +38,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -46,8 +46,8 @@ from redis import Redis, RedisError
 from rq import Queue
 from rq.registry import BaseRegistry
 
-if TYPE_CHECKING:
-    from recova.platform.kernel.extension import Platform
+from recova.platform.kernel.extension import Platform, platform
+from recova.platform.kernel.jobs import QUEUES, job_queue
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,6 @@ def _increment(key: str, field: str, amount: int, objects: Platform | None) -> N
     if objects is None:
         if not has_app_context():
             raise RuntimeError("pass objects= outside an app context")
-        from recova.platform.kernel.extension import platform
-
         objects = platform()
     try:
         objects.redis.hincrby(objects.settings.queue_prefix + key, field, amount)
@@ -149,8 +147,6 @@ class ClusterCollector(Collector):
         self.prefix = prefix
 
     def collect(self) -> Iterator[Metric]:
-        from recova.platform.kernel.jobs import QUEUES, job_queue
-
         up = GaugeMetricFamily(
             "recova_metrics_redis_up", "1 if Redis answered this scrape's queue and counter reads."
         )
@@ -242,7 +238,6 @@ def metrics_registry(cluster: ClusterCollector | None = None) -> CollectorRegist
 
 def serve_metrics(port: int, *, cluster: ClusterCollector | None = None) -> None:
     """Serve ``/metrics`` on ``port`` from a daemon thread (workers and the scheduler)."""
-    from prometheus_client import start_http_server
 
     start_http_server(port, registry=metrics_registry(cluster))
 
@@ -277,8 +272,6 @@ def init_metrics(app: Flask) -> None:
     def metrics() -> Response:
         """Prometheus exposition: this process's (or all gunicorn workers') metrics and
         the cluster-wide queue and counter figures."""
-        from recova.platform.kernel.extension import platform
-
         objects = platform(current_app)
         cluster = ClusterCollector(objects.redis, objects.settings.queue_prefix)
         body = generate_latest(metrics_registry(cluster))

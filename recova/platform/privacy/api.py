@@ -10,10 +10,11 @@ from sqlalchemy import select
 
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
+from recova.platform.auth.principal import current_principal
 from recova.platform.kernel.api import SelectPage, tenant_routes
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
-from recova.platform.kernel.request_scope import current_principal, db_session
+from recova.platform.kernel.request_scope import db_session
 from recova.platform.privacy import schemas
 from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.reveal import Revealed, RevealError, reveal

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import click
 
+from recova.platform.kernel.cli import cli_platform
+from recova.platform.privacy.retention import erase_expired
+from recova.tenants.scope import tenant_scope
+
 
 @click.group("privacy")
 def privacy_cli() -> None:
@@ -14,13 +18,9 @@ def privacy_cli() -> None:
 @click.argument("tenant")
 def erase(tenant: str) -> None:
     """Erase TENANT's debtors past retention now (the daily job, here)."""
-    from recova.platform.entry.cli import _app
-    from recova.platform.kernel.extension import platform
-    from recova.platform.privacy.retention import erase_expired
-    from recova.tenants.scope import tenant_scope
 
     try:
-        with tenant_scope(tenant, db=platform(_app()).db) as session:
+        with tenant_scope(tenant, db=cli_platform().db) as session:
             counts = erase_expired(session, actor="cli:privacy-erase")
     except LookupError as error:
         raise click.ClickException(str(error)) from error

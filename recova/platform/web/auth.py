@@ -10,15 +10,11 @@ from wtforms.validators import DataRequired
 
 from recova.platform.audit import record_event
 from recova.platform.auth.models import User
+from recova.platform.auth.principal import SESSION_EPOCH_KEY, SESSION_USER_KEY, current_principal
 from recova.platform.auth.services import authenticate, end_sessions
 from recova.platform.kernel.db import bind_session_to_schema
 from recova.platform.kernel.extension import platform
-from recova.platform.kernel.request_scope import (
-    SESSION_EPOCH_KEY,
-    SESSION_USER_KEY,
-    current_principal,
-    db_session,
-)
+from recova.platform.kernel.request_scope import db_session
 
 blp = Blueprint("web_auth", __name__)
 

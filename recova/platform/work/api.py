@@ -17,18 +17,18 @@ from flask_smorest import Blueprint
 from sqlalchemy import Select, select
 from sqlalchemy.orm import selectinload
 
-from recova.billing.contracts import AgencyContract
+from recova.platform.agencies.contracts import AgencyContract
 from recova.platform.agencies.models import Agency
 from recova.platform.allocation import services as allocation_services
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.auth.principal import Principal
+from recova.platform.auth.principal import Principal, current_principal
 from recova.platform.auth.reach import reachable_case_or_404, within_case_reach
 from recova.platform.cases.models import Case
 from recova.platform.kernel.api import tenant_routes
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
-from recova.platform.kernel.request_scope import current_principal, db_session
+from recova.platform.kernel.request_scope import db_session
 from recova.platform.work import (
     disputes,
     lifecycle,
@@ -46,6 +46,7 @@ from recova.platform.work.jobs import (
     promises_job_id,
 )
 from recova.platform.work.models import (
+    CaseTransition,
     Dispute,
     DisputeStatus,
     PaymentPlan,
@@ -146,7 +147,6 @@ class CaseTransitions(MethodView):
     @blp.response(200, schemas.TransitionSchema(many=True))
     def get(self, case_id: int) -> list[Any]:
         """The case's transition history, oldest first."""
-        from recova.platform.work.models import CaseTransition
 
         case = _case_or_404(case_id)
         return list(

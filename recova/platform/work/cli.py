@@ -5,6 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from marshmallow import ValidationError
+
+from recova.platform.kernel.cli import cli_platform
+from recova.platform.work.evaluation import evaluate_due_work
+from recova.platform.work.events import note_event
+from recova.platform.work.jobs import DAILY_ACTOR, EXPIRY_ACTOR
+from recova.platform.work.schemas import WorkSettingsSchema
+from recova.platform.work.settings import DEFAULTS, current_settings, save_settings
+from recova.platform.work.settlements import expire_settlements
+from recova.tenants.models import tenant_today
+from recova.tenants.scope import tenant_scope
 
 
 @click.group("work")
@@ -13,10 +24,7 @@ def work_cli() -> None:
 
 
 def _objects() -> Any:
-    from recova.platform.entry.cli import _app
-    from recova.platform.kernel.extension import platform
-
-    return platform(_app())
+    return cli_platform()
 
 
 def _work_day(tenant: str, as_of: Any) -> tuple[Any, Any]:
@@ -36,10 +44,6 @@ _AS_OF = click.option(
 @_AS_OF
 def work_evaluate_promises(tenant: str, as_of: Any) -> None:
     """Judge TENANT's promises past their grace period and its active plans (the daily job)."""
-    from recova.platform.work.evaluation import evaluate_due_work
-    from recova.platform.work.jobs import DAILY_ACTOR
-    from recova.tenants.models import tenant_today
-    from recova.tenants.scope import tenant_scope
 
     objects, day = _work_day(tenant, as_of)
     try:
@@ -64,10 +68,6 @@ def work_evaluate_promises(tenant: str, as_of: Any) -> None:
 @_AS_OF
 def work_expire_settlements(tenant: str, as_of: Any) -> None:
     """Expire TENANT's settlement offers past their date (paid ones settle the case)."""
-    from recova.platform.work.jobs import EXPIRY_ACTOR
-    from recova.platform.work.settlements import expire_settlements
-    from recova.tenants.models import tenant_today
-    from recova.tenants.scope import tenant_scope
 
     objects, day = _work_day(tenant, as_of)
     try:
@@ -87,12 +87,6 @@ def work_expire_settlements(tenant: str, as_of: Any) -> None:
 @click.option("--set", "changes", multiple=True, metavar="NAME=DAYS", help="Change a setting.")
 def work_settings(tenant: str, changes: tuple[str, ...]) -> None:
     """Show (or change with --set) TENANT's grace days, plan and deferral limits."""
-    from marshmallow import ValidationError
-
-    from recova.platform.work.events import note_event
-    from recova.platform.work.schemas import WorkSettingsSchema
-    from recova.platform.work.settings import DEFAULTS, current_settings, save_settings
-    from recova.tenants.scope import tenant_scope
 
     parsed: dict[str, int] = {}
     for change in changes:

@@ -33,7 +33,7 @@ from decimal import ROUND_CEILING, Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from recova.billing.contracts import AgencyContract, active_contract_condition
+from recova.platform.agencies.contracts import AgencyContract, active_contract_condition
 from recova.platform.agencies.models import Agency
 from recova.platform.allocation.models import Placement
 from recova.platform.auth.models import Role
