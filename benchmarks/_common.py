@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
+import pkgutil
 import platform
 import secrets
 import signal
@@ -42,6 +44,20 @@ def parser(description: str) -> argparse.ArgumentParser:
         "--small", action="store_true", help="a quick run with smaller sizes (a smoke test)"
     )
     return result
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def import_all_models() -> None:
+    """Register every table on ``Base.metadata``: ``recova.platform.entry.all_models`` and,
+    should that list miss one, every module named ``models`` under ``recova``."""
+    import recova
+    import recova.platform.entry.all_models
+
+    for module in pkgutil.walk_packages(recova.__path__, "recova."):
+        if module.name.rpartition(".")[2] == "models":
+            importlib.import_module(module.name)
 
 
 # --- environment ---------------------------------------------------------------------------

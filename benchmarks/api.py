@@ -165,6 +165,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _tail(log: Path, lines: int = 40) -> str:
+    """The end of gunicorn's log (it lives in the run's temporary folder, removed after)."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 @contextlib.contextmanager
 def gunicorn(app_spec: str, env: dict[str, str], cwd: Path, log: Path) -> Iterator[str]:
     """gunicorn with the repository's ``gunicorn.conf.py`` serving ``app_spec``."""
@@ -189,7 +194,7 @@ def gunicorn(app_spec: str, env: dict[str, str], cwd: Path, log: Path) -> Iterat
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {log}")
+                raise RuntimeError(f"gunicorn exited:\n{_tail(log)}")
             try:
                 urllib.request.urlopen(f"{base}/", timeout=2).close()  # noqa: S310 - loopback
                 break
@@ -198,7 +203,7 @@ def gunicorn(app_spec: str, env: dict[str, str], cwd: Path, log: Path) -> Iterat
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not answer; see {log}")
+                raise RuntimeError(f"gunicorn did not answer:\n{_tail(log)}")
             time.sleep(0.2)
         yield base
     finally:
@@ -225,6 +230,19 @@ done = function(summary, latency, requests)
 end
 """
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _sample(url: str, token: str | None) -> str:
+    """One answer of ``url`` (its status and the start of its body), to say why wrk failed."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            return f"a sample request answered {answer.status}"
+    except urllib.error.HTTPError as exc:
+        return f"a sample request answered {exc.code}: {exc.read()[:500]!r}"
+    except OSError as exc:
+        return f"a sample request failed: {exc!r}"
 
 
 def wrk(url: str, connections: int, seconds: int, script: Path, token: str | None) -> dict:
@@ -254,7 +272,9 @@ def wrk(url: str, connections: int, seconds: int, script: Path, token: str | Non
     errors = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     failed = [int(n) for n in errors.groups()] if errors else [0, 0, 0, 0]
     if bad or any(failed[:3]):
-        raise RuntimeError(f"{url}: {bad} non-2xx answers; socket errors {failed[:3]}")
+        raise RuntimeError(
+            f"{url}: {bad} non-2xx answers; socket errors {failed[:3]}; {_sample(url, token)}"
+        )
     return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "timeouts": failed[3]}
 
 
@@ -319,11 +339,16 @@ def main() -> None:
             if label == "baseline":
                 env["PYTHONPATH"] = str(REPO)
             with gunicorn(spec, env, cwd, log) as base:
-                wrk(base + path, 10, max(2, seconds // 5), script, bearer)  # warm-up
-                for connections in CONNECTIONS:
-                    results[(label, connections)] = wrk(
-                        base + path, connections, seconds, script, bearer
-                    )
+                try:
+                    wrk(base + path, 10, max(2, seconds // 5), script, bearer)  # warm-up
+                    for connections in CONNECTIONS:
+                        results[(label, connections)] = wrk(
+                            base + path, connections, seconds, script, bearer
+                        )
+                except RuntimeError as exc:
+                    raise RuntimeError(
+                        f"{label}: {exc}\ngunicorn's log ends:\n{_tail(log)}"
+                    ) from exc
 
         print(
             f"{'route':<36}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"

@@ -330,7 +330,7 @@ def _check(session: Session, objects: Platform, tenant: Tenant, pick: Any) -> No
     case_id, contact_id, channel = pick
     decision = check_contact(
         session,
-        objects,
+        objects.cipher,
         tenant=tenant,
         case_id=case_id,
         contact_id=contact_id,

@@ -1,52 +1,74 @@
 """How long ``migrate_all`` takes when every tenant schema is already at head.
 
 Set-up (not timed): one tenant is provisioned with ``provision_tenant``; the statements
-that provisioning sent for its schema (CREATE SCHEMA, the tables, indexes and enum types
-of the tenant migrations, Alembic's version table and its row) are recorded and replayed
-for every other tenant, with the schema name changed, next to a real row in
-``platform.tenants``. So every tenant has a real row and a real schema with its own
-``alembic_version`` at head, as if each had been provisioned, only faster to set up.
+that provisioning sent for its schema (every one naming the schema except reads: CREATE
+SCHEMA, the enum types, tables, indexes, trigger functions and triggers of the tenant
+migrations, their ALTERs, Alembic's version table, its row and its updates) are recorded
+as the server received them (psycopg's own rendering, ``ClientCursor.mogrify``) and
+replayed verbatim, without parameters, for every other tenant, with the schema name
+changed, next to a real row in ``platform.tenants``, one transaction per tenant. So every
+tenant has a real row and a real schema with its own ``alembic_version`` at head, as if
+each had been provisioned, only faster to set up; the script checks that every schema
+matches the template's in the catalog (relations, columns, constraints, indexes,
+triggers, function bodies, enum labels) and that a cloned trigger function runs.
 
 Timed: ``migrate_all(engine, jobs=2)`` with nothing to apply. Baseline, in the same run:
 the naive check of opening an Alembic ``MigrationContext`` per schema and reading its
 current revision, over a sample of schemas, extrapolated to all of them.
 
-    .venv/bin/python benchmarks/migrate_noop.py [--small] [--tenants N]
+    .venv/bin/python benchmarks/migrate_noop.py [--small] [--tenants N] [--sample N]
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from _common import bench_environment, describe_machine, heading, parser, verdict
+import psycopg
+from _common import bench_environment, describe_machine, heading, import_all_models, parser, verdict
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, event, insert, text
+from sqlalchemy.exc import DBAPIError
 
-import recova.platform.entry.all_models  # noqa: F401 - registers every table on Base.metadata
 from recova.platform.kernel.db import Database
 from recova.tenants.migrate import head, migrate_all, migrate_shared
 from recova.tenants.models import Tenant, TenantStatus
 from recova.tenants.services import provision_tenant
 
+import_all_models()  # every table on Base.metadata, as the app has them
+
 GOAL_SECONDS = 10.0
 GOAL_TENANTS = 1000
 TEMPLATE_SLUG = "clonetemplate"
 TEMPLATE_SCHEMA = "tenant_clonetemplate"
-BATCH = 50  # cloned tenants per set-up transaction
 REPEATS = 3
+CLONE_JOBS = 2  # connections cloning the template at once (set-up only)
 
 
 def provision_template(database: Database) -> list[str]:
-    """Provision one tenant for real; return the statements that built its schema."""
+    """Provision one tenant for real; return the statements that built its schema, each
+    exactly as the server received it."""
     recorded: list[str] = []
+    elsewhere: list[str] = []
 
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        # Every schema-building statement is parameterless; the parameterised ones are
-        # the tenant row and Alembic's catalog lookups, which a clone does not need.
-        if not parameters and statement.lstrip().upper().startswith(("CREATE", "INSERT")):
-            recorded.append(statement)
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        _context, many = rest
+        # Reads (Alembic's catalog look-ups, a data migration's SELECT) change nothing.
+        if statement.lstrip().upper().startswith("SELECT"):
+            return
+        if TEMPLATE_SCHEMA not in statement:
+            elsewhere.append(statement)
+            return
+        assert not many, statement
+        # ``statement`` is SQLAlchemy's text for a pyformat driver: every literal ``%``
+        # doubled (``%%``), as in the PL/pgSQL bodies' ``RAISE ... '%'`` and
+        # ``format('%I')``; psycopg turns ``%%`` back into ``%`` (and binds parameters)
+        # when it is given parameters, which SQLAlchemy always passes (``{}`` here).
+        # Replayed verbatim without parameters, the doubled ``%%`` would reach the
+        # server. So record what psycopg itself makes of the statement and its parameters.
+        recorded.append(psycopg.ClientCursor(cursor.connection).mogrify(statement, parameters))
 
     event.listen(database.engine, "before_cursor_execute", record)
     session = database.session()
@@ -65,64 +87,107 @@ def provision_template(database: Database) -> list[str]:
         event.remove(database.engine, "before_cursor_execute", record)
     assert recorded, "provisioning sent no schema statements"
     assert recorded[0] == f'CREATE SCHEMA "{TEMPLATE_SCHEMA}"', recorded[0]
-    assert all(TEMPLATE_SCHEMA in statement for statement in recorded)
+    # The tenant row is the only write outside the schema; a clone writes its own.
+    assert len(elsewhere) == 1, elsewhere
+    assert elsewhere[0].startswith("INSERT INTO platform.tenants "), elsewhere[0]
     return recorded
 
 
 def clone_tenants(engine: Engine, statements: list[str], slugs: list[str]) -> None:
-    """Create a tenant row and a schema built by ``statements`` for every slug."""
+    """Create a tenant row and a schema built by ``statements`` for every slug, one
+    transaction each, as provisioning does (a schema takes some 660 locks until its
+    commit, and the server's lock table, ``max_locks_per_transaction`` 64 x 100
+    connections by default, holds only a few thousand for every session together), on
+    ``CLONE_JOBS`` connections at once: the server's DDL work is what takes the time."""
     script = ";\n".join(statements)
-    for start in range(0, len(slugs), BATCH):
-        part = slugs[start : start + BATCH]
-        with engine.begin() as connection:
-            connection.execute(
-                insert(Tenant),
-                [
-                    {
-                        "slug": slug,
-                        "name": f"Bench {slug}",
-                        "schema_name": f"tenant_{slug}",
-                        "status": TenantStatus.ACTIVE,
-                        "jurisdiction": "CN",
-                        "timezone": "Asia/Shanghai",
-                        "currency": "CNY",
-                        "settings": {},
-                    }
-                    for slug in part
-                ],
-            )
-            # Without parameters psycopg sends the whole script in one round trip.
-            with connection.connection.cursor() as cursor:
-                for slug in part:
-                    cursor.execute(script.replace(TEMPLATE_SCHEMA, f"tenant_{slug}"))
+
+    def clone(part: list[str]) -> None:
+        with engine.connect() as connection:
+            for slug in part:
+                with connection.begin():
+                    connection.execute(
+                        insert(Tenant),
+                        {
+                            "slug": slug,
+                            "name": f"Bench {slug}",
+                            "schema_name": f"tenant_{slug}",
+                            "status": TenantStatus.ACTIVE,
+                            "jurisdiction": "CN",
+                            "timezone": "Asia/Shanghai",
+                            "currency": "CNY",
+                            "settings": {},
+                        },
+                    )
+                    # No parameters: psycopg sends the text as it is (no ``%``
+                    # processing), the whole script in one round trip (simple protocol).
+                    with connection.connection.cursor() as cursor:
+                        cursor.execute(script.replace(TEMPLATE_SCHEMA, f"tenant_{slug}"))
+
+    with ThreadPoolExecutor(CLONE_JOBS) as pool:
+        # list(): a clone's exception is raised here.
+        list(pool.map(clone, [slugs[job::CLONE_JOBS] for job in range(CLONE_JOBS)]))
+
+
+# Everything a schema holds, one line per object, with the schema's own name blanked out:
+# relations, columns and their types, constraints, indexes, triggers, functions (their
+# bodies), enum types and their labels. Equal digests, equal schemas.
+SCHEMA_DIGESTS = """
+SELECT n.nspname, md5(string_agg(replace(o.item, n.nspname, '@'), chr(10) ORDER BY o.item))
+FROM platform.tenants t JOIN pg_namespace n ON n.nspname = t.schema_name
+JOIN (
+    SELECT c.relnamespace AS ns, 'relation ' || c.relname || ' ' || c.relkind::text AS item
+    FROM pg_class c
+    UNION ALL
+    SELECT c.relnamespace, 'column ' || c.relname || '.' || a.attname || ' '
+        || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull
+        THEN ' not null' ELSE '' END || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT connamespace, 'constraint ' || conname || ' ' || pg_get_constraintdef(oid)
+    FROM pg_constraint
+    UNION ALL
+    SELECT c.relnamespace, 'index ' || pg_get_indexdef(x.indexrelid)
+    FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+    UNION ALL
+    SELECT c.relnamespace, 'trigger ' || pg_get_triggerdef(g.oid)
+    FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid WHERE NOT g.tgisinternal
+    UNION ALL
+    SELECT pronamespace, 'function ' || proname || ' ' || prosrc FROM pg_proc
+    UNION ALL
+    SELECT y.typnamespace, 'enum ' || y.typname || ' ' || string_agg(e.enumlabel, ','
+        ORDER BY e.enumsortorder)
+    FROM pg_type y JOIN pg_enum e ON e.enumtypid = y.oid GROUP BY y.typnamespace, y.typname
+) o ON o.ns = n.oid
+GROUP BY n.nspname
+"""
 
 
 def check_setup(connection: Connection, count: int, tenant_head: str) -> None:
-    """Every tenant row has a schema whose own version table holds exactly the head."""
-    rows = connection.execute(
-        text(
-            "SELECT count(*) FROM platform.tenants t JOIN pg_namespace n"
-            " ON n.nspname = t.schema_name JOIN pg_class c ON c.relnamespace = n.oid"
-            " AND c.relname = 'alembic_version' AND c.relkind = 'r'"
-        )
-    ).scalar()
-    assert rows == count, f"{rows} tenants with a version table, expected {count}"
-    shapes = connection.execute(
-        text(
-            "SELECT DISTINCT count(*) FROM platform.tenants t JOIN pg_namespace n"
-            " ON n.nspname = t.schema_name JOIN pg_class c ON c.relnamespace = n.oid"
-            " GROUP BY t.id"
-        )
-    ).scalars()
-    relations = list(shapes)
-    assert len(relations) == 1, f"schemas differ in their number of relations: {relations}"
-    schemas = connection.execute(text("SELECT schema_name FROM platform.tenants")).scalars()
+    """Every tenant row has a schema identical to the template's (by the catalog), whose
+    own version table holds exactly the head, and the cloned trigger functions work."""
+    digests: dict[str, str] = dict(connection.execute(text(SCHEMA_DIGESTS)).all())
+    assert len(digests) == count, f"{len(digests)} tenant schemas, expected {count}"
+    template = digests[TEMPLATE_SCHEMA]
+    differing = sorted(schema for schema, digest in digests.items() if digest != template)
+    assert not differing, f"{len(differing)} schemas differ from the template: {differing[:3]}"
     union = " UNION ALL ".join(
-        f'SELECT version_num FROM "{schema}".alembic_version' for schema in schemas
+        f'SELECT version_num FROM "{schema}".alembic_version' for schema in digests
     )
     versions = connection.execute(text(union)).scalars().all()
     assert len(versions) == count, len(versions)
     assert set(versions) == {tenant_head}, set(versions)
+    # A cloned PL/pgSQL function, run: its RAISE formats the operation into the message.
+    clone = max(digests)
+    try:
+        with connection.begin_nested():
+            connection.execute(text(f'TRUNCATE "{clone}".audit_events'))
+    except DBAPIError as exc:
+        message = str(exc.orig)
+    else:
+        message = "TRUNCATE went through"
+    assert "audit events are append-only: TRUNCATE refused" in message, message
 
 
 def naive_current_revisions(engine: Engine, schemas: list[str]) -> dict[str, str | None]:
@@ -151,7 +216,7 @@ def set_up(database: Database, count: int, tenant_head: str) -> list[str]:
     started = time.perf_counter()
     statements = provision_template(database)
     clone_tenants(database.engine, statements, [f"bench{n:05d}" for n in range(count - 1)])
-    with database.engine.connect() as connection:
+    with database.engine.begin() as connection:  # committed: ANALYZE's statistics stay
         check_setup(connection, count, tenant_head)
         connection.execute(text("ANALYZE pg_catalog.pg_class, pg_catalog.pg_namespace"))
         schemas = connection.execute(

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from recova.billing import exports, schemas
 from recova.billing.invoices import (
-    BillingError,
     agency_statements_sql,
     close_month,
     issue_invoice,
@@ -25,19 +24,24 @@ from recova.billing.invoices import (
 from recova.billing.jobs import close_job_id, close_month_job
 from recova.billing.models import AgencyStatement, CommissionLine, ContractVersion, Invoice
 from recova.billing.services import (
-    ContractConflict,
-    ContractError,
     create_agency_contract,
     end_agency_contract,
     set_agency_payout,
 )
-from recova.billing.terms import TermsError, create_contract_version
+from recova.billing.terms import create_contract_version
 from recova.platform.agencies.contracts import AgencyContract, contracted_tenants
 from recova.platform.agencies.models import Agency
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import current_principal
-from recova.platform.kernel.api import RowsPage, SelectPage, StrictSchema, TextQuery, tenant_routes
+from recova.platform.kernel.api import (
+    RowsPage,
+    SelectPage,
+    StrictSchema,
+    TextQuery,
+    one_or_404,
+    tenant_routes,
+)
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.request_scope import db_session
@@ -123,25 +127,18 @@ class ContractCollection(MethodView):
                 message="unknown tenant or agency",
                 errors={"json": {"tenant" if tenant is None else "agency": ["not found"]}},
             )
-        try:
-            contract = create_agency_contract(
-                session,
-                tenant=tenant,
-                agency=agency,
-                starts_on=data["starts_on"],
-                ends_on=data["ends_on"],
-                placement_days=data["placement_days"],
-                grace_days=data["grace_days"],
-            )
-            if data["payout"] is not None:
-                set_agency_payout(contract, **data["payout"])
-            return contract
-        except TermsError as exc:
-            abort(422, message="invalid payout", errors={"json": {"payout": exc.errors}})
-        except ContractConflict as exc:
-            abort(409, message=str(exc))
-        except ContractError as exc:
-            abort(422, message=str(exc))
+        contract = create_agency_contract(
+            session,
+            tenant=tenant,
+            agency=agency,
+            starts_on=data["starts_on"],
+            ends_on=data["ends_on"],
+            placement_days=data["placement_days"],
+            grace_days=data["grace_days"],
+        )
+        if data["payout"] is not None:
+            set_agency_payout(contract, **data["payout"])
+        return contract
 
 
 @blp.route("/platform/contracts/<int:contract_id>")
@@ -150,7 +147,7 @@ class ContractItem(MethodView):
     @blp.response(200, ContractSchema)
     def get(self, contract_id: int) -> AgencyContract:
         """Show one contract."""
-        return _contract_or_404(contract_id)
+        return _contract(contract_id)
 
     @access(Role.PLATFORM_ADMIN)
     @blp.arguments(ContractUpdateSchema)
@@ -160,26 +157,18 @@ class ContractItem(MethodView):
         ledger keep the payout they were written with)."""
         if not data:
             abort(422, message="give ends_on or payout")
-        contract = _contract_or_404(contract_id)
-        try:
-            if "payout" in data:
-                set_agency_payout(contract, **data["payout"])
-            if "ends_on" in data:
-                end_agency_contract(db_session(), contract, data["ends_on"])
-            return contract
-        except TermsError as exc:
-            abort(422, message="invalid payout", errors={"json": {"payout": exc.errors}})
-        except ContractConflict as exc:
-            abort(409, message=str(exc))
-        except ContractError as exc:
-            abort(422, message=str(exc))
+        contract = _contract(contract_id)
+        if "payout" in data:
+            set_agency_payout(contract, **data["payout"])
+        if "ends_on" in data:
+            end_agency_contract(db_session(), contract, data["ends_on"])
+        return contract
 
 
-def _contract_or_404(contract_id: int) -> AgencyContract:
-    contract = db_session().get(AgencyContract, contract_id)
-    if contract is None:
-        abort(404, message=f"no contract {contract_id}")
-    return contract
+def _contract(contract_id: int) -> AgencyContract:
+    return one_or_404(
+        select(AgencyContract).where(AgencyContract.id == contract_id), f"contract {contract_id}"
+    )
 
 
 # --- the tenant's billing ------------------------------------------------------------------
@@ -224,12 +213,9 @@ class ContractVersionCollection(MethodView):
         Versions are never edited; a version may not start on or before a date already
         on the ledger in its currency.
         """
-        try:
-            return create_contract_version(
-                db_session(), tenant_id=current_tenant().id, data=data, created_by=_user_id()
-            )
-        except TermsError as exc:
-            abort(422, message="invalid contract terms", errors={"json": exc.errors})
+        return create_contract_version(
+            db_session(), tenant_id=current_tenant().id, data=data, created_by=_user_id()
+        )
 
 
 @tenant_routes(billing_blp, "/billing/contract-versions/<int:version_id>")
@@ -238,10 +224,10 @@ class ContractVersionItem(MethodView):
     @billing_blp.response(200, schemas.ContractVersionSchema)
     def get(self, version_id: int) -> ContractVersion:
         """One contract version."""
-        found = db_session().get(ContractVersion, version_id)
-        if found is None:
-            abort(404, message=f"no contract version {version_id}")
-        return found
+        return one_or_404(
+            select(ContractVersion).where(ContractVersion.id == version_id),
+            f"contract version {version_id}",
+        )
 
 
 @tenant_routes(billing_blp, "/billing/ledger")
@@ -309,23 +295,17 @@ class InvoicePreview(MethodView):
     @billing_blp.response(200, schemas.PreviewSchema)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """What closing the month now would bill, per currency; nothing is written."""
-        try:
-            result = close_month(
-                platform().db, tenant=current_tenant(), month=data["month"], dry_run=True
-            )
-        except BillingError as exc:
-            abort(422, message=str(exc))
+        result = close_month(
+            platform().db, tenant=current_tenant(), month=data["month"], dry_run=True
+        )
         for invoice in result.invoices:
             if invoice["status"] == "draft":
                 invoice["id"] = invoice["number"] = None  # a preview takes no number
         return {"month": data["month"], "counts": result.counts, "invoices": result.invoices}
 
 
-def _invoice_or_404(invoice_id: int) -> Invoice:
-    found = db_session().get(Invoice, invoice_id)
-    if found is None:
-        abort(404, message=f"no invoice {invoice_id}")
-    return found
+def _invoice(invoice_id: int) -> Invoice:
+    return one_or_404(select(Invoice).where(Invoice.id == invoice_id), f"invoice {invoice_id}")
 
 
 @tenant_routes(billing_blp, "/billing/invoices/<int:invoice_id>")
@@ -334,15 +314,12 @@ class InvoiceItem(MethodView):
     @billing_blp.response(200, schemas.InvoiceSchema)
     def get(self, invoice_id: int) -> Invoice:
         """One invoice with its totals and subtotals by bucket and agency."""
-        return _invoice_or_404(invoice_id)
+        return _invoice(invoice_id)
 
 
 def _change(action: Any, invoice_id: int, **options: Any) -> Invoice:
-    invoice = _invoice_or_404(invoice_id)
-    try:
-        return action(db_session(), invoice, tenant=current_tenant(), **options)  # type: ignore[no-any-return]
-    except BillingError as exc:
-        abort(409, message=str(exc))
+    invoice = _invoice(invoice_id)
+    return action(db_session(), invoice, tenant=current_tenant(), **options)  # type: ignore[no-any-return]
 
 
 @tenant_routes(billing_blp, "/billing/invoices/<int:invoice_id>/issue")
@@ -389,7 +366,7 @@ class InvoiceCsv(MethodView):
     @billing_blp.response(200, content_type="text/csv")
     def get(self, invoice_id: int) -> Response:
         """Every line of the invoice as CSV."""
-        invoice = _invoice_or_404(invoice_id)
+        invoice = _invoice(invoice_id)
         name = exports.export_file_name(current_tenant().slug, invoice, "csv")
         return _download(exports.invoice_csv(db_session(), invoice), name, "text/csv")
 
@@ -400,7 +377,7 @@ class InvoicePdf(MethodView):
     @billing_blp.response(200, content_type="application/pdf")
     def get(self, invoice_id: int) -> Response:
         """The invoice as a PDF."""
-        invoice = _invoice_or_404(invoice_id)
+        invoice = _invoice(invoice_id)
         name = exports.export_file_name(current_tenant().slug, invoice, "pdf")
         return _download(exports.invoice_pdf(db_session(), invoice), name, "application/pdf")
 
@@ -412,13 +389,15 @@ def _own_agency() -> int | None:
     return principal.agency_id if principal.is_agency_user else None
 
 
-def _statement_or_404(statement_id: int) -> tuple[AgencyStatement, Invoice]:
-    session = db_session()
-    found = session.get(AgencyStatement, statement_id)
+def _statement(statement_id: int) -> tuple[AgencyStatement, Invoice]:
+    """The statement (an agency user's own agency's only) with its invoice; a statement
+    of a void invoice is gone, and says so."""
+    statement = select(AgencyStatement).where(AgencyStatement.id == statement_id)
     agency = _own_agency()
-    if found is None or (agency is not None and found.agency_id != agency):
-        abort(404, message=f"no statement {statement_id}")
-    invoice = session.get(Invoice, found.invoice_id)
+    if agency is not None:
+        statement = statement.where(AgencyStatement.agency_id == agency)
+    found = one_or_404(statement, f"statement {statement_id}")
+    invoice = db_session().get(Invoice, found.invoice_id)
     assert invoice is not None
     if invoice.status == "void":
         abort(404, message=f"statement {statement_id} belongs to a void invoice")
@@ -468,7 +447,7 @@ class StatementItem(MethodView):
     @billing_blp.response(200, schemas.StatementSchema)
     def get(self, statement_id: int) -> AgencyStatement:
         """One agency statement."""
-        return _statement_or_404(statement_id)[0]
+        return _statement(statement_id)[0]
 
 
 @tenant_routes(billing_blp, "/billing/statements/<int:statement_id>/export.csv")
@@ -477,7 +456,7 @@ class StatementCsv(MethodView):
     @billing_blp.response(200, content_type="text/csv")
     def get(self, statement_id: int) -> Response:
         """The agency's lines of the month as CSV."""
-        statement, invoice = _statement_or_404(statement_id)
+        statement, invoice = _statement(statement_id)
         name = f"statement-{statement.id}-{invoice.period:%Y-%m}-{invoice.currency}.csv"
         return _download(exports.statement_csv(db_session(), invoice, statement), name, "text/csv")
 
@@ -488,7 +467,7 @@ class StatementPdf(MethodView):
     @billing_blp.response(200, content_type="application/pdf")
     def get(self, statement_id: int) -> Response:
         """The agency statement as a PDF."""
-        statement, invoice = _statement_or_404(statement_id)
+        statement, invoice = _statement(statement_id)
         name = f"statement-{statement.id}-{invoice.period:%Y-%m}-{invoice.currency}.pdf"
         return _download(
             exports.statement_pdf(db_session(), invoice, statement), name, "application/pdf"

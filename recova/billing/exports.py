@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from recova.billing.models import AgencyStatement, Invoice
 from recova.billing.money import minor_units
 from recova.billing.terms import next_month
+from recova.platform.kernel.db import scoped_schema
 from recova.platform.kernel.safe_csv import formula_safe_writer
 from recova.tenants.scope import tenant_scope
 
@@ -70,8 +71,7 @@ def invoice_lines(
     session: Session, invoice: Invoice, *, agency_id: int | None = None
 ) -> list[dict[str, Any]]:
     """The invoice's lines with their payments' external ids, in line order."""
-    schema = session.info["tenant_schema"]
-    s = f'"{schema}"'
+    s = scoped_schema(session)
     rows = session.execute(
         text(
             f"""SELECT l.id, l.kind, p.external_id AS payment, op.external_id AS reverses,

@@ -36,16 +36,33 @@ from recova.billing import ledger
 from recova.billing.models import AgencyStatement, Invoice
 from recova.billing.money import DEFAULT_ROUNDING, round_money
 from recova.billing.terms import BILLING_LOCK, lock_tenant_billing, next_month
+from recova.platform.agencies.models import Agency
 from recova.platform.allocation.models import AllocationSettings
 from recova.platform.allocation.segmentation import DEFAULT_BUCKETS
-from recova.platform.kernel.db import Database, utcnow
+from recova.platform.kernel.db import (
+    Database,
+    ScopedConnection,
+    quote_identifier,
+    table_sql,
+    utcnow,
+)
+from recova.platform.kernel.errors import DomainError
 from recova.tenants.models import Tenant, TenantStatus, tenant_today
+from recova.tenants.scope import tenant_scope
 
 ZERO = Decimal(0)
 
 
-class BillingError(ValueError):
-    """A billing request that cannot be carried out (a 409 over the API)."""
+class BillingError(DomainError, ValueError):
+    """A billing request that cannot be carried out in the invoice's state (409)."""
+
+    status = 409
+
+
+class MonthError(BillingError):
+    """A month that is malformed or has not begun on the tenant's calendar (422)."""
+
+    status = 422
 
 
 @dataclass
@@ -66,7 +83,7 @@ def month_start(value: str | dt.date) -> dt.date:
     try:
         return dt.datetime.strptime(value, "%Y-%m").date()  # noqa: DTZ007 - a calendar month
     except ValueError as exc:
-        raise BillingError(f"a month is written YYYY-MM, not {value!r}") from exc
+        raise MonthError(f"a month is written YYYY-MM, not {value!r}") from exc
 
 
 def _tenant(db: Database, tenant: Tenant | int | str) -> Tenant:
@@ -100,10 +117,10 @@ def close_month(
     found = _tenant(db, tenant)
     first = month_start(month)
     if first > tenant_today(found.timezone).replace(day=1):
-        raise BillingError(f"{first:%Y-%m} has not begun on the tenant's calendar")
+        raise MonthError(f"{first:%Y-%m} has not begun on the tenant's calendar")
     result = CloseResult(tenant=found.slug, month=first, dry_run=dry_run)
-    raw = db.engine.raw_connection()
-    try:
+    with tenant_scope(found, db=db, pinned=True) as session:
+        raw = ScopedConnection(session)
         cur = raw.cursor()
         # A session lock, taken before the transaction, so its snapshot sees every close
         # that finished while this one waited.
@@ -119,7 +136,7 @@ def close_month(
                 timezone=found.timezone,
                 month=first,
                 month_end=next_month(first),
-                bucket_table=_bucket_table(cur, found.schema_name),
+                bucket_table=_bucket_table(cur, raw.schema),
             )
             steps = (
                 ("terms", ledger.load_terms),
@@ -143,13 +160,13 @@ def close_month(
                 raw.commit()
             except Exception:  # a broken connection took the lock with it; never pool it
                 raw.invalidate()
-    finally:
-        raw.close()
+                raw.rollback()
     return result
 
 
-def _bucket_table(cur: Any, schema: str) -> list[dict[str, Any]]:
-    cur.execute(f'SELECT buckets FROM "{schema}".{AllocationSettings.__tablename__} WHERE id = 1')
+def _bucket_table(cur: Any, s: str) -> list[dict[str, Any]]:
+    """The tenant's bucket table (``s``: its quoted schema)."""
+    cur.execute(f"SELECT buckets FROM {s}.{AllocationSettings.__tablename__} WHERE id = 1")
     row = cur.fetchone()
     return row[0] if row else DEFAULT_BUCKETS
 
@@ -369,7 +386,7 @@ def _agency_names(ctx: ledger.CloseContext, ids: list[int]) -> dict[int, dict[st
     if not ids:
         return {}
     rows = ctx.execute(
-        "SELECT id, slug, name FROM platform.agencies WHERE id = ANY(%(ids)s)", ids=ids
+        f"SELECT id, slug, name FROM {table_sql(Agency)} WHERE id = ANY(%(ids)s)", ids=ids
     ).fetchall()
     return {row[0]: {"slug": row[1], "name": row[2]} for row in rows}
 
@@ -395,7 +412,7 @@ def issue_invoice(session: Session, invoice: Invoice, *, tenant: Tenant) -> Invo
         raise BillingError(f"{invoice.period:%Y-%m} has not ended; issue it after the month")
     newer = session.execute(
         text(
-            f'SELECT 1 FROM "{tenant.schema_name}".commission_lines'
+            f"SELECT 1 FROM {quote_identifier(tenant.schema_name)}.commission_lines"
             " WHERE period = :period AND currency = :currency AND id > :last LIMIT 1"
         ),
         {"period": invoice.period, "currency": invoice.currency, "last": invoice.last_line_id},
@@ -469,7 +486,7 @@ def agency_statements_sql(
     params: dict[str, Any] = {"agency_id": agency_id, "period": period}
     parts = []
     for n, tenant in enumerate(tenants):
-        s = f'"{tenant.schema_name}"'
+        s = quote_identifier(tenant.schema_name)
         params[f"t{n}"], params[f"n{n}"] = tenant.slug, tenant.name
         parts.append(
             f"""SELECT CAST(:t{n} AS text) AS tenant, CAST(:n{n} AS text) AS tenant_name,

@@ -54,7 +54,9 @@ from decimal import Decimal
 from typing import Any
 
 from recova.billing.money import minor_units, round_sql
+from recova.platform.agencies.contracts import AgencyContract
 from recova.platform.allocation.segmentation import bucket_case_sql
+from recova.platform.kernel.db import quote_identifier, table_sql
 
 #: Scale of the proportional clawback division: far beyond any half-unit boundary.
 HIGH_SCALE = "numeric(60, 30)"
@@ -76,7 +78,7 @@ class CloseContext:
 
     @property
     def s(self) -> str:
-        return f'"{self.schema}"'
+        return quote_identifier(self.schema)
 
     def params(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -139,17 +141,18 @@ def load_terms(ctx: CloseContext) -> None:
             SELECT v.id AS version_id, r.key AS bucket, r.value::numeric AS rate
             FROM {s}.billing_contract_versions v CROSS JOIN LATERAL jsonb_each_text(v.rates) r"""
     )
+    contracts = table_sql(AgencyContract)
     ctx.execute(
-        """CREATE TEMP TABLE bill_agency_terms ON COMMIT DROP AS
+        f"""CREATE TEMP TABLE bill_agency_terms ON COMMIT DROP AS
            SELECT id, agency_id, starts_on,
                   lead(starts_on) OVER (PARTITION BY agency_id ORDER BY starts_on) AS next_start,
                   payout_mode, payout_share
-           FROM platform.agency_contracts WHERE tenant_id = %(tenant_id)s"""
+           FROM {contracts} WHERE tenant_id = %(tenant_id)s"""
     )
     ctx.execute(
-        """CREATE TEMP TABLE bill_agency_rates ON COMMIT DROP AS
+        f"""CREATE TEMP TABLE bill_agency_rates ON COMMIT DROP AS
            SELECT c.id AS agency_contract_id, r.key AS bucket, r.value::numeric AS rate
-           FROM platform.agency_contracts c
+           FROM {contracts} c
            CROSS JOIN LATERAL jsonb_each_text(c.payout_rates) r
            WHERE c.tenant_id = %(tenant_id)s AND c.payout_mode = 'rates'"""
     )

@@ -12,15 +12,30 @@ from sqlalchemy.orm import Session
 from recova.billing.terms import TermsError, validate_rates
 from recova.platform.agencies.contracts import AgencyContract
 from recova.platform.agencies.models import Agency
+from recova.platform.kernel.errors import DomainError
 from recova.tenants.models import Tenant
 
 
-class ContractError(ValueError):
-    """A contract request that cannot be carried out."""
+class ContractError(DomainError, ValueError):
+    """A contract request that cannot be carried out (422)."""
 
 
 class ContractConflict(ContractError):
-    """The pair already has a contract overlapping the requested period."""
+    """The pair already has a contract overlapping the requested period (409)."""
+
+    status = 409
+
+
+class PayoutError(TermsError):
+    """An agency payout that cannot be used (422, the errors under ``payout``)."""
+
+    @property
+    def error_message(self) -> str:
+        return "invalid payout"
+
+    @property
+    def error_details(self) -> dict[str, Any]:
+        return {"json": {"payout": self.errors}}
 
 
 def create_agency_contract(
@@ -70,15 +85,18 @@ def set_agency_payout(
         except (InvalidOperation, ValueError):
             percent = Decimal(-1)
         if share is None or not Decimal(0) <= percent <= Decimal(100) or rates is not None:
-            raise TermsError({"share": "a percentage from 0 to 100 (and no rates)"})
+            raise PayoutError({"share": "a percentage from 0 to 100 (and no rates)"})
         contract.payout_mode, contract.payout_share, contract.payout_rates = "share", percent, None
     elif mode == "rates":
         if share is not None:
-            raise TermsError({"share": "not with mode rates"})
-        contract.payout_rates = validate_rates(rates, field="rates")
+            raise PayoutError({"share": "not with mode rates"})
+        try:
+            contract.payout_rates = validate_rates(rates, field="rates")
+        except TermsError as exc:
+            raise PayoutError(exc.errors) from None
         contract.payout_mode, contract.payout_share = "rates", Decimal(0)
     else:
-        raise TermsError({"mode": "share or rates"})
+        raise PayoutError({"mode": "share or rates"})
     return contract
 
 

@@ -27,18 +27,27 @@ from sqlalchemy.orm import Session
 from recova.billing.models import CommissionLine, ContractVersion, Invoice
 from recova.billing.money import DEFAULT_ROUNDING, ROUNDING_MODES, minor_units
 from recova.platform.allocation.segmentation import CURRENT_BUCKET, tenant_buckets
+from recova.platform.kernel.errors import DomainError
 
 #: Advisory-lock namespace for a tenant's billing (second key: the tenant id).
 BILLING_LOCK = 0x4249_4C4C  # "BILL"
 ANY_BUCKET = "*"
 
 
-class TermsError(ValueError):
-    """Contract terms that cannot be used; ``errors`` names each field at fault."""
+class TermsError(DomainError, ValueError):
+    """Contract terms that cannot be used; ``errors`` names each field at fault (422)."""
 
     def __init__(self, errors: dict[str, Any]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
         self.errors = errors
+
+    @property
+    def error_message(self) -> str:
+        return "invalid contract terms"
+
+    @property
+    def error_details(self) -> dict[str, Any]:
+        return {"json": self.errors}
 
 
 def lock_tenant_billing(session: Session, tenant_id: int) -> None:

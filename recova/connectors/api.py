@@ -35,7 +35,6 @@ from recova.connectors.schemas import (
     SourceSchema,
     UploadSchema,
 )
-from recova.platform.audit import record_event
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import current_principal
@@ -44,6 +43,7 @@ from recova.platform.kernel.api import (
     FileUpload,
     SelectPage,
     StrictSchema,
+    one_or_404,
     tenant_routes,
 )
 from recova.platform.kernel.errors import abort
@@ -58,15 +58,14 @@ READERS = (Role.TENANT_ADMIN, Role.TENANT_ANALYST, Role.PLATFORM_ADMIN)
 SCOPE = "ingest:write"
 
 
-def _refused(error: services.IngestionError) -> None:
-    abort(422, message=error.message, errors={"json": {error.field: [error.message]}})
+def _mapping(mapping_id: int) -> IngestionMapping:
+    return one_or_404(
+        select(IngestionMapping).where(IngestionMapping.id == mapping_id), f"mapping {mapping_id}"
+    )
 
 
-def _get(model: Any, object_id: int, label: str) -> Any:
-    found = db_session().get(model, object_id)
-    if found is None:
-        abort(404, message=f"no {label} {object_id}")
-    return found
+def _run(run_id: int) -> IngestionRun:
+    return one_or_404(select(IngestionRun).where(IngestionRun.id == run_id), f"run {run_id}")
 
 
 def _with_progress(run: IngestionRun) -> IngestionRun:
@@ -101,11 +100,7 @@ class Mappings(MethodView):
     @blp.response(201, MappingSchema)
     def post(self, data: dict[str, Any]) -> IngestionMapping:
         """Save a named mapping from source columns to Recova fields."""
-        try:
-            return services.save_mapping(db_session(), **data)
-        except services.IngestionError as error:
-            _refused(error)
-            raise
+        return services.save_mapping(db_session(), **data)
 
 
 @tenant_routes(blp, "/ingestion/mappings/<int:mapping_id>")
@@ -114,21 +109,17 @@ class MappingItem(MethodView):
     @blp.response(200, MappingSchema)
     def get(self, mapping_id: int) -> IngestionMapping:
         """One mapping."""
-        return _get(IngestionMapping, mapping_id, "mapping")
+        return _mapping(mapping_id)
 
     @access(*WRITERS, scope=SCOPE, tenant=True)
     @blp.arguments(MappingUpdateSchema)
     @blp.response(200, MappingSchema)
     def put(self, data: dict[str, Any], mapping_id: int) -> IngestionMapping:
         """Replace a mapping's columns and options; runs already started keep the old ones."""
-        mapping = _get(IngestionMapping, mapping_id, "mapping")
-        try:
-            return services.save_mapping(
-                db_session(), name=mapping.name, kind=mapping.kind, mapping=mapping, **data
-            )
-        except services.IngestionError as error:
-            _refused(error)
-            raise
+        mapping = _mapping(mapping_id)
+        return services.save_mapping(
+            db_session(), name=mapping.name, kind=mapping.kind, mapping=mapping, **data
+        )
 
 
 class UploadFileSchema(StrictSchema, UploadSchema):
@@ -149,17 +140,13 @@ class Files(MethodView):
         ``RECOVA_MAX_UPLOAD_BYTES``. The bytes are stored encrypted until a run reads them.
         """
         upload = form["file"]
-        try:
-            return services.store_file(
-                db_session(),
-                platform(),
-                filename=upload.filename or "upload",
-                stream=upload.stream,
-                connector=form.get("connector"),
-            )
-        except services.IngestionError as error:
-            _refused(error)
-            raise
+        return services.store_file(
+            db_session(),
+            platform(),
+            filename=upload.filename or "upload",
+            stream=upload.stream,
+            connector=form.get("connector"),
+        )
 
 
 @tenant_routes(blp, "/ingestion/sources")
@@ -176,11 +163,7 @@ class Sources(MethodView):
     @blp.response(201, SourceSchema)
     def post(self, data: dict[str, Any]) -> HttpSource:
         """Register a paginated JSON endpoint to pull from."""
-        try:
-            return services.register_source(db_session(), platform(), **data)
-        except services.IngestionError as error:
-            _refused(error)
-            raise
+        return services.register_source(db_session(), platform(), **data)
 
 
 @tenant_routes(blp, "/ingestion/runs")
@@ -218,23 +201,19 @@ class Runs(MethodView):
                 abort(422, message="no such source", errors={"json": {"source_id": ["unknown"]}})
         principal = current_principal()
         requested_by = principal.subject_id if principal and not principal.is_client else None
-        try:
-            run = services.start_run(
-                session,
-                platform(),
-                tenant=current_tenant(),
-                mapping=mapping,
-                file=file,
-                source=source,
-                mode=data["mode"],
-                all_or_nothing=data["all_or_nothing"],
-                as_of=data.get("as_of"),
-                requested_by=requested_by,
-                confirm_recall=data["confirm_recall"],
-            )
-        except services.IngestionError as error:
-            _refused(error)
-            raise
+        run = services.start_run(
+            session,
+            platform(),
+            tenant=current_tenant(),
+            mapping=mapping,
+            file=file,
+            source=source,
+            mode=data["mode"],
+            all_or_nothing=data["all_or_nothing"],
+            as_of=data.get("as_of"),
+            requested_by=requested_by,
+            confirm_recall=data["confirm_recall"],
+        )
         return _with_progress(run)
 
 
@@ -244,7 +223,7 @@ class RunItem(MethodView):
     @blp.response(200, RunSchema)
     def get(self, run_id: int) -> IngestionRun:
         """A run's status, counts and progress (rows done of the estimated total)."""
-        return _with_progress(_get(IngestionRun, run_id, "run"))
+        return _with_progress(_run(run_id))
 
 
 @tenant_routes(blp, "/ingestion/runs/<int:run_id>/resume")
@@ -253,11 +232,8 @@ class RunResume(MethodView):
     @blp.response(202, RunSchema)
     def post(self, run_id: int) -> IngestionRun:
         """Queue a failed or interrupted run again; it continues after its last checkpoint."""
-        run = _get(IngestionRun, run_id, "run")
-        try:
-            services.resume_run(db_session(), platform(), tenant=current_tenant(), run=run)
-        except services.IngestionError as error:
-            abort(409, message=error.message)
+        run = _run(run_id)
+        services.resume_run(db_session(), platform(), tenant=current_tenant(), run=run)
         return _with_progress(run)
 
 
@@ -272,19 +248,11 @@ class RunConfirmRecall(MethodView):
         recall guard allows. Refused (409) if the run is not held, or a later portfolio
         run has finished since.
         """
-        run = _get(IngestionRun, run_id, "run")
-        try:
-            services.confirm_recall(db_session(), platform(), tenant=current_tenant(), run=run)
-        except services.IngestionError as error:
-            abort(409, message=error.message)
+        run = _run(run_id)
         principal = current_principal()
         assert principal is not None
-        record_event(
-            db_session(),
-            action="ingestion.recall_confirmed",
-            actor=principal,
-            subject=("ingestion_run", run.id),
-            data={"recall_held": run.recall_held},
+        services.confirm_recall(
+            db_session(), platform(), tenant=current_tenant(), run=run, actor=principal
         )
         return _with_progress(run)
 
@@ -305,11 +273,7 @@ class Settings(MethodView):
         """Replace the settings; the change is an audit event."""
         principal = current_principal()
         assert principal is not None
-        try:
-            return ingestion_settings.save_settings(db_session(), actor=principal, **data)
-        except ingestion_settings.IngestionSettingsError as error:
-            abort(422, message=error.message, errors={"json": {error.field: [error.message]}})
-            raise
+        return ingestion_settings.save_settings(db_session(), actor=principal, **data)
 
 
 @tenant_routes(blp, "/ingestion/runs/<int:run_id>/errors")
@@ -321,17 +285,12 @@ class RunErrors(MethodView):
         """The run's rejected rows and warnings as CSV: row, column, value (masked if
         personal), reason, severity (``error``: rejected; ``warning``: loaded without the
         contact point named). ``?severity=warning`` (or ``error``) downloads one kind."""
-        run = _get(IngestionRun, run_id, "run")
+        run = _run(run_id)
         principal = current_principal()
         assert principal is not None
-        record_event(
-            db_session(),
-            action="export.row_errors",
-            actor=principal,
-            subject=("ingestion_run", run.id),
-            data={"rejected": run.rejected, "warnings": run.warnings},
+        rows = services.export_row_errors(
+            db_session(), run, actor=principal, severity=query.get("severity")
         )
-        rows = services.row_errors_csv(db_session(), run, severity=query.get("severity"))
         return Response(
             stream_with_context(rows),
             mimetype="text/csv",

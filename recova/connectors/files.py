@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recova.connectors.models import IngestionFile, IngestionFileChunk
-from recova.platform.kernel.extension import Platform
+from recova.platform.kernel.crypto import PersonalDataCipher
 
 FILE_CHUNK_BYTES = 1024 * 1024
 
@@ -19,7 +19,9 @@ def chunk_context(file_id: int, seq: int) -> str:
     return f"ingestion_file:{file_id}:{seq}"
 
 
-def spool_file(session: Session, objects: Platform, record: IngestionFile, path: Path) -> None:
+def spool_file(
+    session: Session, cipher: PersonalDataCipher, record: IngestionFile, path: Path
+) -> None:
     """Decrypt a stored file into ``path`` (a private temporary file) for a connector."""
     statement = (
         select(IngestionFileChunk.seq, IngestionFileChunk.data)
@@ -29,4 +31,4 @@ def spool_file(session: Session, objects: Platform, record: IngestionFile, path:
     )
     with path.open("wb") as out:
         for seq, data in session.execute(statement):
-            out.write(objects.cipher.decrypt_bytes(data, context=chunk_context(record.id, seq)))
+            out.write(cipher.decrypt_bytes(data, context=chunk_context(record.id, seq)))

@@ -64,7 +64,6 @@ from decimal import Decimal
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import Engine
 
 from recova.connectors.base import Record, Source, SourceError
 from recova.connectors.fields import (
@@ -76,6 +75,8 @@ from recova.connectors.fields import (
 )
 from recova.connectors.models import FeedKind, RunMode, RunStatus, Severity
 from recova.platform.kernel.crypto import PersonalDataCipher
+from recova.platform.kernel.db import Database, ScopedConnection, quote_identifier
+from recova.tenants.scope import tenant_scope
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +364,7 @@ _ACCOUNT_VALUES = (
 
 
 def _portfolio_sql(schema: str) -> dict[str, str]:
-    s = f'"{schema}"'
+    s = quote_identifier(schema)
     excluded = ", ".join(f"excluded.{c.strip()}" for c in _ACCOUNT_VALUES.split(","))
     current = ", ".join(f"a.{c.strip()}" for c in _ACCOUNT_VALUES.split(","))
     assignments = ", ".join(
@@ -446,7 +447,7 @@ def _portfolio_sql(schema: str) -> dict[str, str]:
 
 
 def _payment_sql(schema: str) -> dict[str, str]:
-    s = f'"{schema}"'
+    s = quote_identifier(schema)
     return {
         "accounts": f"""
             UPDATE recova_stage_payments st SET account_id = a.id,
@@ -510,12 +511,14 @@ def _payment_sql(schema: str) -> dict[str, str]:
 
 
 class ChunkWriter:
-    """Applies chunks to one tenant schema through one pooled connection."""
+    """Applies chunks to one tenant schema through one connection of its ``tenant_scope``."""
 
-    def __init__(self, engine: Engine, plan: RunPlan) -> None:
+    def __init__(self, db: Database, plan: RunPlan) -> None:
         self.plan = plan
         self.schema = plan.schema
-        self.connection = engine.raw_connection()
+        self._scope = contextlib.ExitStack()
+        session = self._scope.enter_context(tenant_scope(plan.tenant_id, db=db, pinned=True))
+        self.connection = ScopedConnection(session)
         self.sql = (
             _portfolio_sql(plan.schema)
             if plan.kind is FeedKind.PORTFOLIO
@@ -526,7 +529,7 @@ class ChunkWriter:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.connection.rollback()
-        self.connection.close()
+        self._scope.close()
 
     def write(self, chunk: Chunk, *, commit: bool) -> Counts:
         """Apply one chunk (and commit it, unless the run is all-or-nothing)."""
@@ -568,7 +571,7 @@ class ChunkWriter:
     def _drop_duplicates_of_earlier_chunks(
         self, cur: Any, chunk: Chunk, counts: Counts, errors: list[ErrorRow]
     ) -> list[tuple[Any, ...]]:
-        s = f'"{self.schema}"'
+        s = quote_identifier(self.schema)
         self._copy(cur, "COPY recova_stage_keys (external_id, row_number) FROM STDIN", chunk.keys)
         cur.execute(
             f"INSERT INTO {s}.ingestion_seen (run_id, external_id, row_number) "
@@ -750,16 +753,17 @@ class ChunkWriter:
             for row in rows:
                 self.spool.write(json.dumps(row, ensure_ascii=False) + "\n")
             return
+        s = quote_identifier(self.schema)
         self._copy(
             cur,
-            f'COPY "{self.schema}".ingestion_row_errors (run_id, row_number, "column", value,'
+            f'COPY {s}.ingestion_row_errors (run_id, row_number, "column", value,'
             " reason, severity) FROM STDIN",
             rows,
         )
 
     def _advance(self, cur: Any, counts: Counts, chunk: Chunk) -> None:
         cur.execute(
-            f'UPDATE "{self.schema}".ingestion_runs SET received = received + %s,'
+            f"UPDATE {quote_identifier(self.schema)}.ingestion_runs SET received = received + %s,"
             " inserted = inserted + %s, updated = updated + %s, unchanged = unchanged + %s,"
             " rejected = rejected + %s, warnings = warnings + %s, checkpoint = %s WHERE id = %s",
             (
@@ -780,7 +784,7 @@ class ChunkWriter:
         """Close the run in the current transaction; a snapshot recalls what it missed,
         unless the recall guard holds it. Returns the accounts recalled and whether the
         run was held."""
-        s = f'"{self.schema}"'
+        s = quote_identifier(self.schema)
         plan = self.plan
         cur = self.connection.cursor()
         try:
@@ -828,7 +832,7 @@ class ChunkWriter:
     def _guard_recall(self, cur: Any) -> tuple[int | None, str | None]:
         """Whether this snapshot may recall now: ``(None, None)`` if it may; ``(None,
         why)`` if it must recall nothing; ``(count, why)`` if the guard holds it."""
-        s = f'"{self.schema}"'
+        s = quote_identifier(self.schema)
         plan = self.plan
         cur.execute(
             f"SELECT inserted + updated + unchanged FROM {s}.ingestion_runs WHERE id = %s",
@@ -865,7 +869,7 @@ class ChunkWriter:
         )
 
     def _recall_unmentioned(self, cur: Any) -> int:
-        s = f'"{self.schema}"'
+        s = quote_identifier(self.schema)
         cur.execute(
             f"""
             WITH gone AS (
@@ -891,7 +895,7 @@ class ChunkWriter:
     def fail_all_or_nothing(self, counts: Counts) -> None:
         """Roll the whole run back and keep only its row errors and counts."""
         self.connection.rollback()
-        s = f'"{self.schema}"'
+        s = quote_identifier(self.schema)
         cur = self.connection.cursor()
         try:
             cur.execute(
@@ -931,9 +935,12 @@ class ChunkWriter:
 class _Lookup:
     """Stored digests of a chunk's keys, read on the parser's own autocommit connection."""
 
-    def __init__(self, engine: Engine, statement: str) -> None:
-        self.connection = engine.raw_connection()
-        self.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+    def __init__(self, db: Database, plan: RunPlan, statement: str) -> None:
+        self._scope = contextlib.ExitStack()
+        session = self._scope.enter_context(tenant_scope(plan.tenant_id, db=db, pinned=True))
+        self.connection = ScopedConnection(session)
+        self.connection.commit()  # the scope's tenant lookup: autocommit needs no transaction
+        self.connection.driver_connection.autocommit = True
         self.statement = statement
 
     def __call__(self, keys: list[str]) -> dict[str, bytes]:
@@ -945,13 +952,13 @@ class _Lookup:
             cur.close()
 
     def close(self) -> None:
-        self.connection.driver_connection.autocommit = False  # type: ignore[union-attr]
-        self.connection.close()
+        self.connection.driver_connection.autocommit = False
+        self._scope.close()
 
 
 def execute_run(
     *,
-    engine: Engine,
+    db: Database,
     plan: RunPlan,
     connector: Any,
     source: Source,
@@ -966,8 +973,8 @@ def execute_run(
     from its checkpoint); before any, it leaves nothing behind.
     """
     reader = _reader(plan, cipher)
-    writer = ChunkWriter(engine, plan)
-    lookup = _Lookup(engine, writer.sql["lookup"])
+    writer = ChunkWriter(db, plan)
+    lookup = _Lookup(db, plan, writer.sql["lookup"])
     parser = ChunkParser(plan, reader, lookup)
     total = Counts()
     if plan.all_or_nothing:
@@ -1036,12 +1043,10 @@ def _conclude(
     return RunOutcome(total, recalled=recalled, held=held)
 
 
-def finish_confirmed_run(
-    *, engine: Engine, plan: RunPlan, source_info: dict[str, Any]
-) -> RunOutcome:
+def finish_confirmed_run(*, db: Database, plan: RunPlan, source_info: dict[str, Any]) -> RunOutcome:
     """Finish a held snapshot the tenant confirmed: recall what it did not mention, in
     one transaction (a worker killed before the commit leaves it to do again)."""
-    writer = ChunkWriter(engine, plan)
+    writer = ChunkWriter(db, plan)
     try:
         recalled, _held = writer.finish(status="completed", message=None, source_info=source_info)
         return RunOutcome(Counts(), recalled=recalled)
@@ -1061,7 +1066,7 @@ def _storable(text: str | None, limit: int) -> str | None:
 
 def _reset_all_or_nothing(writer: ChunkWriter) -> None:
     """A retried all-or-nothing run starts clean: nothing of an earlier attempt counts."""
-    s = f'"{writer.schema}"'
+    s = quote_identifier(writer.schema)
     cur = writer.connection.cursor()
     try:
         cur.execute(

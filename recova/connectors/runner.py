@@ -42,6 +42,7 @@ from recova.connectors.pipeline import (
     progress_key,
 )
 from recova.connectors.settings import current_settings
+from recova.platform.kernel.crypto import PersonalDataCipher
 from recova.platform.kernel.db import utcnow
 from recova.platform.kernel.extension import Platform
 from recova.platform.kernel.metrics import record_ingested_rows
@@ -135,7 +136,7 @@ def _open_source(
         assert file is not None  # the FK only nulls when the file row is deleted
         spooled = _private_temp_file()
         try:
-            spool_file(session, objects, file, spooled)
+            spool_file(session, objects.cipher, file, spooled)
         except BaseException:
             spooled.unlink(missing_ok=True)
             raise
@@ -145,7 +146,12 @@ def _open_source(
             **workbook_options(objects.settings),
         }
     else:
-        source.options = _http_options(session, objects, run.source_id)
+        source.options = _http_options(
+            session,
+            objects.cipher,
+            run.source_id,
+            allow_private_hosts=objects.settings.http_sources_allow_private,
+        )
     if run.total_estimate is None:
         run.total_estimate = connector.estimate_total(source)
     progress = Progress(
@@ -202,7 +208,7 @@ def _execute(
 
     try:
         outcome = execute_run(
-            engine=objects.db.engine,
+            db=objects.db,
             plan=plan,
             connector=connector,
             source=source,
@@ -220,7 +226,7 @@ def _execute(
 
 def _finish_confirmed(objects: Platform, plan: RunPlan, source_info: dict[str, Any]) -> str:
     try:
-        finish_confirmed_run(engine=objects.db.engine, plan=plan, source_info=source_info)
+        finish_confirmed_run(db=objects.db, plan=plan, source_info=source_info)
     except Exception as error:
         _interrupted(objects, plan, error)
         return "failed"
@@ -272,16 +278,22 @@ def _record_metrics(objects: Platform, kind: FeedKind, counts: Counts) -> None:
         record_ingested_rows(kind.value, name, getattr(counts, name), objects=objects)
 
 
-def _http_options(session: Session, objects: Platform, source_id: int | None) -> dict[str, Any]:
+def _http_options(
+    session: Session,
+    cipher: PersonalDataCipher,
+    source_id: int | None,
+    *,
+    allow_private_hosts: bool,
+) -> dict[str, Any]:
     source = session.get(HttpSource, source_id)
     assert source is not None  # runs reference sources by foreign key
     options = dict(source.options)
     if source.auth_header and source.auth_value_ciphertext:
         options["auth_header"] = source.auth_header
-        options["auth_value"] = objects.cipher.decrypt(
+        options["auth_value"] = cipher.decrypt(
             source.auth_value_ciphertext, context="ingestion_source.auth"
         )
-    options["allow_private_hosts"] = objects.settings.http_sources_allow_private
+    options["allow_private_hosts"] = allow_private_hosts
     return options
 
 

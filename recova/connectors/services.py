@@ -38,6 +38,9 @@ from recova.connectors.pipeline import (
     progress_key,
 )
 from recova.connectors.runner import execute_ingestion
+from recova.platform.audit import record_event
+from recova.platform.auth.principal import Principal
+from recova.platform.kernel.errors import DomainError
 from recova.platform.kernel.extension import Platform
 from recova.platform.kernel.safe_csv import formula_safe_writer
 from recova.tenants.models import Tenant, tenant_today
@@ -49,13 +52,31 @@ FILE_CONNECTORS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx"}
 FILE_CONNECTORS |= {".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
-class IngestionError(ValueError):
-    """A request the ingestion services refuse; ``field`` names the culprit."""
+class IngestionError(DomainError, ValueError):
+    """A request the ingestion services refuse; ``field`` names the culprit (422)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+    @property
+    def error_message(self) -> str:
+        return self.message
+
+    @property
+    def error_details(self) -> dict[str, Any] | None:
+        return {"json": {self.field: [self.message]}}
+
+
+class IngestionConflict(IngestionError):
+    """A run that cannot be resumed or confirmed in the state it is in (409, no details)."""
+
+    status = 409
+
+    @property
+    def error_details(self) -> dict[str, Any] | None:
+        return None
 
 
 # --- mappings -----------------------------------------------------------------------------
@@ -237,28 +258,36 @@ def start_run(
 def resume_run(session: Session, objects: Platform, *, tenant: Tenant, run: IngestionRun) -> None:
     """Queue a failed or interrupted run again; it continues from its checkpoint."""
     if run.status is RunStatus.COMPLETED:
-        raise IngestionError("run", "the run is already complete")
+        raise IngestionConflict("run", "the run is already complete")
     if run.status is RunStatus.HELD:
-        raise IngestionError(
+        raise IngestionConflict(
             "run", "the run is held for a recall confirmation: confirm it, or send a new snapshot"
         )
     if run.file_id is not None and not _has_bytes(session, run.file_id):
-        raise IngestionError("run", "the run's file is gone; upload it again and start a new run")
+        raise IngestionConflict(
+            "run", "the run's file is gone; upload it again and start a new run"
+        )
     run.status = RunStatus.QUEUED
     run.finished_at = None
     _enqueue(session, objects, tenant, run)
 
 
 def confirm_recall(
-    session: Session, objects: Platform, *, tenant: Tenant, run: IngestionRun
+    session: Session,
+    objects: Platform,
+    *,
+    tenant: Tenant,
+    run: IngestionRun,
+    actor: Principal | None = None,
 ) -> None:
-    """Let a held snapshot recall what it did not mention; its job finishes the run.
+    """Let a held snapshot recall what it did not mention; its job finishes the run. The
+    confirmation is an audit event of ``actor``'s (none without one).
 
     Refused once a later portfolio run has completed: what the tenant sent since would
     be recalled on the word of an older file.
     """
     if run.status is not RunStatus.HELD:
-        raise IngestionError("run", f"the run is {run.status.value}, not held for a recall")
+        raise IngestionConflict("run", f"the run is {run.status.value}, not held for a recall")
     later = session.scalar(
         select(IngestionRun.id)
         .where(
@@ -269,7 +298,7 @@ def confirm_recall(
         .limit(1)
     )
     if later is not None:
-        raise IngestionError(
+        raise IngestionConflict(
             "run",
             f"portfolio run {later} finished after this one; send the complete file as a"
             " new snapshot instead",
@@ -278,6 +307,15 @@ def confirm_recall(
     run.status = RunStatus.QUEUED
     run.message = "recall confirmed; it runs next"
     _enqueue(session, objects, tenant, run)
+    if actor is None:
+        return
+    record_event(
+        session,
+        action="ingestion.recall_confirmed",
+        actor=actor,
+        subject=("ingestion_run", run.id),
+        data={"recall_held": run.recall_held},
+    )
 
 
 def _has_bytes(session: Session, file_id: int) -> bool:
@@ -314,6 +352,21 @@ def run_progress(objects: Platform, tenant: Tenant, run: IngestionRun) -> dict[s
     if run.status is RunStatus.COMPLETED:
         total = run.received
     return {"done": done, "total": total}
+
+
+def export_row_errors(
+    session: Session, run: IngestionRun, *, actor: Principal, severity: Severity | None = None
+) -> Iterator[str]:
+    """``row_errors_csv`` for ``actor``, the export recorded in the audit chain first (the
+    rows hold masked personal data)."""
+    record_event(
+        session,
+        action="export.row_errors",
+        actor=actor,
+        subject=("ingestion_run", run.id),
+        data={"rejected": run.rejected, "warnings": run.warnings},
+    )
+    return row_errors_csv(session, run, severity=severity)
 
 
 def row_errors_csv(

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from recova.connectors.models import DEFAULT_RECALL_GUARD_PERCENT, IngestionSettings
 from recova.platform.audit import record_event
 from recova.platform.auth.principal import Principal
+from recova.platform.kernel.errors import DomainError
 
 
-class IngestionSettingsError(ValueError):
-    """Settings outside the allowed range; ``field`` names the culprit."""
+class IngestionSettingsError(DomainError, ValueError):
+    """Settings outside the allowed range; ``field`` names the culprit (422)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+    @property
+    def error_message(self) -> str:
+        return self.message
+
+    @property
+    def error_details(self) -> dict[str, Any]:
+        return {"json": {self.field: [self.message]}}
 
 
 def current_settings(session: Session) -> IngestionSettings:

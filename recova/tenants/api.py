@@ -10,8 +10,7 @@ from sqlalchemy import select
 
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.kernel.api import SelectPage, tenant_routes
-from recova.platform.kernel.errors import abort
+from recova.platform.kernel.api import SelectPage, one_or_404, tenant_routes
 from recova.platform.kernel.request_scope import db_session
 from recova.tenants import services
 from recova.tenants.models import Tenant, TenantStatus
@@ -40,12 +39,7 @@ class TenantCollection(MethodView):
     @blp.response(201, TenantSchema)
     def post(self, data: dict[str, Any]) -> Tenant:
         """Provision a tenant: its row, its schema and its tables, in one transaction."""
-        try:
-            return services.provision_tenant(db_session(), **data)
-        except services.TenantConflict as exc:
-            abort(409, message=str(exc))
-        except services.TenantError as exc:
-            abort(422, message=str(exc), errors={"json": {exc.field: [str(exc)]}})
+        return services.provision_tenant(db_session(), **data)
 
 
 @blp.route("/platform/tenants/<slug:slug>")
@@ -54,19 +48,19 @@ class TenantItem(MethodView):
     @blp.response(200, TenantSchema)
     def get(self, slug: str) -> Tenant:
         """Show one tenant."""
-        return _tenant_or_404(slug)
+        return _tenant(slug)
 
     @access(Role.PLATFORM_ADMIN)
     @blp.arguments(TenantUpdateSchema)
     @blp.response(200, TenantSchema)
     def patch(self, data: dict[str, Any], slug: str) -> Tenant:
         """Rename, disable or re-enable a tenant."""
-        tenant = _tenant_or_404(slug)
-        if "name" in data:
-            tenant.name = data["name"]
-        if "status" in data:
-            services.set_tenant_status(db_session(), tenant, TenantStatus(data["status"]))
-        return tenant
+        return services.update_tenant(
+            db_session(),
+            _tenant(slug),
+            name=data.get("name"),
+            status=TenantStatus(data["status"]) if "status" in data else None,
+        )
 
 
 @tenant_routes(blp, "/profile")
@@ -86,8 +80,5 @@ class TenantProfile(MethodView):
         return current_tenant()
 
 
-def _tenant_or_404(slug: str) -> Tenant:
-    tenant = services.get_tenant(db_session(), slug)
-    if tenant is None:
-        abort(404, message=f"no tenant {slug!r}")
-    return tenant
+def _tenant(slug: str) -> Tenant:
+    return one_or_404(select(Tenant).where(Tenant.slug == slug), f"tenant {slug!r}")

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from recova.platform.kernel.config import Settings
-from recova.platform.kernel.db import SHARED_SCHEMA, TENANT_PLACEHOLDER, Base
+from recova.platform.kernel.db import SHARED_SCHEMA, TENANT_PLACEHOLDER, Base, quote_identifier
 from recova.platform.kernel.embedded import with_embedded_services
 from recova.tenants.slugs import SCHEMA_PATTERN, schema_name_for
 
@@ -93,7 +93,7 @@ def run_shared_environment(context: Any) -> None:
     """Env body for the shared history: the ``platform`` schema and its version table."""
 
     connection = context.config.attributes.get("connection") or _connection_from_cli(context)
-    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SHARED_SCHEMA}"'))
+    connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(SHARED_SCHEMA)}"))
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -217,7 +217,8 @@ def tenant_versions(connection: Connection, schema_names: Iterable[str]) -> dict
 def _version_select(schema: str) -> str:
     """One branch of the bulk version query; the schema name is checked, then quoted."""
     literal = _literal(schema)
-    return f'SELECT {literal} AS schema_name, version_num FROM "{schema}".{VERSION_TABLE}'  # noqa: S608
+    table = f"{quote_identifier(schema)}.{VERSION_TABLE}"
+    return f"SELECT {literal} AS schema_name, version_num FROM {table}"  # noqa: S608
 
 
 def _literal(schema: str) -> str:

@@ -26,31 +26,37 @@ def current_tenant() -> Tenant:
 
 
 @contextlib.contextmanager
-def tenant_scope(tenant: Tenant | int | str, *, db: Database | None = None) -> Iterator[Session]:
+def tenant_scope(
+    tenant: Tenant | int | str, *, db: Database | None = None, pinned: bool = False
+) -> Iterator[Session]:
     """A session bound to one tenant's schema, committed on success, rolled back on error.
 
-    ``tenant`` may be a ``Tenant``, its id or its slug. This is the one way jobs and
-    commands reach tenant data.
+    ``tenant`` may be a ``Tenant``, its id or its slug. This is the one way jobs,
+    commands and services reach tenant data, ORM and raw SQL alike: set-based runners
+    take ``ScopedConnection(session)`` for a driver cursor in the session's transaction
+    and the quoted schema name. ``pinned`` keeps one connection across the session's
+    commits (a runner holding a session-level advisory lock while it commits by steps).
     """
     if db is None:
         db = platform().db
-    session = db.session()
-    try:
-        if isinstance(tenant, Tenant):
-            found: Tenant | None = tenant
-        elif isinstance(tenant, int):
-            found = session.get(Tenant, tenant)
-        else:
-            found = session.scalar(select(Tenant).where(Tenant.slug == tenant))
-        if found is None:
-            raise LookupError(f"no tenant {tenant!r}")
-        bind_session_to_schema(session, found.schema_name)
-        session.info["tenant"] = found
-        note_job_tenant(found.slug, found.id)
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    with contextlib.ExitStack() as stack:
+        session = stack.enter_context(db.pinned_session()) if pinned else db.session()
+        try:
+            if isinstance(tenant, Tenant):
+                found: Tenant | None = tenant
+            elif isinstance(tenant, int):
+                found = session.get(Tenant, tenant)
+            else:
+                found = session.scalar(select(Tenant).where(Tenant.slug == tenant))
+            if found is None:
+                raise LookupError(f"no tenant {tenant!r}")
+            bind_session_to_schema(session, found.schema_name)
+            session.info["tenant"] = found
+            note_job_tenant(found.slug, found.id)
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()

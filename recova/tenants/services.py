@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.db import quote_identifier, utcnow
+from recova.platform.kernel.errors import DomainError
 from recova.tenants.migrate import upgrade_tenant_schema
 from recova.tenants.models import Jurisdiction, Tenant, TenantStatus
 from recova.tenants.slugs import UnsafeSlugError, schema_name_for, validate_slug
@@ -22,16 +23,26 @@ from recova.tenants.slugs import UnsafeSlugError, schema_name_for, validate_slug
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 
 
-class TenantError(ValueError):
-    """A tenant request that cannot be carried out; ``field`` names the input at fault."""
+class TenantError(DomainError, ValueError):
+    """A tenant request that cannot be carried out; ``field`` names the input at fault (422)."""
 
     def __init__(self, message: str, *, field: str = "slug") -> None:
         super().__init__(message)
         self.field = field
 
+    @property
+    def error_details(self) -> dict[str, Any] | None:
+        return {"json": {self.field: [str(self)]}}
+
 
 class TenantConflict(TenantError):
-    """The slug or schema is already taken."""
+    """The slug or schema is already taken (409, no details)."""
+
+    status = 409
+
+    @property
+    def error_details(self) -> dict[str, Any] | None:
+        return None
 
 
 def provision_tenant(
@@ -86,7 +97,7 @@ def provision_tenant(
     )
     session.add(tenant)
     session.flush()  # the unique constraints on slug and schema must hold before any DDL
-    connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    connection.execute(text(f"CREATE SCHEMA {quote_identifier(schema)}"))
     upgrade_tenant_schema(connection, schema)
     return tenant
 
@@ -122,4 +133,16 @@ def set_tenant_status(session: Session, tenant: Tenant, status: TenantStatus) ->
     if tenant.status != status:
         tenant.status = status
         tenant.disabled_at = utcnow() if status == TenantStatus.DISABLED else None
+    return tenant
+
+
+def update_tenant(
+    session: Session, tenant: Tenant, *, name: str | None = None, status: TenantStatus | None = None
+) -> Tenant:
+    """Rename a tenant, and disable or re-enable it (``set_tenant_status``); ``None``
+    leaves that part as it is."""
+    if name is not None:
+        tenant.name = name
+    if status is not None:
+        set_tenant_status(session, tenant, status)
     return tenant

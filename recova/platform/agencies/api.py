@@ -10,11 +10,10 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from recova.platform.agencies.models import Agency, AgencyStatus
-from recova.platform.agencies.services import AgencyError, create_agency
+from recova.platform.agencies.services import create_agency, update_agency
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
-from recova.platform.kernel.api import SelectPage, StrictSchema
-from recova.platform.kernel.errors import abort
+from recova.platform.kernel.api import SelectPage, StrictSchema, one_or_404
 from recova.platform.kernel.request_scope import db_session
 
 blp = Blueprint("agencies", __name__, description="Collection agencies")
@@ -52,10 +51,7 @@ class AgencyCollection(MethodView):
     @blp.response(201, AgencySchema)
     def post(self, data: dict[str, Any]) -> Agency:
         """Register an agency."""
-        try:
-            return create_agency(db_session(), **data)
-        except AgencyError as exc:
-            abort(409 if "exists" in str(exc) else 422, message=str(exc))
+        return create_agency(db_session(), **data)
 
 
 @blp.route("/platform/agencies/<int:agency_id>")
@@ -64,23 +60,19 @@ class AgencyItem(MethodView):
     @blp.response(200, AgencySchema)
     def get(self, agency_id: int) -> Agency:
         """Show one agency."""
-        return _agency_or_404(agency_id)
+        return _agency(agency_id)
 
     @access(Role.PLATFORM_ADMIN)
     @blp.arguments(AgencyUpdateSchema)
     @blp.response(200, AgencySchema)
     def patch(self, data: dict[str, Any], agency_id: int) -> Agency:
         """Rename or suspend an agency."""
-        agency = _agency_or_404(agency_id)
-        if "name" in data:
-            agency.name = data["name"]
-        if "status" in data:
-            agency.status = AgencyStatus(data["status"])
-        return agency
+        return update_agency(
+            _agency(agency_id),
+            name=data.get("name"),
+            status=AgencyStatus(data["status"]) if "status" in data else None,
+        )
 
 
-def _agency_or_404(agency_id: int) -> Agency:
-    agency = db_session().get(Agency, agency_id)
-    if agency is None:
-        abort(404, message=f"no agency {agency_id}")
-    return agency
+def _agency(agency_id: int) -> Agency:
+    return one_or_404(select(Agency).where(Agency.id == agency_id), f"agency {agency_id}")

@@ -1,5 +1,12 @@
 """Agency contracts: which agency may work which tenant's cases, for what period, and what
-the agency is paid: a share of the platform's commission, or its own rate schedule."""
+the agency is paid: a share of the platform's commission, or its own rate schedule.
+
+The contract rule lives here and only here: an agency reaches a tenant on a day only
+under a contract covering that day (``starts_on <= day < ends_on``, open-ended without an
+end). The ORM condition (``active_contract_condition``) serves requests, tenancy and work;
+its SQL twin (``contracted_agencies_sql``) serves the set-based allocation run; billing
+reads the contracts' payout terms through ``table_sql(AgencyContract)``.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from recova.platform.agencies.models import Agency
-from recova.platform.kernel.db import SHARED_SCHEMA, SharedModel, Timestamped
+from recova.platform.kernel.db import SHARED_SCHEMA, SharedModel, Timestamped, table_sql
 from recova.tenants.models import Tenant, TenantStatus
 
 
@@ -78,6 +85,23 @@ def active_contract_condition(day: dt.date):  # type: ignore[no-untyped-def]
         AgencyContract.starts_on <= day,
         or_(AgencyContract.ends_on.is_(None), AgencyContract.ends_on > day),
     )
+
+
+def active_contract_sql(alias: str, day: str) -> str:
+    """SQL: the contract ``alias`` covers the date expression ``day`` (the ORM rule's twin)."""
+    return f"{alias}.starts_on <= {day} AND ({alias}.ends_on IS NULL OR {alias}.ends_on > {day})"
+
+
+def contracted_agencies_sql(*, tenant_id: str, day: str) -> str:
+    """SQL: one row per active agency holding a contract with the tenant on ``day``, with
+    that contract's ``agency_id, placement_days, grace_days``. ``tenant_id`` and ``day``
+    are SQL expressions (bound parameters). Should two contracts of a pair overlap a date
+    (refused at creation), the latest start wins."""
+    return f"""SELECT DISTINCT ON (ct.agency_id) ct.agency_id, ct.placement_days, ct.grace_days
+           FROM {table_sql(AgencyContract)} ct
+           JOIN {table_sql(Agency)} ag ON ag.id = ct.agency_id AND ag.status = 'active'
+           WHERE ct.tenant_id = {tenant_id} AND {active_contract_sql("ct", day)}
+           ORDER BY ct.agency_id, ct.starts_on DESC"""  # noqa: S608 - names from the models
 
 
 def agency_has_active_contract(

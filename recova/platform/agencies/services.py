@@ -6,11 +6,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recova.platform.agencies.models import Agency, AgencyStatus
+from recova.platform.kernel.errors import DomainError
 from recova.tenants.slugs import SLUG_PATTERN
 
 
-class AgencyError(ValueError):
-    """An agency request that cannot be carried out."""
+class AgencyError(DomainError, ValueError):
+    """An agency request that cannot be carried out (422)."""
+
+
+class AgencyConflict(AgencyError):
+    """The slug is taken (409)."""
+
+    status = 409
 
 
 def create_agency(session: Session, *, slug: str, name: str) -> Agency:
@@ -20,8 +27,19 @@ def create_agency(session: Session, *, slug: str, name: str) -> Agency:
             f"slug {slug!r} may hold only lowercase letters, digits and single hyphens"
         )
     if session.scalar(select(Agency.id).where(Agency.slug == slug)) is not None:
-        raise AgencyError(f"agency {slug!r} already exists")
+        raise AgencyConflict(f"agency {slug!r} already exists")
     agency = Agency(slug=slug, name=name, status=AgencyStatus.ACTIVE)
     session.add(agency)
     session.flush()  # callers return the new id
+    return agency
+
+
+def update_agency(
+    agency: Agency, *, name: str | None = None, status: AgencyStatus | None = None
+) -> Agency:
+    """Rename an agency, or suspend or reactivate it; ``None`` leaves that part as it is."""
+    if name is not None:
+        agency.name = name
+    if status is not None:
+        agency.status = status
     return agency

@@ -10,19 +10,15 @@ manager's portfolio, a collector's own queue, and the agency's collector profile
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, NoReturn
+from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import selectinload
 
 from recova.platform.allocation import schemas, segmentation, services, strategies
-from recova.platform.allocation.assignment import (
-    AssignmentError,
-    collector_of_agency,
-    override_assignment,
-)
+from recova.platform.allocation.assignment import collector_of_agency, override_assignment
 from recova.platform.allocation.jobs import (
     allocate_tenant_job,
     allocation_job_id,
@@ -37,18 +33,13 @@ from recova.platform.allocation.models import (
     SegmentRule,
     StrategyVersion,
 )
-from recova.platform.allocation.placement import (
-    PlacementError,
-    recall_placement,
-    set_case_flags,
-)
-from recova.platform.allocation.scoring import ScoringError
+from recova.platform.allocation.placement import recall_placement, set_case_flags
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal, current_principal
 from recova.platform.cases.models import Case
 from recova.platform.compliance.queue import rules_now
-from recova.platform.kernel.api import RowsPage, SelectPage, TextQuery, tenant_routes
+from recova.platform.kernel.api import RowsPage, SelectPage, TextQuery, one_or_404, tenant_routes
 from recova.platform.kernel.db import utcnow
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
@@ -91,10 +82,7 @@ class SettingsItem(MethodView):
     @blp.response(200, schemas.SettingsSchema)
     def put(self, data: dict[str, Any]) -> Any:
         """Replace the buckets and the scorer; the next run segments and scores by them."""
-        try:
-            return services.save_settings(db_session(), **data)
-        except (segmentation.SegmentationError, ScoringError) as exc:
-            abort(422, message=str(exc))
+        return services.save_settings(db_session(), **data)
 
 
 @tenant_routes(blp, "/allocation/segment-rules")
@@ -110,10 +98,7 @@ class SegmentRuleCollection(MethodView):
     @blp.response(201, schemas.SegmentRuleSchema)
     def post(self, data: dict[str, Any]) -> SegmentRule:
         """Add a segment rule on bucket, balance, product, region or score."""
-        try:
-            return services.create_segment_rule(db_session(), **data)
-        except segmentation.SegmentationError as exc:
-            abort(422, message=str(exc))
+        return services.create_segment_rule(db_session(), **data)
 
 
 @tenant_routes(blp, "/allocation/segment-rules/<int:rule_id>")
@@ -122,9 +107,10 @@ class SegmentRuleItem(MethodView):
     @blp.response(204)
     def delete(self, rule_id: int) -> None:
         """Remove a segment rule; the next run renames the segments it named."""
-        deleted = db_session().execute(delete(SegmentRule).where(SegmentRule.id == rule_id))
-        if not deleted.rowcount:  # type: ignore[attr-defined]
-            abort(404, message=f"no segment rule {rule_id}")
+        rule = one_or_404(
+            select(SegmentRule).where(SegmentRule.id == rule_id), f"segment rule {rule_id}"
+        )
+        segmentation.delete_rule(db_session(), rule)
 
 
 @tenant_routes(blp, "/allocation/roll-rates")
@@ -140,10 +126,6 @@ class RollRates(MethodView):
 
 
 # --- strategies --------------------------------------------------------------------------
-
-
-def _policy_error(exc: strategies.PolicyError) -> NoReturn:
-    abort(422, message="invalid placement policy", errors={"json": {"policy": exc.errors}})
 
 
 @tenant_routes(blp, "/allocation/strategies")
@@ -165,21 +147,16 @@ class StrategyCollection(MethodView):
     def post(self, data: dict[str, Any]) -> PlacementStrategy:
         """Create a strategy with its first version (optionally active at once)."""
         tenant = current_tenant()
-        try:
-            return strategies.create_strategy(
-                db_session(),
-                tenant_id=tenant.id,
-                name=data["name"],
-                description=data["description"],
-                policy=data["policy"],
-                effective_from=data["effective_from"] or tenant_today(tenant.timezone),
-                activate=data["activate"],
-                created_by=_user_id(),
-            )
-        except strategies.PolicyError as exc:
-            _policy_error(exc)
-        except strategies.StrategyError as exc:
-            abort(409, message=str(exc))
+        return strategies.create_strategy(
+            db_session(),
+            tenant_id=tenant.id,
+            name=data["name"],
+            description=data["description"],
+            policy=data["policy"],
+            effective_from=data["effective_from"] or tenant_today(tenant.timezone),
+            activate=data["activate"],
+            created_by=_user_id(),
+        )
 
 
 @tenant_routes(blp, "/allocation/strategies/validate")
@@ -202,11 +179,8 @@ class StrategyValidation(MethodView):
         return {"valid": True, "errors": {}, "warnings": warnings}
 
 
-def _strategy_or_404(strategy_id: int) -> PlacementStrategy:
-    strategy = strategies.strategy_with_versions(db_session(), strategy_id)
-    if strategy is None:
-        abort(404, message=f"no strategy {strategy_id}")
-    return strategy
+def _strategy(strategy_id: int) -> PlacementStrategy:
+    return one_or_404(strategies.strategy_statement(strategy_id), f"strategy {strategy_id}")
 
 
 @tenant_routes(blp, "/allocation/strategies/<int:strategy_id>")
@@ -215,7 +189,7 @@ class StrategyItem(MethodView):
     @blp.response(200, schemas.StrategySchema)
     def get(self, strategy_id: int) -> PlacementStrategy:
         """One strategy with every version."""
-        return _strategy_or_404(strategy_id)
+        return _strategy(strategy_id)
 
 
 @tenant_routes(blp, "/allocation/strategies/<int:strategy_id>/versions")
@@ -225,31 +199,26 @@ class StrategyVersions(MethodView):
     @blp.response(201, schemas.VersionSchema)
     def post(self, data: dict[str, Any], strategy_id: int) -> StrategyVersion:
         """Save a new version of the strategy's policy (versions are never edited)."""
-        strategy = _strategy_or_404(strategy_id)
+        strategy = _strategy(strategy_id)
         tenant = current_tenant()
-        try:
-            return strategies.add_version(
-                db_session(),
-                strategy,
-                tenant_id=tenant.id,
-                policy=data["policy"],
-                effective_from=data["effective_from"] or tenant_today(tenant.timezone),
-                activate=data["activate"],
-                created_by=_user_id(),
-            )
-        except strategies.PolicyError as exc:
-            _policy_error(exc)
+        return strategies.add_version(
+            db_session(),
+            strategy,
+            tenant_id=tenant.id,
+            policy=data["policy"],
+            effective_from=data["effective_from"] or tenant_today(tenant.timezone),
+            activate=data["activate"],
+            created_by=_user_id(),
+        )
 
 
-def _version_or_404(strategy_id: int, version: int) -> StrategyVersion:
-    found = db_session().scalar(
+def _version(strategy_id: int, version: int) -> StrategyVersion:
+    return one_or_404(
         select(StrategyVersion).where(
             StrategyVersion.strategy_id == strategy_id, StrategyVersion.version == version
-        )
+        ),
+        f"version {version} of strategy {strategy_id}",
     )
-    if found is None:
-        abort(404, message=f"no version {version} of strategy {strategy_id}")
-    return found
 
 
 @tenant_routes(blp, "/allocation/strategies/<int:strategy_id>/versions/<int:version>/activate")
@@ -258,7 +227,7 @@ class StrategyActivation(MethodView):
     @blp.response(200, schemas.VersionSchema)
     def post(self, strategy_id: int, version: int) -> StrategyVersion:
         """Make this version the one the daily run places by."""
-        return strategies.activate_version(db_session(), _version_or_404(strategy_id, version))
+        return strategies.activate_version(db_session(), _version(strategy_id, version))
 
 
 @tenant_routes(blp, "/allocation/strategies/<int:strategy_id>/dry-run")
@@ -268,11 +237,11 @@ class StrategyDryRun(MethodView):
     @blp.response(200, schemas.DryRunSchema)
     def post(self, data: dict[str, Any], strategy_id: int) -> dict[str, Any]:
         """What a run by this version (default: its latest) would place, changing nothing."""
-        strategy = _strategy_or_404(strategy_id)
+        strategy = _strategy(strategy_id)
         if not strategy.versions:
             abort(404, message=f"strategy {strategy_id} has no versions")
         number = data["version"] or strategy.versions[-1].version
-        version = _version_or_404(strategy_id, number)
+        version = _version(strategy_id, number)
         tenant = current_tenant()
         result = services.run_allocation(
             platform().db,
@@ -325,10 +294,10 @@ class RunItem(MethodView):
     @blp.response(200, schemas.AllocationRunSchema)
     def get(self, allocation_run_id: int) -> AllocationRun:
         """One run: status, the step it is on, steps done, counts."""
-        run = db_session().get(AllocationRun, allocation_run_id)
-        if run is None:
-            abort(404, message=f"no allocation run {allocation_run_id}")
-        return run
+        return one_or_404(
+            select(AllocationRun).where(AllocationRun.id == allocation_run_id),
+            f"allocation run {allocation_run_id}",
+        )
 
 
 # --- placements ----------------------------------------------------------------------------
@@ -345,13 +314,11 @@ def _visible_placements(statement: Select[Any]) -> Select[Any]:
     return statement
 
 
-def _placement_or_404(placement_id: int) -> Placement:
-    found = db_session().scalar(
-        _visible_placements(_PLACEMENTS.where(Placement.id == placement_id))
+def _placement(placement_id: int) -> Placement:
+    return one_or_404(
+        _visible_placements(_PLACEMENTS.where(Placement.id == placement_id)),
+        f"placement {placement_id}",
     )
-    if found is None:
-        abort(404, message=f"no placement {placement_id}")
-    return found
 
 
 @tenant_routes(blp, "/placements")
@@ -379,7 +346,7 @@ class PlacementItem(MethodView):
     @blp.response(200, schemas.PlacementSchema)
     def get(self, placement_id: int) -> Placement:
         """One placement with its assignment history."""
-        return _placement_or_404(placement_id)
+        return _placement(placement_id)
 
 
 @tenant_routes(blp, "/placements/<int:placement_id>/recall")
@@ -389,16 +356,12 @@ class PlacementRecall(MethodView):
     @blp.response(200, schemas.PlacementSchema)
     def post(self, data: dict[str, Any], placement_id: int) -> Placement:
         """Take a case back from its agency today; the next run places it elsewhere."""
-        placement = _placement_or_404(placement_id)
-        try:
-            return recall_placement(
-                db_session(),
-                placement,
-                reason=data["reason"],
-                on=tenant_today(current_tenant().timezone),
-            )
-        except PlacementError as exc:
-            abort(409, message=str(exc))
+        return recall_placement(
+            db_session(),
+            _placement(placement_id),
+            reason=data["reason"],
+            on=tenant_today(current_tenant().timezone),
+        )
 
 
 @tenant_routes(blp, "/placements/<int:placement_id>/assignment")
@@ -408,17 +371,13 @@ class PlacementAssignment(MethodView):
     @blp.response(200, schemas.AssignmentSchema)
     def put(self, data: dict[str, Any], placement_id: int) -> Assignment:
         """An agency manager gives one of their agency's cases to a chosen collector."""
-        placement = _placement_or_404(placement_id)
-        try:
-            return override_assignment(
-                db_session(),
-                placement,
-                collector_id=data["collector_id"],
-                tenant_id=current_tenant().id,
-                by_user=_principal().subject_id,
-            )
-        except AssignmentError as exc:
-            abort(409, message=str(exc))
+        return override_assignment(
+            db_session(),
+            _placement(placement_id),
+            collector_id=data["collector_id"],
+            tenant_id=current_tenant().id,
+            by_user=_principal().subject_id,
+        )
 
 
 @tenant_routes(blp, "/cases/<int:case_id>/score")
@@ -443,9 +402,7 @@ class CaseFlags(MethodView):
 
         A flagged case is never placed; one placed now is recalled at once.
         """
-        case = db_session().get(Case, case_id)
-        if case is None:
-            abort(404, message=f"no case {case_id}")
+        case = one_or_404(select(Case).where(Case.id == case_id), f"case {case_id}")
         recalled = set_case_flags(
             db_session(), case, data["flags"], today=tenant_today(current_tenant().timezone)
         )

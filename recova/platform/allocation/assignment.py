@@ -36,7 +36,13 @@ from recova.platform.allocation.models import (
     Placement,
 )
 from recova.platform.auth.models import Membership, Role, User
-from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.db import table_sql, utcnow
+from recova.platform.kernel.errors import DomainError
+
+PROFILES = table_sql(CollectorProfile)
+USERS = table_sql(User)
+MEMBERSHIPS = table_sql(Membership)
+WORKLOADS = table_sql(CollectorWorkload)
 
 ELIGIBLE_COLLECTOR = """
     p.is_active AND u.is_active AND m.role = 'collector'
@@ -51,9 +57,9 @@ def assign_cases(ctx: RunContext) -> dict[str, int]:
             SET ended_at = now(), end_reason = 'collector_inactive'
             FROM {s}.placements pl
             WHERE pl.id = x.placement_id AND x.ended_at IS NULL AND NOT EXISTS (
-                SELECT 1 FROM platform.collector_profiles p
-                JOIN platform.users u ON u.id = p.user_id
-                JOIN platform.memberships m ON m.user_id = p.user_id
+                SELECT 1 FROM {PROFILES} p
+                JOIN {USERS} u ON u.id = p.user_id
+                JOIN {MEMBERSHIPS} m ON m.user_id = p.user_id
                 WHERE p.user_id = x.collector_id AND m.agency_id = pl.agency_id
                   AND {ELIGIBLE_COLLECTOR})"""
     )
@@ -129,9 +135,9 @@ def _load_collectors(ctx: RunContext) -> None:
                    coalesce(here.cases, 0) AS load, coalesce(here.balance, 0) AS balance_load,
                    p.max_cases - coalesce(here.cases, 0) - coalesce(elsewhere.cases, 0)
                        AS free
-            FROM platform.collector_profiles p
-            JOIN platform.users u ON u.id = p.user_id
-            JOIN platform.memberships m ON m.user_id = p.user_id
+            FROM {PROFILES} p
+            JOIN {USERS} u ON u.id = p.user_id
+            JOIN {MEMBERSHIPS} m ON m.user_id = p.user_id
             LEFT JOIN (
                 SELECT x.collector_id, count(*) AS cases,
                        sum(pl.balance_at_placement) AS balance
@@ -139,7 +145,7 @@ def _load_collectors(ctx: RunContext) -> None:
                 WHERE x.ended_at IS NULL GROUP BY x.collector_id
             ) here ON here.collector_id = p.user_id
             LEFT JOIN (
-                SELECT user_id, sum(open_cases) AS cases FROM platform.collector_workloads
+                SELECT user_id, sum(open_cases) AS cases FROM {WORKLOADS}
                 WHERE tenant_id <> %(tenant_id)s GROUP BY user_id
             ) elsewhere ON elsewhere.user_id = p.user_id
             WHERE {ELIGIBLE_COLLECTOR}
@@ -221,14 +227,14 @@ def refresh_workloads(ctx: RunContext) -> None:
     """Bring this tenant's rows of ``collector_workloads`` in line with its assignments."""
     s = ctx.s
     ctx.execute(
-        f"""INSERT INTO platform.collector_workloads AS w (user_id, tenant_id, open_cases)
+        f"""INSERT INTO {WORKLOADS} AS w (user_id, tenant_id, open_cases)
             SELECT collector_id, %(tenant_id)s, count(*) FROM {s}.assignments
             WHERE ended_at IS NULL GROUP BY collector_id
             ON CONFLICT (user_id, tenant_id) DO UPDATE SET open_cases = EXCLUDED.open_cases
             WHERE w.open_cases <> EXCLUDED.open_cases"""
     )
     ctx.execute(
-        f"""DELETE FROM platform.collector_workloads w
+        f"""DELETE FROM {WORKLOADS} w
             WHERE w.tenant_id = %(tenant_id)s AND NOT EXISTS (
                 SELECT 1 FROM {s}.assignments x
                 WHERE x.collector_id = w.user_id AND x.ended_at IS NULL)"""
@@ -238,8 +244,10 @@ def refresh_workloads(ctx: RunContext) -> None:
 # --- managers: profiles and overrides ------------------------------------------------------
 
 
-class AssignmentError(ValueError):
-    """An assignment request that cannot be carried out."""
+class AssignmentError(DomainError, ValueError):
+    """An assignment request that cannot be carried out (409)."""
+
+    status = 409
 
 
 def collector_of_agency(session: Session, *, user_id: int, agency_id: int) -> User | None:
@@ -338,7 +346,7 @@ def _recount(session: Session, tenant_id: int, user_ids: list[int]) -> None:
         )
         session.execute(
             text(
-                "INSERT INTO platform.collector_workloads (user_id, tenant_id, open_cases)"
+                f"INSERT INTO {WORKLOADS} (user_id, tenant_id, open_cases)"
                 " VALUES (:u, :t, :n) ON CONFLICT (user_id, tenant_id)"
                 " DO UPDATE SET open_cases = EXCLUDED.open_cases"
             ),

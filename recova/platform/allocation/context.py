@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from recova.platform.kernel.db import quote_identifier
+
 #: Case statuses that are out of collection: never placed, and recalled if placed.
 CLOSED_STATUSES = ("closed", "paid", "settled")
 #: Advisory-lock namespace (first key) for allocation runs; the second key is the tenant.
@@ -40,7 +42,7 @@ class RunContext:
     @property
     def s(self) -> str:
         """The tenant's schema, quoted for SQL."""
-        return f'"{self.schema}"'
+        return quote_identifier(self.schema)
 
     def params(self, **extra: Any) -> dict[str, Any]:
         """The parameters every statement may use, plus ``extra``."""

@@ -43,6 +43,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from recova.platform.agencies.contracts import contracted_agencies_sql
 from recova.platform.allocation.context import (
     RunContext,
     balance_expression,
@@ -52,6 +53,7 @@ from recova.platform.allocation.models import Assignment, Placement
 from recova.platform.allocation.strategies import PolicyRow
 from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.errors import DomainError
 
 #: Statuses a recall moves back to ``recalled`` (work in progress with the old agency).
 WORKED_STATUSES = ("placed", "in_progress", "promised", "on_plan")
@@ -66,16 +68,8 @@ def load_contracts(ctx: RunContext) -> dict[int, tuple[int, int]]:
            ) ON COMMIT DROP"""
     )
     ctx.execute("TRUNCATE alloc_contracts")
-    # If two contracts of a pair overlap a date (refused at creation), the latest start wins.
-    ctx.execute(
-        """INSERT INTO alloc_contracts
-           SELECT DISTINCT ON (ct.agency_id) ct.agency_id, ct.placement_days, ct.grace_days
-           FROM platform.agency_contracts ct
-           JOIN platform.agencies ag ON ag.id = ct.agency_id AND ag.status = 'active'
-           WHERE ct.tenant_id = %(tenant_id)s AND ct.starts_on <= %(as_of)s::date
-             AND (ct.ends_on IS NULL OR ct.ends_on > %(as_of)s::date)
-           ORDER BY ct.agency_id, ct.starts_on DESC"""
-    )
+    contracted = contracted_agencies_sql(tenant_id="%(tenant_id)s", day="%(as_of)s::date")
+    ctx.execute(f"INSERT INTO alloc_contracts {contracted}")
     rows = ctx.execute("SELECT agency_id, placement_days, grace_days FROM alloc_contracts")
     return {int(a): (int(p), int(g)) for a, p, g in rows.fetchall()}
 
@@ -428,8 +422,10 @@ def recall_placement(
     return placement
 
 
-class PlacementError(ValueError):
-    """A placement request that cannot be carried out."""
+class PlacementError(DomainError, ValueError):
+    """A placement request that cannot be carried out (409)."""
+
+    status = 409
 
 
 def set_case_flags(

@@ -43,6 +43,7 @@ from recova.platform.allocation.context import (
     local_date,
     open_case_condition,
 )
+from recova.platform.kernel.errors import DomainError
 
 DEFAULT_SCORER = "transparent-v1"
 DEFAULT_WEIGHTS = {
@@ -56,7 +57,7 @@ DEFAULT_WEIGHTS = {
 DEFAULT_BALANCE_REFERENCE = Decimal(100_000)
 
 
-class ScoringError(ValueError):
+class ScoringError(DomainError, ValueError):
     """Scorer settings that cannot be used."""
 
 

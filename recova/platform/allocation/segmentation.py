@@ -26,6 +26,7 @@ from recova.platform.allocation.context import (
     open_case_condition,
 )
 from recova.platform.allocation.models import AllocationSettings, BucketTransition, SegmentRule
+from recova.platform.kernel.errors import DomainError
 
 DEFAULT_BUCKETS: list[dict[str, Any]] = [
     {"name": "M1", "min": 1, "max": 30},
@@ -48,7 +49,7 @@ RULE_CONDITIONS = (
 )
 
 
-class SegmentationError(ValueError):
+class SegmentationError(DomainError, ValueError):
     """Bucket or rule settings that cannot be used."""
 
 
@@ -242,6 +243,12 @@ def name_segments(ctx: RunContext, rules: list[SegmentRule]) -> int:
             WHERE n.case_id = cs.case_id AND cs.segment IS DISTINCT FROM n.segment""",
         **params,
     )
+
+
+def delete_rule(session: Session, rule: SegmentRule) -> None:
+    """Remove a segment rule; the next run renames the segments it named."""
+    session.delete(rule)
+    session.flush()
 
 
 def ordered_rules(session: Session) -> list[SegmentRule]:

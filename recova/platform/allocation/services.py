@@ -48,7 +48,7 @@ from recova.platform.audit import record_event
 from recova.platform.auth.models import Membership, Role, User
 from recova.platform.cases.models import Account, Case
 from recova.platform.compliance.queue import contactable_sql
-from recova.platform.kernel.db import Database
+from recova.platform.kernel.db import Database, ScopedConnection, quote_identifier
 from recova.tenants.models import Tenant, TenantStatus, tenant_today
 from recova.tenants.scope import tenant_scope
 
@@ -111,11 +111,10 @@ def run_allocation(
         dry_run=dry_run,
         strategy_version_id=config.version_id,
     )
-    raw = db.engine.raw_connection()
-    try:
-        cur = raw.cursor()
+    with tenant_scope(found, db=db, pinned=True) as session:
+        raw = ScopedConnection(session)
         ctx = RunContext(
-            cur=cur,
+            cur=raw.cursor(),
             schema=found.schema_name,
             tenant_id=found.id,
             timezone=found.timezone,
@@ -136,8 +135,6 @@ def run_allocation(
                 job_id=job_id,
                 on_progress=on_progress,
             )
-    finally:
-        raw.close()
     if not dry_run:
         _audit_run(db, found, result, requested_by)
     return result
@@ -229,7 +226,9 @@ def _run_step(ctx: RunContext, config: RunConfig, step: str) -> dict[str, Any]:
     raise ValueError(f"unknown step {step!r}")
 
 
-def _dry_run(raw: Any, ctx: RunContext, config: RunConfig, result: AllocationResult) -> None:
+def _dry_run(
+    raw: ScopedConnection, ctx: RunContext, config: RunConfig, result: AllocationResult
+) -> None:
     try:
         for step in STEPS[:-1]:  # assignment follows placement; a dry run stops before it
             counts = _run_step(ctx, config, step)
@@ -243,7 +242,7 @@ def _dry_run(raw: Any, ctx: RunContext, config: RunConfig, result: AllocationRes
 
 
 def _locked_run(
-    raw: Any,
+    raw: ScopedConnection,
     ctx: RunContext,
     config: RunConfig,
     result: AllocationResult,
@@ -318,13 +317,14 @@ def _locked_run(
         except Exception:  # a broken connection took the lock with it; never pool it
             log.warning("could not release the allocation lock; dropping the connection")
             raw.invalidate()
+            raw.rollback()
 
 
 def run_assignment(db: Database, *, tenant: Tenant | int | str) -> dict[str, int]:
     """Only the assign step (after a collector is deactivated), under the tenant's lock."""
     found = _tenant(db, tenant)
-    raw = db.engine.raw_connection()
-    try:
+    with tenant_scope(found, db=db) as session:
+        raw = ScopedConnection(session)
         cur = raw.cursor()
         # Transaction-level: the step is one transaction; a daily run holding the session
         # lock makes this wait, and its own assign step will have done the work.
@@ -340,11 +340,6 @@ def run_assignment(db: Database, *, tenant: Tenant | int | str) -> dict[str, int
         counts = assignment.assign_cases(ctx)
         raw.commit()
         return counts
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
 
 
 # --- summaries -----------------------------------------------------------------------------
@@ -526,7 +521,7 @@ def portfolio_sql(
     parts = []
     join = "JOIN" if collector_id is not None or assigned_only else "LEFT JOIN"
     for n, tenant in enumerate(tenants):
-        s = f'"{tenant.schema_name}"'
+        s = quote_identifier(tenant.schema_name)
         params[f"t{n}"] = tenant.slug
         mine = "AND x.collector_id = :collector_id" if collector_id is not None else ""
         gate_joins = gate_conditions = debtor_columns = ""

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from recova.platform.agencies.contracts import AgencyContract, active_contract_condition
@@ -27,6 +27,7 @@ from recova.platform.agencies.models import Agency, AgencyStatus
 from recova.platform.allocation.context import RunContext, local_date
 from recova.platform.allocation.models import PlacementStrategy, StrategyVersion
 from recova.platform.allocation.schemas import PolicySchema
+from recova.platform.kernel.errors import DomainError
 
 HUNDRED = Decimal(100)
 SHARE_PLACES = Decimal("0.0001")
@@ -36,16 +37,23 @@ DEFAULT_MIN_PLACEMENTS = 20
 DEFAULT_ARM = "default"
 
 
-class PolicyError(ValueError):
-    """A policy that cannot be saved; ``errors`` says where, as marshmallow would."""
+class PolicyError(DomainError, ValueError):
+    """A policy that cannot be saved; ``errors`` says where, as marshmallow would (422, the
+    errors under ``policy``)."""
 
     def __init__(self, errors: dict[str, Any]) -> None:
         super().__init__("invalid placement policy")
         self.errors = errors
 
+    @property
+    def error_details(self) -> dict[str, Any]:
+        return {"json": {"policy": self.errors}}
 
-class StrategyError(ValueError):
-    """A strategy request that cannot be carried out."""
+
+class StrategyError(DomainError, ValueError):
+    """A strategy request that conflicts with the saved strategies (409)."""
+
+    status = 409
 
 
 def validate_policy(
@@ -229,9 +237,9 @@ def activate_version(session: Session, version: StrategyVersion) -> StrategyVers
     return version
 
 
-def strategy_with_versions(session: Session, strategy_id: int) -> PlacementStrategy | None:
-    """One strategy with its versions, or None."""
-    return session.scalar(
+def strategy_statement(strategy_id: int) -> Select[PlacementStrategy]:
+    """One strategy with its versions loaded."""
+    return (
         select(PlacementStrategy)
         .options(selectinload(PlacementStrategy.versions))
         .where(PlacementStrategy.id == strategy_id)

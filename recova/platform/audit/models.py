@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Date, DateTime, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Date, DateTime, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from recova.platform.kernel.db import TENANT_PLACEHOLDER, TenantModel
@@ -18,7 +18,10 @@ class AuditEvent(TenantModel):
     """
 
     __tablename__ = "audit_events"
-    __table_args__ = {"schema": TENANT_PLACEHOLDER}
+    __table_args__ = (
+        Index("ix_audit_events_subject", "subject_type", "subject_id"),
+        {"schema": TENANT_PLACEHOLDER},
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     occurred_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -36,7 +36,7 @@ from recova.platform.audit.chain import (
 )
 from recova.platform.audit.models import AuditEvent, AuditHeadExport
 from recova.platform.auth.principal import Principal
-from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.db import quote_identifier, utcnow
 
 #: Keys whose values are personal data by definition.
 PERSONAL_KEYS = frozenset(
@@ -118,8 +118,7 @@ def _schema(session: Session) -> str:
 
 
 def _lock(session: Session) -> None:
-    # The schema name comes from the tenant registry (validated at provisioning).
-    table = f'"{_schema(session)}".audit_events'
+    table = f"{quote_identifier(_schema(session))}.audit_events"
     session.execute(text(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
 
 
@@ -234,7 +233,7 @@ def events(
     return list(session.scalars(query))
 
 
-# Only the chain's own fixed expression and, later, the registry's schema name go in.
+# Only the chain's own fixed expression and, later, the quoted schema name go in.
 _VERIFY_SQL = f"""
 WITH checked AS (
     SELECT e.seq,
@@ -242,7 +241,7 @@ WITH checked AS (
            e.seq - lag(e.seq, 1, 0::bigint) OVER w AS step,
            e.prev_hash = lag(e.hash, 1, :genesis) OVER w AS linked,
            e.hash = sha256(e.prev_hash || {CONTENT_SQL}) AS intact
-      FROM "{{schema}}".audit_events e
+      FROM {{schema}}.audit_events e
     WINDOW w AS (ORDER BY e.seq)
 )
 SELECT count(*) AS events,
@@ -255,7 +254,7 @@ SELECT count(*) AS events,
 _DETAIL_SQL = """
 SELECT e.seq, e.occurred_at, e.actor, e.action, e.subject_type, e.subject_id, e.data,
        e.prev_hash, e.hash
-  FROM "{schema}".audit_events e
+  FROM {schema}.audit_events e
  WHERE e.seq < :upto
  ORDER BY e.seq DESC
  LIMIT 2
@@ -271,7 +270,7 @@ def verify_chain(session: Session, *, expected_head: tuple[int, bytes] | None = 
     Recova: a chain rewritten from some point onward verifies internally but no longer
     holds that hash at that index.
     """
-    schema = _schema(session)
+    schema = quote_identifier(_schema(session))
     row = session.execute(text(_VERIFY_SQL.format(schema=schema)), {"genesis": GENESIS}).one()
     count = int(row.events)
     head_seq = int(row.head_seq or 0)

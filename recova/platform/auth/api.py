@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
 
 from recova.platform.agencies.models import Agency
@@ -24,7 +24,7 @@ from recova.platform.auth.schemas import (
     UserSchema,
     UserUpdateSchema,
 )
-from recova.platform.kernel.api import SelectPage, tenant_routes
+from recova.platform.kernel.api import SelectPage, one_or_404, tenant_routes
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.request_scope import db_session
 from recova.tenants.models import Tenant
@@ -33,7 +33,7 @@ from recova.tenants.scope import current_tenant
 blp = Blueprint("auth", __name__, description="The caller, users and API clients")
 
 
-def _users_query() -> Any:
+def _users_query() -> Select[User]:
     return select(User).options(
         joinedload(User.membership).joinedload(Membership.tenant),
         joinedload(User.membership).joinedload(Membership.agency),
@@ -73,18 +73,15 @@ class PlatformUserCollection(MethodView):
             agency = session.scalar(select(Agency).where(Agency.slug == data["agency"]))
             if agency is None:
                 abort(422, message=f"no agency {data['agency']!r}")
-        try:
-            return services.create_user(
-                session,
-                email=data["email"],
-                full_name=data["full_name"],
-                password=data["password"],
-                role=Role(data["role"]),
-                tenant=tenant,
-                agency=agency,
-            )
-        except services.UserError as exc:
-            abort(409 if "exists" in str(exc) else 422, message=str(exc))
+        return services.create_user(
+            session,
+            email=data["email"],
+            full_name=data["full_name"],
+            password=data["password"],
+            role=Role(data["role"]),
+            tenant=tenant,
+            agency=agency,
+        )
 
 
 @blp.route("/platform/users/<int:user_id>")
@@ -93,14 +90,14 @@ class PlatformUserItem(MethodView):
     @blp.response(200, UserSchema)
     def get(self, user_id: int) -> User:
         """Show one user."""
-        return _user_or_404(user_id, tenant_id=None)
+        return _user(user_id, tenant_id=None)
 
     @access(Role.PLATFORM_ADMIN)
     @blp.arguments(UserUpdateSchema)
     @blp.response(200, UserSchema)
     def patch(self, data: dict[str, Any], user_id: int) -> User:
         """Rename, deactivate or reactivate a user."""
-        return _update_user(_user_or_404(user_id, tenant_id=None), data)
+        return services.update_user(db_session(), _user(user_id, tenant_id=None), **data)
 
 
 @tenant_routes(blp, "/users")
@@ -122,17 +119,14 @@ class TenantUserCollection(MethodView):
     @blp.response(201, UserSchema)
     def post(self, data: dict[str, Any]) -> User:
         """Invite a tenant admin or analyst into the tenant."""
-        try:
-            return services.create_user(
-                db_session(),
-                email=data["email"],
-                full_name=data["full_name"],
-                password=data["password"],
-                role=Role(data["role"]),
-                tenant=current_tenant(),
-            )
-        except services.UserError as exc:
-            abort(409 if "exists" in str(exc) else 422, message=str(exc))
+        return services.create_user(
+            db_session(),
+            email=data["email"],
+            full_name=data["full_name"],
+            password=data["password"],
+            role=Role(data["role"]),
+            tenant=current_tenant(),
+        )
 
 
 @tenant_routes(blp, "/users/<int:user_id>")
@@ -141,14 +135,15 @@ class TenantUserItem(MethodView):
     @blp.response(200, UserSchema)
     def get(self, user_id: int) -> User:
         """Show one of the tenant's users."""
-        return _user_or_404(user_id, tenant_id=current_tenant().id)
+        return _user(user_id, tenant_id=current_tenant().id)
 
     @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
     @blp.arguments(UserUpdateSchema)
     @blp.response(200, UserSchema)
     def patch(self, data: dict[str, Any], user_id: int) -> User:
         """Rename, deactivate or reactivate one of the tenant's users."""
-        return _update_user(_user_or_404(user_id, tenant_id=current_tenant().id), data)
+        user = _user(user_id, tenant_id=current_tenant().id)
+        return services.update_user(db_session(), user, **data)
 
 
 @tenant_routes(blp, "/api-clients")
@@ -186,39 +181,28 @@ class ApiClientItem(MethodView):
     @blp.response(200, ApiClientSchema)
     def get(self, client_pk: int) -> OAuthClient:
         """Show one API client."""
-        return _client_or_404(client_pk)
+        return _client(client_pk)
 
     @access(Role.TENANT_ADMIN, Role.PLATFORM_ADMIN, tenant=True)
     @blp.response(200, ApiClientSchema)
     def delete(self, client_pk: int) -> OAuthClient:
         """Revoke an API client and all its tokens."""
-        return services.revoke_api_client(db_session(), _client_or_404(client_pk))
+        return services.revoke_api_client(db_session(), _client(client_pk))
 
 
-def _user_or_404(user_id: int, *, tenant_id: int | None) -> User:
+def _user(user_id: int, *, tenant_id: int | None) -> User:
+    """The user (one of ``tenant_id``'s, when given)."""
     query = _users_query().where(User.id == user_id)
     if tenant_id is not None:
         query = query.join(User.membership).where(Membership.tenant_id == tenant_id)
-    user = db_session().scalar(query)
-    if user is None:
-        abort(404, message=f"no user {user_id}")
-    return user
+    return one_or_404(query, f"user {user_id}")
 
 
-def _update_user(user: User, data: dict[str, Any]) -> User:
-    if "full_name" in data:
-        user.full_name = data["full_name"]
-    if "is_active" in data:
-        services.set_user_active(db_session(), user, data["is_active"])
-    return user
-
-
-def _client_or_404(client_pk: int) -> OAuthClient:
-    client = db_session().scalar(
+def _client(client_pk: int) -> OAuthClient:
+    """One of the tenant's API clients."""
+    return one_or_404(
         select(OAuthClient).where(
             OAuthClient.id == client_pk, OAuthClient.tenant_id == current_tenant().id
-        )
+        ),
+        f"API client {client_pk}",
     )
-    if client is None:
-        abort(404, message=f"no API client {client_pk}")
-    return client

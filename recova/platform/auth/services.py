@@ -23,11 +23,18 @@ from recova.platform.auth.models import (
 from recova.platform.auth.passwords import hash_password, needs_rehash, verify_password
 from recova.platform.auth.principal import token_digest
 from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.errors import DomainError
 from recova.tenants.models import Tenant
 
 
-class UserError(ValueError):
-    """A user request that cannot be carried out."""
+class UserError(DomainError, ValueError):
+    """A user request that cannot be carried out (422)."""
+
+
+class UserConflict(UserError):
+    """The email is taken (409)."""
+
+    status = 409
 
 
 def create_user(
@@ -52,7 +59,7 @@ def create_user(
         raise UserError("platform_admin belongs to no tenant or agency")
     taken = session.scalar(select(User.id).where(func.lower(User.email) == email.lower()))
     if taken is not None:
-        raise UserError(f"a user with email {email!r} already exists")
+        raise UserConflict(f"a user with email {email!r} already exists")
     try:
         password_hash = hash_password(password)
     except ValueError as exc:
@@ -73,6 +80,18 @@ def set_user_active(session: Session, user: User, active: bool) -> User:
     if user.is_active and not active:
         end_sessions(session, user.id)
     user.is_active = active
+    return user
+
+
+def update_user(
+    session: Session, user: User, *, full_name: str | None = None, is_active: bool | None = None
+) -> User:
+    """Rename a user, and deactivate or reactivate them (``set_user_active``); ``None``
+    leaves that part as it is."""
+    if full_name is not None:
+        user.full_name = full_name
+    if is_active is not None:
+        set_user_active(session, user, is_active)
     return user
 
 

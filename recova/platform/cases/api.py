@@ -32,8 +32,7 @@ from recova.platform.cases.schemas import (
     DebtorQuerySchema,
     DebtorSchema,
 )
-from recova.platform.kernel.api import SelectPage, StrictSchema, tenant_routes
-from recova.platform.kernel.errors import abort
+from recova.platform.kernel.api import SelectPage, StrictSchema, one_or_404, tenant_routes
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.request_scope import db_session
 from recova.tenants.scope import current_tenant
@@ -109,10 +108,7 @@ class AccountItem(MethodView):
     @blp.response(200, AccountDetailSchema)
     def get(self, account_id: int) -> Account:
         """One account with its (masked) debtor and its case."""
-        account = db_session().scalar(_ACCOUNTS.where(Account.id == account_id))
-        if account is None:
-            abort(404, message=f"no account {account_id}")
-        return account
+        return one_or_404(_ACCOUNTS.where(Account.id == account_id), f"account {account_id}")
 
 
 _DEBTORS = select(Debtor).options(selectinload(Debtor.contacts))

@@ -22,7 +22,6 @@ from recova.platform.compliance.packs import pack_in_force
 from recova.platform.compliance.simulate import ProposedAttempt, simulate_schedule
 from recova.platform.kernel.api import tenant_routes
 from recova.platform.kernel.db import utcnow
-from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.request_scope import db_session
 from recova.tenants.scope import current_tenant
@@ -73,17 +72,14 @@ class PolicyItem(MethodView):
         session = db_session()
         jurisdiction = current_tenant().jurisdiction.value
         principal = _principal()
-        try:
-            policy.save_policy(
-                session,
-                jurisdiction=jurisdiction,
-                overrides=data["overrides"],
-                effective_from=data.get("effective_from"),
-                actor=principal,
-                created_by=None if principal.is_client else principal.subject_id,
-            )
-        except policy.PolicyError as exc:
-            abort(422, message=str(exc), errors={"json": {"overrides": exc.errors}})
+        policy.save_policy(
+            session,
+            jurisdiction=jurisdiction,
+            overrides=data["overrides"],
+            effective_from=data.get("effective_from"),
+            actor=principal,
+            created_by=None if principal.is_client else principal.subject_id,
+        )
         return policy_view(session, jurisdiction)
 
 

@@ -55,7 +55,8 @@ from recova.platform.contact.models import (
     ContactAttempt,
     MessageTemplate,
 )
-from recova.platform.kernel.db import after_commit, utcnow
+from recova.platform.kernel.db import after_commit, scoped_schema, utcnow
+from recova.platform.kernel.errors import DomainError
 from recova.platform.kernel.metrics import record_compliance_block
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ _FAILED = ", ".join(f"'{r.value}'" for r in FAILED_RESULTS)
 _CONVERSATION = ", ".join(f"'{r.value}'" for r in CONVERSATION_RESULTS)
 
 
-class GateError(ValueError):
+class GateError(DomainError, ValueError):
     """The attempt asked for is malformed (wrong kind of contact, template, channel)."""
 
 
@@ -197,10 +198,9 @@ class Decision:
 
 
 def _schema(session: Session) -> str:
-    schema = session.info.get("tenant_schema")
-    if schema is None:
+    if session.info.get("tenant_schema") is None:
         raise RuntimeError("the compliance gate needs a session bound to a tenant")
-    return f'"{schema}"'
+    return scoped_schema(session)
 
 
 def load_target(
@@ -639,7 +639,7 @@ def _read_counts(
 
 def check_contact(
     session: Session,
-    objects: Platform,
+    cipher: PersonalDataCipher,
     *,
     tenant: Tenant,
     case_id: int,
@@ -670,7 +670,7 @@ def check_contact(
         channel=channel,
         at=when,
         tenant=tenant,
-        cipher=objects.cipher,
+        cipher=cipher,
         live=at is None,
     )
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from recova.platform.compliance.models import ValidationNotice
-from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.db import scoped_schema, utcnow
 
 
 def record_notice(
@@ -43,7 +43,7 @@ def notices_due(
     """Open cases contacted without a validation notice: due (still in time) or overdue."""
     if days is None:
         return []
-    s = f'"{session.info["tenant_schema"]}"'
+    s = scoped_schema(session)
     rows = session.execute(
         text(
             f"""SELECT f.case_id, f.first_contact_at,

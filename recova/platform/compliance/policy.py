@@ -23,18 +23,24 @@ from recova.platform.auth.principal import Principal
 from recova.platform.compliance.models import PolicyVersion
 from recova.platform.compliance.packs import TIGHTER, PackVersion, Rules, pack_in_force
 from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.errors import DomainError
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 #: How far in the past a new version may start (clock skew between app servers).
 _PAST_SLACK = dt.timedelta(minutes=1)
 
 
-class PolicyError(ValueError):
-    """A policy that loosens its pack or is malformed; ``errors`` names each field at fault."""
+class PolicyError(DomainError, ValueError):
+    """A policy that loosens its pack or is malformed; ``errors`` names each field at fault
+    (422, the errors under ``overrides``)."""
 
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in sorted(errors.items())))
         self.errors = errors
+
+    @property
+    def error_details(self) -> dict[str, Any]:
+        return {"json": {"overrides": self.errors}}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from recova.platform.compliance.localtime import REGION_ZONES
 from recova.platform.compliance.packs import Rules, pack_in_force
 from recova.platform.compliance.policy import tighten
 from recova.platform.contact.models import CONVERSATION_RESULTS
+from recova.platform.kernel.db import quote_identifier
 from recova.tenants.models import Tenant
 
 _REGIONS = json.dumps(REGION_ZONES, ensure_ascii=False)
@@ -53,9 +54,10 @@ class QueueRules:
 
 def rules_now(session: Session, tenant: Tenant, now: dt.datetime) -> QueueRules:
     """The tenant's merged rules at ``now`` (read from its schema by name)."""
+    s = quote_identifier(tenant.schema_name)
     row = session.execute(
         text(
-            f"""SELECT pack, overrides FROM "{tenant.schema_name}".compliance_policies
+            f"""SELECT pack, overrides FROM {s}.compliance_policies
                 WHERE effective_from <= :now ORDER BY effective_from DESC, id DESC LIMIT 1"""
         ),
         {"now": now},

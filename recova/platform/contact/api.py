@@ -9,7 +9,7 @@ did not exist); tenant staff reach every case of their tenant. The rule is
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -21,12 +21,12 @@ from recova.platform.auth.principal import Principal, current_principal
 from recova.platform.auth.reach import may_reach_debtor, reachable_case_or_404
 from recova.platform.cases.models import Case
 from recova.platform.compliance import notices
-from recova.platform.compliance.gate import Actor, GateError, attempt_contact
+from recova.platform.compliance.gate import Actor, attempt_contact
 from recova.platform.compliance.schemas import NoticeRecordSchema, NoticeSchema
 from recova.platform.contact import schemas, services
 from recova.platform.contact.models import Channel, ContactAttempt, MessageTemplate, OutcomeCode
-from recova.platform.contact.templates import TemplateError, save_template
-from recova.platform.kernel.api import SelectPage, tenant_routes
+from recova.platform.contact.templates import save_template
+from recova.platform.kernel.api import SelectPage, one_or_404, tenant_routes
 from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.request_scope import db_session
@@ -53,10 +53,6 @@ def _reachable_case(case_id: int) -> Case:
     return reachable_case_or_404(db_session(), _principal(), case_id)
 
 
-def _contact_error(exc: services.ContactError) -> NoReturn:
-    abort(409 if exc.conflict else 422, message=str(exc))
-
-
 @tenant_routes(blp, "/cases/<int:case_id>/attempts")
 class AttemptCollection(MethodView):
     @access(*READERS, *AGENCY_STAFF, scope="contact:read", tenant=True)
@@ -78,20 +74,17 @@ class AttemptCollection(MethodView):
         Either way the answer is 201 with the stored attempt: a block is a decision to
         keep, not an error to roll back.
         """
-        try:
-            attempt = attempt_contact(
-                db_session(),
-                platform(),
-                tenant=current_tenant(),
-                case_id=case_id,
-                contact_id=data["contact_id"],
-                channel=Channel(data["channel"]),
-                actor=Actor.of(_principal()),
-                template_id=data.get("template_id"),
-                notes=data.get("notes"),
-            )
-        except GateError as exc:
-            abort(422, message=str(exc))
+        attempt = attempt_contact(
+            db_session(),
+            platform(),
+            tenant=current_tenant(),
+            case_id=case_id,
+            contact_id=data["contact_id"],
+            channel=Channel(data["channel"]),
+            actor=Actor.of(_principal()),
+            template_id=data.get("template_id"),
+            notes=data.get("notes"),
+        )
         if attempt is None:
             abort(404, message=f"no case {case_id} with contact {data['contact_id']}")
         return attempt
@@ -105,26 +98,21 @@ class AttemptOutcome(MethodView):
     def post(self, data: dict[str, Any], case_id: int, attempt_id: int) -> ContactAttempt:
         """Record a pending attempt's outcome with one of the tenant's outcome codes."""
         _reachable_case(case_id)
-        session = db_session()
-        attempt = session.scalar(
+        attempt = one_or_404(
             select(ContactAttempt)
             .where(ContactAttempt.id == attempt_id, ContactAttempt.case_id == case_id)
-            .with_for_update()
+            .with_for_update(),
+            f"attempt {attempt_id} on case {case_id}",
         )
-        if attempt is None:
-            abort(404, message=f"no attempt {attempt_id} on case {case_id}")
-        try:
-            return services.record_outcome(
-                session,
-                attempt,
-                jurisdiction=current_tenant().jurisdiction.value,
-                code=data["code"],
-                actor=_principal(),
-                notes=data.get("notes"),
-                recording_ref=data.get("recording_ref"),
-            )
-        except services.ContactError as exc:
-            _contact_error(exc)
+        return services.record_outcome(
+            db_session(),
+            attempt,
+            jurisdiction=current_tenant().jurisdiction.value,
+            code=data["code"],
+            actor=_principal(),
+            notes=data.get("notes"),
+            recording_ref=data.get("recording_ref"),
+        )
 
 
 @tenant_routes(blp, "/cases/<int:case_id>/validation-notice")
@@ -190,16 +178,13 @@ class OutcomeCodeCollection(MethodView):
     @blp.response(201, schemas.OutcomeCodeSchema)
     def post(self, data: dict[str, Any]) -> OutcomeCode:
         """Add an outcome code, mapped to a canonical result the rules read."""
-        try:
-            return services.create_outcome_code(
-                db_session(),
-                code=data["code"],
-                label=data["label"],
-                result=data["result"].value,
-                actor=_principal(),
-            )
-        except services.ContactError as exc:
-            _contact_error(exc)
+        return services.create_outcome_code(
+            db_session(),
+            code=data["code"],
+            label=data["label"],
+            result=data["result"].value,
+            actor=_principal(),
+        )
 
 
 @tenant_routes(blp, "/contact/outcome-codes/<int:code_id>")
@@ -209,9 +194,9 @@ class OutcomeCodeItem(MethodView):
     @blp.response(200, schemas.OutcomeCodeSchema)
     def patch(self, data: dict[str, Any], code_id: int) -> OutcomeCode:
         """Relabel or retire a code (its result never changes: history reads it)."""
-        code = db_session().get(OutcomeCode, code_id)
-        if code is None:
-            abort(404, message=f"no outcome code {code_id}")
+        code = one_or_404(
+            select(OutcomeCode).where(OutcomeCode.id == code_id), f"outcome code {code_id}"
+        )
         return services.update_outcome_code(db_session(), code, data, actor=_principal())
 
 
@@ -228,15 +213,16 @@ class TemplateCollection(MethodView):
     @blp.response(201, schemas.TemplateSchema)
     def post(self, data: dict[str, Any]) -> MessageTemplate:
         """Add a template; a third-party one naming an amount or the debt is a 422."""
-        session = db_session()
-        if session.scalar(select(MessageTemplate.id).where(MessageTemplate.name == data["name"])):
-            abort(409, message=f"a template named {data['name']!r} exists")
-        try:
-            return save_template(
-                session, **{**data, "audience": data["audience"].value}, actor=_principal()
-            )
-        except TemplateError as exc:
-            abort(422, message=str(exc))
+        return save_template(
+            db_session(), **{**data, "audience": data["audience"].value}, actor=_principal()
+        )
+
+
+def _template(template_id: int) -> MessageTemplate:
+    return one_or_404(
+        select(MessageTemplate).where(MessageTemplate.id == template_id),
+        f"template {template_id}",
+    )
 
 
 @tenant_routes(blp, "/contact/templates/<int:template_id>")
@@ -246,19 +232,12 @@ class TemplateItem(MethodView):
     @blp.response(200, schemas.TemplateSchema)
     def put(self, data: dict[str, Any], template_id: int) -> MessageTemplate:
         """Replace a template's text (validated again)."""
-        session = db_session()
-        template = session.get(MessageTemplate, template_id)
-        if template is None:
-            abort(404, message=f"no template {template_id}")
-        try:
-            return save_template(
-                session,
-                **{**data, "audience": data["audience"].value},
-                template=template,
-                actor=_principal(),
-            )
-        except TemplateError as exc:
-            abort(422, message=str(exc))
+        return save_template(
+            db_session(),
+            **{**data, "audience": data["audience"].value},
+            template=_template(template_id),
+            actor=_principal(),
+        )
 
 
 @tenant_routes(blp, "/contact/templates/<int:template_id>/render")
@@ -268,21 +247,15 @@ class TemplateRender(MethodView):
     @blp.response(200, schemas.RenderedSchema)
     def post(self, data: dict[str, Any], template_id: int) -> dict[str, Any]:
         """Fill a template for a case and one contact; a third party gets no debt details."""
-        session = db_session()
-        template = session.get(MessageTemplate, template_id)
-        if template is None:
-            abort(404, message=f"no template {template_id}")
+        template = _template(template_id)
         _reachable_case(data["case_id"])
-        try:
-            rendered = services.render_for(
-                session,
-                template,
-                case_id=data["case_id"],
-                contact_id=data["contact_id"],
-                company=current_tenant().name,
-            )
-        except TemplateError as exc:
-            abort(422, message=str(exc))
+        rendered = services.render_for(
+            db_session(),
+            template,
+            case_id=data["case_id"],
+            contact_id=data["contact_id"],
+            company=current_tenant().name,
+        )
         if rendered is None:
             abort(404, message=f"no contact {data['contact_id']} on case {data['case_id']}")
         return rendered

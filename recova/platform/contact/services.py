@@ -22,15 +22,17 @@ from recova.platform.contact.models import (
 )
 from recova.platform.contact.templates import render
 from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.errors import DomainError
 from recova.platform.work.lifecycle import mark_worked
 
 
-class ContactError(ValueError):
+class ContactError(DomainError, ValueError):
     """A request about contact work that cannot be carried out (409 or 422)."""
 
     def __init__(self, message: str, *, conflict: bool = False) -> None:
         super().__init__(message)
         self.conflict = conflict
+        self.status = 409 if conflict else 422
 
 
 #: Codes a new tenant starts with, one per canonical result.

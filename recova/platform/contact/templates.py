@@ -15,11 +15,13 @@ import string
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recova.platform.audit import record_event
 from recova.platform.auth.principal import Principal
 from recova.platform.contact.models import MessageTemplate, TemplateAudience
+from recova.platform.kernel.errors import DomainError
 
 #: Placeholders that disclose the debt.
 DEBT_PLACEHOLDERS = frozenset(
@@ -54,8 +56,14 @@ _DEBT_TEXT = re.compile(
 )
 
 
-class TemplateError(ValueError):
-    """A template that may not be saved, or may not be rendered for this recipient."""
+class TemplateError(DomainError, ValueError):
+    """A template that may not be saved, or may not be rendered for this recipient (422)."""
+
+
+class TemplateConflict(TemplateError):
+    """A new template's name is taken (409)."""
+
+    status = 409
 
 
 def placeholders(*parts: str | None) -> set[str]:
@@ -113,7 +121,12 @@ def save_template(
     subject: str | None = None,
     template: MessageTemplate | None = None,
 ) -> MessageTemplate:
-    """Create (or replace the text of) a template after validating it."""
+    """Create (or replace the text of) a template after validating it; a new template's
+    name must be free."""
+    if template is None and session.scalar(
+        select(MessageTemplate.id).where(MessageTemplate.name == name)
+    ):
+        raise TemplateConflict(f"a template named {name!r} exists")
     validate_template(audience, subject, body)
     if template is None:
         template = MessageTemplate(name=name)

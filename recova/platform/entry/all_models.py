@@ -34,11 +34,13 @@ from recova.platform.allocation.models import (
     StrategyArm,
     StrategyVersion,
 )
+from recova.platform.audit.models import AuditEvent, AuditHeadExport
 from recova.platform.auth.models import Membership, OAuthClient, OAuthToken, User
 from recova.platform.cases.models import Account, Case, Contact, Debtor
 from recova.platform.compliance.models import PolicyVersion, ValidationNotice
 from recova.platform.contact.models import ContactAttempt, MessageTemplate, OutcomeCode
 from recova.platform.payments.models import Payment
+from recova.platform.privacy.models import PersonalDataReveal, PrivacySettings
 from recova.platform.work.models import (
     CaseHold,
     CaseTransition,
@@ -59,6 +61,8 @@ __all__ = [
     "AllocationRun",
     "AllocationSettings",
     "Assignment",
+    "AuditEvent",
+    "AuditHeadExport",
     "BucketTransition",
     "Case",
     "CaseHold",
@@ -91,9 +95,11 @@ __all__ = [
     "OutcomeCode",
     "Payment",
     "PaymentPlan",
+    "PersonalDataReveal",
     "Placement",
     "PlacementStrategy",
     "PolicyVersion",
+    "PrivacySettings",
     "Promise",
     "SegmentRule",
     "Settlement",

@@ -33,6 +33,7 @@ from recova.platform.kernel.api import API_PREFIX, document_api_fields, install_
 from recova.platform.kernel.config import Settings
 from recova.platform.kernel.db import Database
 from recova.platform.kernel.embedded import with_embedded_services
+from recova.platform.kernel.errors import register_error_handlers
 from recova.platform.kernel.extension import Platform
 from recova.platform.kernel.logs import (
     configure_logging,
@@ -165,6 +166,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     init_oauth(app, settings.access_token_ttl)
     _register_docs_assets(app)
     _register_error_pages(app, api)
+    register_error_handlers(app)
     return app
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 import decimal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import flask_smorest
 from flask import Flask, request
@@ -44,6 +44,8 @@ DATE_MIN, DATE_MAX = dt.date(1900, 1, 1), dt.date(9998, 12, 31)
 MAX_PAGE = INT4_MAX
 #: How decimals travel: strings, so no client parses money into a float.
 DECIMAL_PATTERN = r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"
+
+T = TypeVar("T")
 
 
 # --- path converters --------------------------------------------------------------------
@@ -323,6 +325,19 @@ class RowsPage(_BoundedPage):
         sql, params = self.collection.sql, self.collection.params
         counted = text(f"SELECT count(*) FROM ({sql}) AS rows")  # noqa: S608
         return int(db_session().scalar(counted, params) or 0)
+
+
+def one_or_404(statement: Select[T], what: str) -> T:
+    """The one object ``statement`` selects, or a 404 saying ``no {what}``.
+
+    The statement carries every rule of who may see what (a tenant's own rows, an
+    agency's placements, a collector's cases): what the caller may not reach is answered
+    as if it did not exist.
+    """
+    found = db_session().scalar(statement)
+    if found is None:
+        abort(404, message=f"no {what}")
+    return found
 
 
 def tenant_routes(blp: Blueprint, rule: str, **options: Any) -> Callable[[Any], Any]:

@@ -19,10 +19,11 @@ another request.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, func
@@ -98,6 +99,17 @@ class Database:
         """A new session on the shared schema; ``tenant_scope`` scopes one to a tenant."""
         return self._sessionmaker()
 
+    @contextlib.contextmanager
+    def pinned_session(self) -> Iterator[Session]:
+        """A session that keeps one connection for its whole life, across its commits.
+
+        For set-based runners that hold a session-level advisory lock while they commit
+        step by step: an ordinary session hands its connection back to the pool at each
+        commit and may get another one for the next transaction.
+        """
+        with self.engine.connect() as connection, self._sessionmaker(bind=connection) as session:
+            yield session
+
     def dispose(self) -> None:
         """Close every pooled connection (after fork, or at shutdown)."""
         self.engine.dispose()
@@ -133,6 +145,70 @@ def ping_connections_idle_longer_than(engine: Engine, seconds: float) -> None:
             dbapi_connection.rollback()
         except Exception as exc:  # any failure means this connection is unusable
             raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier: the one quoting rule of raw SQL here.
+
+    Schema names are also held to a strict pattern at provisioning; this quotes them all
+    the same (doubling any quote), so a name can never end an identifier early.
+    """
+    if not name or "\x00" in name:
+        raise ValueError(f"not an SQL identifier: {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_sql(model: type[Base]) -> str:
+    """A shared table's name for raw SQL, schema-qualified and quoted, from its model."""
+    table = model.__table__
+    schema = table.schema  # type: ignore[attr-defined]
+    if schema is None or schema == TENANT_PLACEHOLDER:
+        raise ValueError(f"{model.__name__} is a tenant table: name it through scoped_schema")
+    return f"{quote_identifier(schema)}.{quote_identifier(table.name)}"  # type: ignore[attr-defined]
+
+
+def scoped_schema(session: Session) -> str:
+    """The quoted schema of a session ``tenant_scope`` bound to a tenant."""
+    schema = session.info.get("tenant_schema")
+    if schema is None:
+        raise RuntimeError("this needs a session bound to a tenant (use tenant_scope)")
+    return quote_identifier(schema)
+
+
+class ScopedConnection:
+    """The driver's side of a tenant-scoped session, for set-based SQL.
+
+    ``cursor()`` is a psycopg cursor on the session's own connection, inside its current
+    transaction; ``commit()`` and ``rollback()`` end that transaction through the session,
+    so the session and the raw SQL never disagree about what is committed. ``schema`` is
+    the tenant's schema, quoted.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.schema = scoped_schema(session)
+
+    @property
+    def driver_connection(self) -> Any:
+        """The psycopg connection itself (for its ``autocommit`` switch, or ``COPY``)."""
+        return self.session.connection().connection.driver_connection
+
+    def cursor(self) -> Any:
+        return self.session.connection().connection.cursor()
+
+    def commit(self) -> None:
+        # session.connection() first: raw statements opened the driver's transaction
+        # without the session knowing, and a session with no transaction commits nothing.
+        self.session.connection()
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.connection()
+        self.session.rollback()
+
+    def invalidate(self) -> None:
+        """Drop the connection instead of pooling it (its session state is unknown)."""
+        self.session.connection().invalidate()
 
 
 def bind_session_to_schema(session: Session, schema_name: str) -> None:

@@ -70,7 +70,7 @@ class JobSpec:
         _check_json_arguments(kwargs)
         prefix = objects.settings.queue_prefix
         queue = job_queue(objects.redis, self.queue, prefix=prefix)
-        full_id = qualified_job_id(objects, job_id)
+        full_id = qualified_job_id(prefix, job_id)
         if full_id is not None:
             pending = _pending_job(queue, full_id)
             if pending is not None:
@@ -98,7 +98,7 @@ class JobSpec:
             self.enqueue(objects, job_id=job_id, **kwargs)
 
         after_commit(session, enqueue_now)
-        return qualified_job_id(objects, job_id)
+        return qualified_job_id(objects.settings.queue_prefix, job_id)
 
 
 def job(
@@ -138,9 +138,9 @@ def _pending_job(queue: Queue, job_id: str) -> Job | None:
     return existing if existing.get_status(refresh=False) in _PENDING else None
 
 
-def qualified_job_id(objects: Platform, job_id: str | None) -> str | None:
-    """``job_id`` under ``RECOVA_QUEUE_PREFIX``: job records live outside the queues' keys."""
-    prefix = objects.settings.queue_prefix
+def qualified_job_id(prefix: str, job_id: str | None) -> str | None:
+    """``job_id`` under ``prefix`` (``RECOVA_QUEUE_PREFIX``): job records live outside the
+    queues' keys."""
     if job_id is None or not prefix:
         return job_id
     return re.sub(r"[^A-Za-z0-9_-]", "-", prefix) + job_id

@@ -12,12 +12,11 @@ from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import current_principal
 from recova.platform.kernel.api import SelectPage, tenant_routes
-from recova.platform.kernel.errors import abort
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.request_scope import db_session
 from recova.platform.privacy import schemas
 from recova.platform.privacy.models import PersonalDataReveal
-from recova.platform.privacy.reveal import Revealed, RevealError, reveal
+from recova.platform.privacy.reveal import Revealed, reveal
 from recova.platform.privacy.settings import current_settings, save_settings
 from recova.tenants.scope import current_tenant
 
@@ -75,17 +74,13 @@ class Reveal(MethodView):
         """
         principal = current_principal()
         assert principal is not None
-        try:
-            return reveal(
-                db_session(),
-                objects=platform(),
-                tenant_id=current_tenant().id,
-                principal=principal,
-                debtor_id=debtor_id,
-                field=data["field"],
-                reason=data["reason"],
-                contact_id=data.get("contact_id"),
-            )
-        except RevealError as error:
-            headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
-            abort(error.status, message=error.message, headers=headers)
+        return reveal(
+            db_session(),
+            objects=platform(),
+            tenant_id=current_tenant().id,
+            principal=principal,
+            debtor_id=debtor_id,
+            field=data["field"],
+            reason=data["reason"],
+            contact_id=data.get("contact_id"),
+        )

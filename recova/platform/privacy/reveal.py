@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from limits import RateLimitItemPerHour
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
+from redis import Redis
 from sqlalchemy.orm import Session
 
 from recova.platform.audit import record_event
@@ -33,6 +34,7 @@ from recova.platform.auth.principal import Principal
 from recova.platform.auth.reach import may_reach_debtor
 from recova.platform.cases.models import Contact, ContactKind, Debtor
 from recova.platform.kernel.crypto import PersonalDataCipher
+from recova.platform.kernel.errors import DomainError
 from recova.platform.kernel.extension import Platform
 from recova.platform.privacy.models import PersonalDataReveal
 from recova.platform.privacy.settings import current_settings
@@ -43,14 +45,23 @@ REVEAL_ROLES = frozenset({Role.TENANT_ADMIN, Role.AGENCY_MANAGER, Role.COLLECTOR
 FIELDS = ("national_id", "contact")
 
 
-class RevealError(Exception):
-    """A reveal that is refused; ``status`` is the HTTP status to answer with."""
+class RevealError(DomainError):
+    """A reveal that is refused; ``status`` is the HTTP status to answer with (a rate
+    limit's answer says when to retry)."""
 
     def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.retry_after = retry_after
+
+    @property
+    def error_message(self) -> str:
+        return self.message
+
+    @property
+    def error_headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after else None
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,9 @@ def reveal(
         raise RevealError(410, "this debtor's personal data was erased at the end of retention")
 
     value = _decrypt(session, objects.cipher, debtor, field, contact_id)
-    left = _spend_one_reveal(session, objects, tenant_id, principal)
+    left = _spend_one_reveal(
+        session, objects.redis, objects.settings.queue_prefix, tenant_id, principal
+    )
     stored = PersonalDataReveal(
         debtor_id=debtor_id,
         field=field,
@@ -151,13 +164,13 @@ def _decrypt(
 
 
 def _spend_one_reveal(
-    session: Session, objects: Platform, tenant_id: int, principal: Principal
+    session: Session, redis: Redis, prefix: str, tenant_id: int, principal: Principal
 ) -> int:
     per_hour = current_settings(session).reveals_per_hour
     storage = RedisStorage(
         "redis://",
-        connection_pool=objects.redis.connection_pool,
-        key_prefix=f"{objects.settings.queue_prefix}recova:reveals",
+        connection_pool=redis.connection_pool,
+        key_prefix=f"{prefix}recova:reveals",
     )
     limiter = MovingWindowRateLimiter(storage)
     item = RateLimitItemPerHour(per_hour)

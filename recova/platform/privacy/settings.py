@@ -6,10 +6,11 @@ from sqlalchemy.orm import Session
 
 from recova.platform.audit import record_event
 from recova.platform.auth.principal import Principal
+from recova.platform.kernel.errors import DomainError
 from recova.platform.privacy.models import PrivacySettings
 
 
-class PrivacySettingsError(ValueError):
+class PrivacySettingsError(DomainError, ValueError):
     """Settings outside the allowed range."""
 
 

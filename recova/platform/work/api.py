@@ -10,7 +10,7 @@ The agency's own setting (its collectors' discount limit) is an agency route.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -19,14 +19,12 @@ from sqlalchemy.orm import selectinload
 
 from recova.platform.agencies.contracts import AgencyContract
 from recova.platform.agencies.models import Agency
-from recova.platform.allocation import services as allocation_services
 from recova.platform.auth.access import access
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal, current_principal
 from recova.platform.auth.reach import reachable_case_or_404, within_case_reach
 from recova.platform.cases.models import Case
-from recova.platform.kernel.api import tenant_routes
-from recova.platform.kernel.errors import abort
+from recova.platform.kernel.api import one_or_404, tenant_routes
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.request_scope import db_session
 from recova.platform.work import (
@@ -37,8 +35,6 @@ from recova.platform.work import (
     schemas,
     settlements,
 )
-from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
-from recova.platform.work.events import note_event
 from recova.platform.work.jobs import (
     evaluate_promises_job,
     expire_settlements_job,
@@ -53,9 +49,9 @@ from recova.platform.work.models import (
     Promise,
     Settlement,
 )
-from recova.platform.work.settings import current_settings, save_settings
+from recova.platform.work.settings import change_settings, current_settings
 from recova.tenants.models import tenant_today
-from recova.tenants.scope import current_tenant, tenant_scope
+from recova.tenants.scope import current_tenant
 
 blp = Blueprint(
     "work", __name__, description="Case work: lifecycle, promises, plans, settlements, disputes"
@@ -87,32 +83,8 @@ def _reachable(statement: Select[Any], case_id_column: Any) -> Select[Any]:
     return within_case_reach(statement, _principal(), case_id_column)
 
 
-def _case_or_404(case_id: int) -> Case:
+def _reachable_case(case_id: int) -> Case:
     return reachable_case_or_404(db_session(), _principal(), case_id)
-
-
-def _fail(exc: Exception) -> NoReturn:
-    """Answer a service's refusal with its status: 409, 422 or 403."""
-    if isinstance(exc, lifecycle.TransitionRefused):
-        abort(
-            409,
-            message=str(exc),
-            errors={
-                "transition": {
-                    "from": exc.from_status.value,
-                    "to": exc.to_status.value,
-                    "allowed": [status.value for status in exc.allowed],
-                }
-            },
-        )
-    if isinstance(exc, WorkConflict):
-        abort(409, message=str(exc))
-    if isinstance(exc, NotPermitted):
-        abort(403, message=str(exc))
-    abort(422, message=str(exc))
-
-
-REFUSALS = (lifecycle.TransitionRefused, WorkConflict, WorkInvalid, NotPermitted)
 
 
 # --- lifecycle -------------------------------------------------------------------------------
@@ -138,7 +110,7 @@ class CaseLifecycle(MethodView):
     @blp.response(200, schemas.CaseStateSchema)
     def get(self, case_id: int) -> dict[str, Any]:
         """A case's status, hold, flags and the statuses it may move to next."""
-        return _state(_case_or_404(case_id))
+        return _state(_reachable_case(case_id))
 
 
 @tenant_routes(blp, "/cases/<int:case_id>/transitions")
@@ -148,7 +120,7 @@ class CaseTransitions(MethodView):
     def get(self, case_id: int) -> list[Any]:
         """The case's transition history, oldest first."""
 
-        case = _case_or_404(case_id)
+        case = _reachable_case(case_id)
         return list(
             db_session().scalars(
                 select(CaseTransition)
@@ -169,21 +141,18 @@ class CaseTransitions(MethodView):
         promised, on_plan and settled are reached through allocation, promises, plans and
         settlements.
         """
-        case = _case_or_404(case_id)
+        case = _reachable_case(case_id)
         principal = _principal()
-        try:
-            lifecycle.request_transition(
-                db_session(),
-                case=case,
-                to=data["to"],
-                actor=principal,
-                agency_staff=principal.is_agency_user,
-                reason=data["reason"],
-                hold_reason=data["hold_reason"],
-                today=_today(),
-            )
-        except REFUSALS as exc:
-            _fail(exc)
+        lifecycle.request_transition(
+            db_session(),
+            case=case,
+            to=data["to"],
+            actor=principal,
+            agency_staff=principal.is_agency_user,
+            reason=data["reason"],
+            hold_reason=data["hold_reason"],
+            today=_today(),
+        )
         return _state(case)
 
 
@@ -196,7 +165,7 @@ class CasePromises(MethodView):
     @blp.response(200, schemas.PromiseSchema(many=True))
     def get(self, case_id: int) -> list[Promise]:
         """The case's promises to pay, newest first."""
-        case = _case_or_404(case_id)
+        case = _reachable_case(case_id)
         return list(
             db_session().scalars(
                 select(Promise).where(Promise.case_id == case.id).order_by(Promise.id.desc())
@@ -208,18 +177,14 @@ class CasePromises(MethodView):
     @blp.response(201, schemas.PromiseSchema)
     def post(self, data: dict[str, Any], case_id: int) -> Promise:
         """Record the debtor's promise to pay an amount by a date; the case is promised."""
-        case = _case_or_404(case_id)
-        try:
-            return promises.create_promise(
-                db_session(),
-                case=case,
-                amount=data["amount"],
-                due_date=data["due_date"],
-                actor=_principal(),
-                today=_today(),
-            )
-        except REFUSALS as exc:
-            _fail(exc)
+        return promises.create_promise(
+            db_session(),
+            case=_reachable_case(case_id),
+            amount=data["amount"],
+            due_date=data["due_date"],
+            actor=_principal(),
+            today=_today(),
+        )
 
 
 # --- plans -----------------------------------------------------------------------------------
@@ -231,7 +196,7 @@ class CasePlans(MethodView):
     @blp.response(200, schemas.PlanSchema(many=True))
     def get(self, case_id: int) -> list[PaymentPlan]:
         """The case's payment plans with their instalments, newest first."""
-        case = _case_or_404(case_id)
+        case = _reachable_case(case_id)
         return list(
             db_session().scalars(
                 select(PaymentPlan)
@@ -246,31 +211,22 @@ class CasePlans(MethodView):
     @blp.response(201, schemas.PlanSchema)
     def post(self, data: dict[str, Any], case_id: int) -> PaymentPlan:
         """Agree an instalment schedule; the case is on_plan while the plan is active."""
-        case = _case_or_404(case_id)
-        try:
-            return plans.create_plan(
-                db_session(),
-                case=case,
-                instalments=[(i["due_date"], i["amount"]) for i in data["instalments"]],
-                actor=_principal(),
-                today=_today(),
-            )
-        except REFUSALS as exc:
-            _fail(exc)
-
-
-def _plan_or_404(plan_id: int) -> PaymentPlan:
-    found = db_session().scalar(
-        _reachable(
-            select(PaymentPlan)
-            .options(selectinload(PaymentPlan.instalments))
-            .where(PaymentPlan.id == plan_id),
-            PaymentPlan.case_id,
+        return plans.create_plan(
+            db_session(),
+            case=_reachable_case(case_id),
+            instalments=[(i["due_date"], i["amount"]) for i in data["instalments"]],
+            actor=_principal(),
+            today=_today(),
         )
+
+
+def _plan(plan_id: int) -> PaymentPlan:
+    statement = (
+        select(PaymentPlan)
+        .options(selectinload(PaymentPlan.instalments))
+        .where(PaymentPlan.id == plan_id)
     )
-    if found is None:
-        abort(404, message=f"no payment plan {plan_id}")
-    return found
+    return one_or_404(_reachable(statement, PaymentPlan.case_id), f"payment plan {plan_id}")
 
 
 @tenant_routes(blp, "/plans/<int:plan_id>")
@@ -279,7 +235,7 @@ class PlanItem(MethodView):
     @blp.response(200, schemas.PlanSchema)
     def get(self, plan_id: int) -> PaymentPlan:
         """One plan with its instalments and what each has been paid."""
-        return _plan_or_404(plan_id)
+        return _plan(plan_id)
 
 
 @tenant_routes(blp, "/plans/<int:plan_id>/instalments/<int:seq>/deferral")
@@ -289,23 +245,15 @@ class InstalmentDeferral(MethodView):
     @blp.response(200, schemas.PlanSchema)
     def post(self, data: dict[str, Any], plan_id: int, seq: int) -> PaymentPlan:
         """Move an open instalment's due date later, within the tenant's deferral limits."""
-        plan = _plan_or_404(plan_id)
-        # Re-read under the case lock: a deferral committed meanwhile counts against the
-        # limit and may have moved the instalment this one must stay before.
-        lifecycle.lock_for_evaluation(db_session(), plan.case_id, plan, *plan.instalments)
-        try:
-            plans.defer_instalment(
-                db_session(),
-                plan=plan,
-                seq=seq,
-                due_date=data["due_date"],
-                today=_today(),
-                actor=_principal(),
-            )
-        except LookupError as exc:
-            abort(404, message=str(exc))
-        except REFUSALS as exc:
-            _fail(exc)
+        plan = _plan(plan_id)
+        plans.defer_instalment(
+            db_session(),
+            plan=plan,
+            seq=seq,
+            due_date=data["due_date"],
+            today=_today(),
+            actor=_principal(),
+        )
         return plan
 
 
@@ -318,7 +266,7 @@ class CaseSettlements(MethodView):
     @blp.response(200, schemas.SettlementSchema(many=True))
     def get(self, case_id: int) -> list[Settlement]:
         """The case's settlement offers, newest first (agency staff: their agency's)."""
-        case = _case_or_404(case_id)
+        case = _reachable_case(case_id)
         statement = select(Settlement).where(Settlement.case_id == case.id)
         principal = _principal()
         if principal.is_agency_user:
@@ -331,31 +279,18 @@ class CaseSettlements(MethodView):
     def post(self, data: dict[str, Any], case_id: int) -> Settlement:
         """Offer a discounted full-and-final settlement; approved at once when the
         discount is within the caller's limit, otherwise it waits for approval."""
-        case = _case_or_404(case_id)
-        lifecycle.lock_case(db_session(), case.id)
+        case = _reachable_case(case_id)
         principal = _principal()
-        try:
-            return settlements.offer_settlement(
-                db_session(),
-                case=case,
-                amount=data["amount"],
-                expires_on=data["expires_on"],
-                actor=principal,
-                level=settlements.level_of(principal),
-                tenant_id=current_tenant().id,
-                today=_today(),
-            )
-        except REFUSALS as exc:
-            _fail(exc)
-
-
-def _settlement_or_404(settlement_id: int) -> Settlement:
-    found = db_session().scalar(
-        _reachable(select(Settlement).where(Settlement.id == settlement_id), Settlement.case_id)
-    )
-    if found is None:
-        abort(404, message=f"no settlement {settlement_id}")
-    return found
+        return settlements.offer_settlement(
+            db_session(),
+            case=case,
+            amount=data["amount"],
+            expires_on=data["expires_on"],
+            actor=principal,
+            level=settlements.level_of(principal),
+            tenant_id=current_tenant().id,
+            today=_today(),
+        )
 
 
 @tenant_routes(blp, "/settlements/<int:settlement_id>/decision")
@@ -366,26 +301,22 @@ class SettlementDecision(MethodView):
     def post(self, data: dict[str, Any], settlement_id: int) -> Settlement:
         """Approve or reject an offer waiting for approval; 403 if the discount is above
         the caller's limit (collector: the agency's, manager: the contract's)."""
-        settlement = _settlement_or_404(settlement_id)
-        # Re-read under the case lock: of two decisions at once, the second sees the
-        # first's and is refused, rather than both passing the pending check.
-        lifecycle.lock_for_evaluation(db_session(), settlement.case_id, settlement)
+        settlement = one_or_404(
+            _reachable(
+                select(Settlement).where(Settlement.id == settlement_id), Settlement.case_id
+            ),
+            f"settlement {settlement_id}",
+        )
         principal = _principal()
-        if principal.is_agency_user and settlement.agency_id != principal.agency_id:
-            # The case moved agencies since: the offer was priced by the old one's limits.
-            abort(409, message=f"settlement {settlement.id} was offered under another agency")
-        try:
-            return settlements.decide_settlement(
-                db_session(),
-                settlement=settlement,
-                approve=data["approve"],
-                actor=principal,
-                level=settlements.level_of(principal),
-                note=data["note"],
-                today=_today(),
-            )
-        except REFUSALS as exc:
-            _fail(exc)
+        return settlements.decide_settlement(
+            db_session(),
+            settlement=settlement,
+            approve=data["approve"],
+            actor=principal,
+            level=settlements.level_of(principal),
+            note=data["note"],
+            today=_today(),
+        )
 
 
 # --- disputes --------------------------------------------------------------------------------
@@ -397,7 +328,7 @@ class CaseDisputes(MethodView):
     @blp.response(200, schemas.DisputeSchema(many=True))
     def get(self, case_id: int) -> list[Dispute]:
         """The case's disputes, newest first."""
-        case = _case_or_404(case_id)
+        case = _reachable_case(case_id)
         return list(
             db_session().scalars(
                 select(Dispute).where(Dispute.case_id == case.id).order_by(Dispute.id.desc())
@@ -410,18 +341,14 @@ class CaseDisputes(MethodView):
     def post(self, data: dict[str, Any], case_id: int) -> Dispute:
         """Record the debtor's dispute: the case goes on hold, flagged, until the tenant
         resolves it (a placed case is recalled from its agency)."""
-        case = _case_or_404(case_id)
-        try:
-            return disputes.open_dispute(
-                db_session(),
-                case=case,
-                grounds=data["grounds"],
-                notes=data["notes"],
-                actor=_principal(),
-                today=_today(),
-            )
-        except REFUSALS as exc:
-            _fail(exc)
+        return disputes.open_dispute(
+            db_session(),
+            case=_reachable_case(case_id),
+            grounds=data["grounds"],
+            notes=data["notes"],
+            actor=_principal(),
+            today=_today(),
+        )
 
 
 @tenant_routes(blp, "/disputes/<int:dispute_id>/resolution")
@@ -432,23 +359,17 @@ class DisputeResolution(MethodView):
     def post(self, data: dict[str, Any], dispute_id: int) -> Dispute:
         """The tenant resolves a dispute: upheld closes the case; adjusted or rejected
         returns it to work."""
-        dispute = db_session().scalar(
-            _reachable(select(Dispute).where(Dispute.id == dispute_id), Dispute.case_id)
+        dispute = one_or_404(
+            _reachable(select(Dispute).where(Dispute.id == dispute_id), Dispute.case_id),
+            f"dispute {dispute_id}",
         )
-        if dispute is None:
-            abort(404, message=f"no dispute {dispute_id}")
-        # Re-read under the case lock, so a dispute is resolved once.
-        lifecycle.lock_for_evaluation(db_session(), dispute.case_id, dispute)
-        try:
-            return disputes.resolve_dispute(
-                db_session(),
-                dispute=dispute,
-                outcome=DisputeStatus(data["outcome"]),
-                note=data["note"],
-                actor=_principal(),
-            )
-        except REFUSALS as exc:
-            _fail(exc)
+        return disputes.resolve_dispute(
+            db_session(),
+            dispute=dispute,
+            outcome=DisputeStatus(data["outcome"]),
+            note=data["note"],
+            actor=_principal(),
+        )
 
 
 # --- settings, limits, evaluation ------------------------------------------------------------
@@ -475,15 +396,7 @@ class WorkSettingsItem(MethodView):
     @blp.response(200, schemas.WorkSettingsSchema)
     def put(self, data: dict[str, Any]) -> dict[str, Any]:
         """Change any of the settings; the next evaluation uses them."""
-        _, changed = save_settings(db_session(), **data)
-        if changed:
-            note_event(
-                db_session(),
-                action="config.changed",
-                actor=_principal(),
-                subject=("work_settings", 1),
-                data={"changed": changed},
-            )
+        change_settings(db_session(), actor=_principal(), **data)
         return _settings_view()
 
 
@@ -494,51 +407,21 @@ class ContractSettlementLimit(MethodView):
     @blp.response(200, schemas.ContractLimitResultSchema)
     def put(self, data: dict[str, Any], agency_contract_id: int) -> dict[str, Any]:
         """Set the discount an agency's managers may approve on this tenant's cases."""
-        contract = db_session().scalar(
+        contract = one_or_404(
             select(AgencyContract).where(
                 AgencyContract.id == agency_contract_id,
                 AgencyContract.tenant_id == current_tenant().id,
-            )
+            ),
+            f"contract {agency_contract_id}",
         )
-        if contract is None:
-            abort(404, message=f"no contract {agency_contract_id}")
-        before, after = contract.settlement_discount_limit, data["settlement_discount_limit"]
-        contract.settlement_discount_limit = after
-        note_event(
-            db_session(),
-            action="config.changed",
-            actor=_principal(),
-            subject=("agency_contract", contract.id),
-            data={
-                "agency_id": contract.agency_id,
-                "changed": {
-                    "settlement_discount_limit": [before, contract.settlement_discount_limit]
-                },
-            },
+        settlements.set_contract_limit(
+            db_session(), contract, limit=data["settlement_discount_limit"], actor=_principal()
         )
         return {
             "contract_id": contract.id,
             "agency_id": contract.agency_id,
             "settlement_discount_limit": contract.settlement_discount_limit,
         }
-
-
-def _agency_limits(agency: Agency) -> dict[str, Any]:
-    session = db_session()
-    limits = {}
-    for tenant in allocation_services.tenants_served(session, agency.id):
-        found = session.scalar(
-            select(AgencyContract.settlement_discount_limit)
-            .where(AgencyContract.agency_id == agency.id, AgencyContract.tenant_id == tenant.id)
-            .order_by(AgencyContract.starts_on.desc())
-            .limit(1)
-        )
-        limits[tenant.slug] = found
-    return {
-        "agency_id": agency.id,
-        "collector_discount_limit": agency.collector_discount_limit,
-        "contract_limits": limits,
-    }
 
 
 def _own_agency() -> Agency:
@@ -553,7 +436,7 @@ class AgencySettlementLimit(MethodView):
     @blp.response(200, schemas.AgencyLimitResultSchema)
     def get(self) -> dict[str, Any]:
         """The discount the agency's collectors may approve, and each tenant's cap on it."""
-        return _agency_limits(_own_agency())
+        return settlements.agency_limits(db_session(), _own_agency())
 
     @access(Role.AGENCY_MANAGER)
     @blp.arguments(schemas.AgencyLimitSchema)
@@ -567,20 +450,13 @@ class AgencySettlementLimit(MethodView):
         chain is its own schema, so no one transaction spans them): a chain may show a
         change whose own commit then failed, never a change it does not show.
         """
-        agency = _own_agency()
-        before, after = agency.collector_discount_limit, data["collector_discount_limit"]
-        if before != after:
-            for tenant in allocation_services.tenants_served(db_session(), agency.id):
-                with tenant_scope(tenant.id) as scoped:
-                    note_event(
-                        scoped,
-                        action="config.changed",
-                        actor=_principal(),
-                        subject=("agency", agency.id),
-                        data={"changed": {"collector_discount_limit": [before, after]}},
-                    )
-        agency.collector_discount_limit = after
-        return _agency_limits(agency)
+        agency = settlements.set_collector_limit(
+            db_session(),
+            _own_agency(),
+            limit=data["collector_discount_limit"],
+            actor=_principal(),
+        )
+        return settlements.agency_limits(db_session(), agency)
 
 
 @tenant_routes(blp, "/work/evaluations")

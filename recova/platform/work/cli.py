@@ -9,10 +9,9 @@ from marshmallow import ValidationError
 
 from recova.platform.kernel.cli import cli_platform
 from recova.platform.work.evaluation import evaluate_due_work
-from recova.platform.work.events import note_event
 from recova.platform.work.jobs import DAILY_ACTOR, EXPIRY_ACTOR
 from recova.platform.work.schemas import WorkSettingsSchema
-from recova.platform.work.settings import DEFAULTS, current_settings, save_settings
+from recova.platform.work.settings import DEFAULTS, change_settings, current_settings
 from recova.platform.work.settlements import expire_settlements
 from recova.tenants.models import tenant_today
 from recova.tenants.scope import tenant_scope
@@ -103,15 +102,7 @@ def work_settings(tenant: str, changes: tuple[str, ...]) -> None:
     try:
         with tenant_scope(tenant, db=objects.db) as session:
             if parsed:
-                _, changed = save_settings(session, **parsed)
-                if changed:
-                    note_event(
-                        session,
-                        action="config.changed",
-                        actor="cli:work-settings",
-                        subject=("work_settings", 1),
-                        data={"changed": changed},
-                    )
+                change_settings(session, actor="cli:work-settings", **parsed)
             found = current_settings(session)
             for name in DEFAULTS:
                 click.echo(f"{name:<22} {getattr(found, name)}")

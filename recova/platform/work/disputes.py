@@ -33,6 +33,7 @@ from recova.platform.work.lifecycle import (
     Actor,
     actor_label,
     can_transition,
+    lock_for_evaluation,
     open_hold,
     transition,
 )
@@ -93,7 +94,11 @@ def resolve_dispute(
     note: str | None,
     actor: Actor,
 ) -> Dispute:
-    """The tenant's decision: upheld closes the case, adjusted or rejected resumes it."""
+    """The tenant's decision: upheld closes the case, adjusted or rejected resumes it.
+
+    The dispute is re-read under the case lock, so a dispute is resolved once.
+    """
+    lock_for_evaluation(session, dispute.case_id, dispute)
     if dispute.status is not DisputeStatus.OPEN:
         raise WorkConflict(f"dispute {dispute.id} is already {dispute.status.value}")
     if outcome is DisputeStatus.OPEN:

@@ -32,6 +32,7 @@ or held case (``settlements.offer_settlement``), so only a paid offer takes thes
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -41,6 +42,7 @@ from recova.platform.allocation.placement import recall_placement
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.kernel.db import utcnow
+from recova.platform.kernel.errors import DomainError
 from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
 from recova.platform.work.models import (
@@ -97,8 +99,10 @@ def actor_label(actor: Actor) -> str:
     return actor
 
 
-class TransitionRefused(Exception):
-    """A status change the lifecycle does not admit."""
+class TransitionRefused(DomainError):
+    """A status change the lifecycle does not admit (409, naming the statuses allowed)."""
+
+    status = 409
 
     def __init__(self, from_status: CaseStatus, to_status: CaseStatus) -> None:
         self.from_status = from_status
@@ -109,6 +113,16 @@ class TransitionRefused(Exception):
             f"a case cannot move from {from_status.value} to {to_status.value};"
             f" from {from_status.value} it may move to: {targets}"
         )
+
+    @property
+    def error_details(self) -> dict[str, Any]:
+        return {
+            "transition": {
+                "from": self.from_status.value,
+                "to": self.to_status.value,
+                "allowed": [status.value for status in self.allowed],
+            }
+        }
 
 
 def can_transition(from_status: CaseStatus, to_status: CaseStatus) -> bool:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from recova.platform.cases.models import Account, Case, CaseStatus
 from recova.platform.kernel.db import utcnow
-from recova.platform.work.errors import WorkConflict, WorkInvalid
+from recova.platform.work.errors import WorkConflict, WorkInvalid, WorkNotFound
 from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import Actor, actor_label, lock_for_evaluation, transition
 from recova.platform.work.models import (
@@ -252,14 +252,19 @@ def defer_instalment(
     today: dt.date,
     actor: Actor,
 ) -> Instalment:
-    """Move one open instalment's due date later, within the tenant's deferral limits."""
+    """Move one open instalment's due date later, within the tenant's deferral limits.
+
+    The plan is re-read under the case lock: a deferral committed meanwhile counts against
+    the limit and may have moved the instalment this one must stay before.
+    """
+    lock_for_evaluation(session, plan.case_id, plan, *plan.instalments)
     if plan.status is not PlanStatus.ACTIVE:
         raise WorkConflict(f"plan {plan.id} is {plan.status.value}; only active plans defer")
     settings = current_settings(session)
     by_seq = {i.seq: i for i in plan.instalments}
     instalment = by_seq.get(seq)
     if instalment is None:
-        raise LookupError(f"plan {plan.id} has no instalment {seq}")
+        raise WorkNotFound(f"plan {plan.id} has no instalment {seq}")
     if instalment.status is not InstalmentStatus.OPEN:
         raise WorkConflict(f"instalment {seq} is {instalment.status.value}; only open ones defer")
     if due_date <= instalment.due_date or due_date < today:

@@ -6,6 +6,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from recova.platform.auth.principal import Principal
+from recova.platform.work.events import note_event
 from recova.platform.work.models import WorkSettings
 
 DEFAULTS: dict[str, int] = {
@@ -39,4 +41,20 @@ def save_settings(session: Session, **changes: Any) -> tuple[WorkSettings, dict[
             changed[name] = [old, value]
             setattr(found, name, value)
     session.flush()  # the answer shows the stored row
+    return found, changed
+
+
+def change_settings(
+    session: Session, *, actor: Principal | str, **changes: Any
+) -> tuple[WorkSettings, dict[str, Any]]:
+    """``save_settings``, with an audit event naming what changed (none if nothing did)."""
+    found, changed = save_settings(session, **changes)
+    if changed:
+        note_event(
+            session,
+            action="config.changed",
+            actor=actor,
+            subject=("work_settings", 1),
+            data={"changed": changed},
+        )
     return found, changed

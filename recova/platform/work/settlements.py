@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,6 +37,7 @@ from sqlalchemy.orm import Session
 from recova.platform.agencies.contracts import AgencyContract, active_contract_condition
 from recova.platform.agencies.models import Agency
 from recova.platform.allocation.models import Placement
+from recova.platform.allocation.services import tenants_served
 from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Account, Case, CaseStatus
@@ -47,6 +49,7 @@ from recova.platform.work.lifecycle import (
     Actor,
     actor_label,
     can_transition,
+    lock_case,
     lock_for_evaluation,
     open_hold,
     transition,
@@ -54,6 +57,7 @@ from recova.platform.work.lifecycle import (
 from recova.platform.work.models import ApprovalLevel, Settlement, SettlementStatus
 from recova.platform.work.money import day_started, money, paid_between, start_of_day
 from recova.platform.work.settings import current_settings
+from recova.tenants.scope import tenant_scope
 
 OPEN = (SettlementStatus.PENDING_APPROVAL, SettlementStatus.APPROVED)
 _RANK = {ApprovalLevel.COLLECTOR: 1, ApprovalLevel.MANAGER: 2, ApprovalLevel.TENANT: 3}
@@ -138,8 +142,10 @@ def offer_settlement(
 
     Only on a case being worked: a recalled or held case may still settle (an offer made
     before is paid), but a new one is not negotiated while no agency holds it or a dispute
-    or legal hold stops it.
+    or legal hold stops it. The case is locked first (and read afresh), so two offers at
+    once are made one after the other, the second seeing the first.
     """
+    lock_case(session, case.id)
     if case.status not in WORKED:
         raise WorkConflict(
             f"case {case.id} is {case.status.value}; offers are made on a case being worked"
@@ -217,7 +223,20 @@ def decide_settlement(
     note: str | None,
     today: dt.date,
 ) -> Settlement:
-    """Approve or reject an offer waiting for approval, at a level that covers it."""
+    """Approve or reject an offer waiting for approval, at a level that covers it.
+
+    The offer is re-read under the case lock: of two decisions at once, the second sees
+    the first's and is refused, rather than both passing the pending check. Agency staff
+    decide only offers made under their own agency: one priced by another agency's limits
+    (the case moved agencies since) is refused.
+    """
+    lock_for_evaluation(session, settlement.case_id, settlement)
+    if (
+        isinstance(actor, Principal)
+        and actor.is_agency_user
+        and settlement.agency_id != actor.agency_id
+    ):
+        raise WorkConflict(f"settlement {settlement.id} was offered under another agency")
     if settlement.status is not SettlementStatus.PENDING_APPROVAL:
         raise WorkConflict(
             f"settlement {settlement.id} is {settlement.status.value}, not pending approval"
@@ -330,3 +349,71 @@ def expire_settlements(
         )
         counts["expired"] += 1
     return counts
+
+
+# --- the limits ----------------------------------------------------------------------------
+
+
+def set_contract_limit(
+    session: Session, contract: AgencyContract, *, limit: Decimal, actor: Actor
+) -> AgencyContract:
+    """Set the discount the agency's managers may approve on the contract's tenant's cases;
+    the change is noted for the tenant's audit chain."""
+    before = contract.settlement_discount_limit
+    contract.settlement_discount_limit = limit
+    note_event(
+        session,
+        action="config.changed",
+        actor=actor,
+        subject=("agency_contract", contract.id),
+        data={
+            "agency_id": contract.agency_id,
+            "changed": {"settlement_discount_limit": [before, contract.settlement_discount_limit]},
+        },
+    )
+    return contract
+
+
+def agency_limits(session: Session, agency: Agency) -> dict[str, Any]:
+    """The discount the agency's collectors may approve, and each served tenant's cap (the
+    limit of its latest contract with the agency), by tenant slug."""
+    limits = {}
+    for tenant in tenants_served(session, agency.id):
+        found = session.scalar(
+            select(AgencyContract.settlement_discount_limit)
+            .where(AgencyContract.agency_id == agency.id, AgencyContract.tenant_id == tenant.id)
+            .order_by(AgencyContract.starts_on.desc())
+            .limit(1)
+        )
+        limits[tenant.slug] = found
+    return {
+        "agency_id": agency.id,
+        "collector_discount_limit": agency.collector_discount_limit,
+        "contract_limits": limits,
+    }
+
+
+def set_collector_limit(
+    session: Session, agency: Agency, *, limit: Decimal, actor: Actor
+) -> Agency:
+    """Set the discount the agency's collectors may approve (each tenant's contract limit
+    still caps it there).
+
+    The limit binds in every tenant the agency serves, so each of their audit chains
+    records a change. Those appends commit just before the caller's session does (each
+    chain is its own schema, so no one transaction spans them): a chain may show a change
+    whose own commit then failed, never a change it does not show.
+    """
+    before = agency.collector_discount_limit
+    if before != limit:
+        for tenant in tenants_served(session, agency.id):
+            with tenant_scope(tenant.id) as scoped:
+                note_event(
+                    scoped,
+                    action="config.changed",
+                    actor=actor,
+                    subject=("agency", agency.id),
+                    data={"changed": {"collector_discount_limit": [before, limit]}},
+                )
+    agency.collector_discount_limit = limit
+    return agency

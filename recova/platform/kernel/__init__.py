@@ -1,0 +1,1 @@
+"""The kernel: the floor every other part of Recova stands on; it imports none of them."""
