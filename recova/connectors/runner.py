@@ -193,11 +193,16 @@ def _plan_of(session: Session, tenant: Tenant, run: IngestionRun) -> RunPlan:
 def _evaluate_payments_after(objects: Platform, *, tenant_id: int, run_id: int) -> None:
     """Hand the run's accounts to case work: promises, plans and settlements are judged
     by the payments the run recorded. The run has committed by now (its chunks and its
-    finish); the job has its own retries, so a failure there never fails the run."""
-
-    evaluate_payments_job.enqueue(
-        objects, job_id=payments_job_id(tenant_id, run_id), tenant_id=tenant_id, run_id=run_id
-    )
+    finish); the job goes through the outbox, so Redis being away at this moment loses
+    nothing and never fails the run (the relay hands it over later)."""
+    with tenant_scope(tenant_id, db=objects.db) as session:
+        evaluate_payments_job.enqueue_after_commit(
+            session,
+            objects,
+            job_id=payments_job_id(tenant_id, run_id),
+            tenant_id=tenant_id,
+            run_id=run_id,
+        )
 
 
 def _execute(

@@ -11,6 +11,11 @@ retention erasure and the daily close of the previous month (it refreshes that m
 draft invoice until it is issued) of every active tenant; adding a job is one line in
 ``periodic_jobs()``.
 
+**The outbox relay.** Each leader tick first hands to RQ the outbox rows whose publish at
+commit failed (Redis away, a process killed between commit and publish), oldest first, for
+at most ``RELAY_BUDGET`` seconds, and purges rows published over a week ago (see
+``recova.platform.kernel.outbox``).
+
 Never twice, three ways:
 
 1. **One leader.** Each replica tries to hold a Redis lock (redis-py's ``Lock``) with a
@@ -55,6 +60,7 @@ from recova.platform.audit.jobs import export_audit_head_job
 from recova.platform.cases.jobs import refresh_days_past_due_job
 from recova.platform.kernel.extension import Platform, platform
 from recova.platform.kernel.jobs import JobSpec
+from recova.platform.kernel.outbox import relay_outbox_until_drained
 from recova.platform.privacy.jobs import retention_erasure_job
 from recova.platform.work.jobs import (
     evaluate_promises_job,
@@ -68,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 LOCK_KEY = "recova:scheduler:leader"
 LOCK_TTL = 30  # seconds; a tick renews it, so a tick must be well under this
+RELAY_BUDGET = 5.0  # seconds of outbox relaying per tick at most, well under LOCK_TTL
 
 
 @dataclass(frozen=True)
@@ -249,10 +256,20 @@ class Scheduler:
     # -- enqueueing --------------------------------------------------------------------
 
     def tick(self, now: dt.datetime | None = None) -> list[str]:
-        """If leading, enqueue every run that is due and not yet claimed; their job ids."""
+        """If leading, relay the outbox, then enqueue every run that is due and not yet
+        claimed; the job ids of those runs."""
         if not self.hold_leadership():
             return []
+        self.relay_outbox()
         return self.enqueue_due(now or dt.datetime.now(dt.UTC))
+
+    def relay_outbox(self) -> int:
+        """Hand the outbox rows that missed their publish at commit to RQ (the leader's
+        job, so one relay runs at a time; ``SKIP LOCKED`` keeps even two apart)."""
+        published = relay_outbox_until_drained(self.objects, budget=RELAY_BUDGET)
+        if published:
+            logger.info("outbox relay published %d jobs", published)
+        return published
 
     def enqueue_due(self, now: dt.datetime) -> list[str]:
         """Enqueue the latest due slot of each job for every active tenant, each run once

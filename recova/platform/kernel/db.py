@@ -240,11 +240,20 @@ def _map_tenant_on_begin(session: Session, transaction: Any, connection: Connect
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the session's current transaction commits; drop it on rollback.
 
-    This is how jobs are enqueued: a job never sees data its request did not commit.
+    For work outside the database that must follow the commit (counting a metric, handing
+    the transaction's outbox rows to RQ at once). A callback that must never fail the
+    caller (the outbox publish) catches its own errors: anything it raises reaches the
+    code that committed.
     """
     if not session.in_transaction():
         session.begin()  # else a rollback before the first statement would not forget it
     session.info.setdefault("after_commit", []).append(callback)
+
+
+def pending_after_commit(session: Session) -> list[Callable[[], None]]:
+    """The callbacks registered for the session's current transaction (to extend one)."""
+    callbacks: list[Callable[[], None]] = session.info.get("after_commit", [])
+    return callbacks
 
 
 @event.listens_for(Session, "after_commit")
@@ -260,8 +269,9 @@ def _run_after_commit(session: Session) -> None:
             logger.exception("work registered to run after commit failed")
             failures.append(exc)
     if failures:
-        # The data is committed but some work (a job) was not handed over: the request
-        # fails so its client retries; jobs are idempotent with stable ids.
+        # The data is committed but some work was not done: the caller hears of it. Jobs
+        # never come here: they are outbox rows committed with the data, and their
+        # immediate publish swallows its own errors (the relay publishes them later).
         raise failures[0]
 
 

@@ -4,8 +4,13 @@ Rules every job follows:
 
 - Arguments are ids, the tenant id and plain values, serialised as JSON (never pickle,
   never ORM objects or personal data).
-- A job is enqueued only after the transaction that asked for it commits
-  (``enqueue_after_commit``), so it never runs against data that was rolled back.
+- A job asked for inside a transaction is written to the transactional outbox
+  (``enqueue_after_commit``, see ``recova.platform.kernel.outbox``) in that transaction:
+  it never runs against data that was rolled back, and a change that committed always
+  gets its job, even when Redis is away at commit time (the relay hands it over later).
+  Handing it to RQ never fails the request that committed.
+- A job reaches RQ once per outbox row; its id is stable (the caller's, or
+  ``outbox-<row id>``), and a pending job of the same id serves a second request.
 - A job is idempotent: running it twice has the effect of running it once, so RQ's
   retries and a worker killed mid-job are safe.
 - Each job runs inside an app context with its own session, opened by the job itself
@@ -25,15 +30,16 @@ from typing import Any
 
 from flask import Flask, has_app_context
 from redis import Redis
-from rq import Queue, Retry, get_current_job
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq import Queue, get_current_job
+from rq.job import Job
 from rq.serializers import JSONSerializer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from recova.platform.kernel.db import after_commit
+from recova.platform.kernel.db import after_commit, pending_after_commit
 from recova.platform.kernel.extension import Platform
 from recova.platform.kernel.logs import job_log_context
+from recova.platform.kernel.outbox import PublishAfterCommit, hand_to_rq, write_outbox_job
 
 QUEUES = ("ingest", "allocate", "work", "billing", "webhooks", "default")
 DAY = 24 * 3600
@@ -65,40 +71,64 @@ class JobSpec:
             ):
                 return self.func(**kwargs)
 
+    @property
+    def rq_options(self) -> dict[str, Any]:
+        """How RQ runs it, as JSON (what an outbox row carries)."""
+        return {
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "backoff": list(self.backoff),
+            "failure_ttl": self.failure_ttl,
+            "result_ttl": self.result_ttl,
+        }
+
     def enqueue(self, objects: Platform, *, job_id: str | None = None, **kwargs: Any) -> Job:
-        """Enqueue now; prefer ``enqueue_after_commit`` inside a transaction."""
+        """Enqueue now, outside any transaction; inside one, use ``enqueue_after_commit``."""
         _check_json_arguments(kwargs)
         prefix = objects.settings.queue_prefix
-        queue = job_queue(objects.redis, self.queue, prefix=prefix)
-        full_id = qualified_job_id(prefix, job_id)
-        if full_id is not None:
-            pending = _pending_job(queue, full_id)
-            if pending is not None:
-                return pending  # asked again before it ran: one run serves both
-        return queue.enqueue_call(
+        return hand_to_rq(
+            job_queue(objects.redis, self.queue, prefix=prefix),
             self.path,
             kwargs=kwargs,
-            timeout=self.timeout,
-            retry=Retry(max=self.retries, interval=self.backoff) if self.retries else None,
-            failure_ttl=self.failure_ttl,
-            result_ttl=self.result_ttl,
-            job_id=full_id,
+            options=self.rq_options,
+            job_id=qualified_job_id(prefix, job_id),
         )
 
     def enqueue_after_commit(
         self, session: Session, objects: Platform, *, job_id: str | None = None, **kwargs: Any
     ) -> str | None:
-        """Enqueue once ``session``'s transaction commits; forget it on rollback.
+        """Write the job to the outbox in ``session``'s transaction; RQ gets it after commit.
 
-        Returns the id the job will have (when ``job_id`` names it), for the caller to report.
+        A rollback takes the row with it. After the commit the row is published at once,
+        best effort (a Redis failure is logged, never raised); the relay publishes any row
+        left. Returns the RQ id the job will have, for the caller to report.
         """
         _check_json_arguments(kwargs)
+        prefix = objects.settings.queue_prefix
+        row_id, full_id = write_outbox_job(
+            session,
+            queue=prefix + self.queue,
+            func_path=self.path,
+            kwargs=kwargs,
+            options=self.rq_options,
+            job_id=qualified_job_id(prefix, job_id),
+            job_id_prefix=qualified_job_id(prefix, "") or "",
+        )
+        _publish_after_commit(session, objects.redis, row_id)
+        return full_id
 
-        def enqueue_now() -> None:
-            self.enqueue(objects, job_id=job_id, **kwargs)
 
-        after_commit(session, enqueue_now)
-        return qualified_job_id(objects.settings.queue_prefix, job_id)
+def _publish_after_commit(session: Session, redis: Redis, row_id: int) -> None:
+    """Publish the outbox row ``row_id`` once ``session``'s transaction commits (best
+    effort); one publish per transaction serves every row it wrote."""
+    for callback in pending_after_commit(session):
+        if isinstance(callback, PublishAfterCommit) and callback.redis is redis:
+            callback.ids.append(row_id)
+            return
+    bind = session.get_bind()
+    publish = PublishAfterCommit(bind if isinstance(bind, Engine) else bind.engine, redis)
+    publish.ids.append(row_id)
+    after_commit(session, publish)
 
 
 def job(
@@ -124,18 +154,6 @@ def job(
         )
 
     return decorator
-
-
-_PENDING = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
-
-
-def _pending_job(queue: Queue, job_id: str) -> Job | None:
-    """The job with this id if it has yet to finish; a finished or failed one may rerun."""
-    try:
-        existing = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
-    except NoSuchJobError:
-        return None
-    return existing if existing.get_status(refresh=False) in _PENDING else None
 
 
 def qualified_job_id(prefix: str, job_id: str | None) -> str | None:

@@ -1,8 +1,10 @@
 """One database session per request, committed once.
 
 The session is opened on first use and committed once, after the view returned a
-success; any error status or exception rolls it back. Work that must only happen after
-the commit (enqueueing jobs) is registered with ``recova.platform.kernel.db.after_commit``.
+success; any error status or exception rolls it back. Jobs the request asks for are
+outbox rows in that transaction (``JobSpec.enqueue_after_commit``), handed to RQ after
+it; other work that must only follow the commit is registered with
+``recova.platform.kernel.db.after_commit``.
 
 Just before that commit, an ``on_write`` hook handed in by the app factory sees every
 successful write (POST, PUT, PATCH, DELETE): the factory passes the audit domain's
