@@ -3,7 +3,10 @@
 Every API view method carries an ``@access(...)`` rule. It is enforced before the
 request body is parsed: no principal gives 401, a principal without the role or scope
 gives 403, and a tenant the principal may not reach gives 404. The rule is kept on the
-view (``view.access_rule``) so the tests can walk every route and role.
+view (``view.access_rule``) so the tests can walk every route and role. Once the caller
+and the tenant are known, a POST or PATCH carrying ``Idempotency-Key`` is claimed for
+that caller in that tenant (``recova.platform.kernel.idempotency``): a retry is answered
+from the stored response without running the view.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from recova.platform.auth.principal import Principal, current_principal
 from recova.platform.auth.tenancy import resolve_request_tenant
 from recova.platform.kernel.api import reject_unknown_query_parameters
 from recova.platform.kernel.errors import abort
+from recova.platform.kernel.idempotency import claim_idempotency_key
 from recova.platform.kernel.request_scope import db_session
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,8 +75,15 @@ def access(
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            enforce(rule)
+            principal = enforce(rule)
             reject_unknown_query_parameters(getattr(wrapper, "_apidoc", {}))
+            tenant = g.get("tenant") if rule.tenant else None
+            replay = claim_idempotency_key(
+                scope=f"{principal.kind}:{principal.subject_id}",
+                tenant_id=None if tenant is None else tenant.id,
+            )
+            if replay is not None:
+                return replay
             return view(*args, **kwargs)
 
         wrapper.access_rule = rule  # type: ignore[attr-defined]

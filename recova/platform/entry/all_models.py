@@ -39,6 +39,7 @@ from recova.platform.auth.models import Membership, OAuthClient, OAuthToken, Use
 from recova.platform.cases.models import Account, Case, Contact, Debtor
 from recova.platform.compliance.models import PolicyVersion, ValidationNotice
 from recova.platform.contact.models import ContactAttempt, MessageTemplate, OutcomeCode
+from recova.platform.kernel.idempotency import IdempotencyRecord
 from recova.platform.kernel.outbox import OutboxEntry
 from recova.platform.payments.models import Payment
 from recova.platform.privacy.models import PersonalDataReveal, PrivacySettings
@@ -79,6 +80,7 @@ __all__ = [
     "Debtor",
     "Dispute",
     "HttpSource",
+    "IdempotencyRecord",
     "IngestionFile",
     "IngestionFileChunk",
     "IngestionMapping",

@@ -35,6 +35,7 @@ from recova.platform.kernel.db import Database
 from recova.platform.kernel.embedded import with_embedded_services
 from recova.platform.kernel.errors import register_error_handlers
 from recova.platform.kernel.extension import Platform
+from recova.platform.kernel.idempotency import IdempotencyPlugin, init_idempotency, skip_replays
 from recova.platform.kernel.logs import (
     configure_logging,
     init_request_logging,
@@ -131,7 +132,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     # so the request's log line and latency include its commit.
     init_request_logging(app)
     init_metrics(app)
-    init_request_scope(app, on_write=record_api_write)
+    init_request_scope(app, on_write=skip_replays(record_api_write))
+    init_idempotency(app)
     remember_request_tenant(app)
     csrf = CSRFProtect(app)
 
@@ -147,7 +149,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
     app.url_value_preprocessor(pop_named_tenant)
 
-    api = Api(app)
+    api = Api(app, spec_kwargs={"extra_plugins": [IdempotencyPlugin()]})
     document_api_fields(api, [(SlugConverter, slug_parameter)])
     api.spec.components.security_scheme(
         "oauth2",
