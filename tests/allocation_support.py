@@ -53,9 +53,11 @@ class AllocTenant:
 
     def sql(self, statement: str, **params: Any) -> list[Any]:
         """Run SQL naming the tenant's schema as ``{s}``; returns the rows (committed)."""
-        with self.db.engine.begin() as connection:
-            result = connection.execute(text(statement.replace("{s}", f'"{self.schema}"')), params)
-            return list(result.all()) if result.returns_rows else []
+        with self.db.session() as session:
+            result = session.execute(text(statement.replace("{s}", f'"{self.schema}"')), params)
+            rows = list(result.all()) if result.returns_rows else []
+            session.commit()
+            return rows
 
     def run(self, as_of: dt.date = AS_OF, **options: Any) -> Any:
         return run_allocation(self.db, tenant=self.id, as_of=as_of, **options)
@@ -117,12 +119,12 @@ def make_tenant(
 ) -> AllocTenant:
     """A tenant contracted with the given agencies from well before ``AS_OF``."""
     from recova.platform.agencies.models import Agency
-    from recova.tenants.services import provision_tenant
+    from tests.tenant_clone import clone_tenant
 
     db = platform(app).db
     tag = secrets.token_hex(3)
     with db.session() as session:
-        tenant = provision_tenant(
+        tenant = clone_tenant(
             session,
             slug=f"alloc-{tag}",
             name=f"Alloc {tag}",
@@ -320,7 +322,7 @@ def seed_world_allocation(world: Any) -> None:
         days = 1 if key == "a" else 3
         for back in range(days - 1, -1, -1):
             run_allocation(db, tenant=tenant.slug, as_of=today - dt.timedelta(days=back))
-    with db.engine.connect() as connection:
+    with db.session() as connection:
         schema = connection.execute(
             text("SELECT schema_name FROM platform.tenants WHERE id = :id"), {"id": world.b.id}
         ).scalar_one()

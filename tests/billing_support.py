@@ -59,7 +59,7 @@ class Ledger:
     def set_payout(self, agency_id: int, *, share: str | None = None, rates: Any = None) -> None:
         """The agency's payout on its contract with this tenant."""
         mode = "rates" if rates is not None else "share"
-        with self.db.engine.begin() as connection:
+        with self.db.session() as connection:
             connection.execute(
                 text(
                     "UPDATE platform.agency_contracts SET payout_mode = :mode,"
@@ -74,6 +74,7 @@ class Ledger:
                     "agency": agency_id,
                 },
             )
+            connection.commit()
 
     def version(self, **terms: Any) -> ContractVersion:
         """Add a contract version (defaults: CNY from 2020, 10% for every bucket)."""
@@ -164,7 +165,7 @@ class Ledger:
         return close_month(self.db, tenant=self.tenant.id, month=month, **options)
 
     def lines(self) -> list[dict[str, Any]]:
-        with self.db.engine.connect() as connection:
+        with self.db.session() as connection:
             result = connection.execute(
                 text(f'SELECT * FROM "{self.tenant.schema}".commission_lines ORDER BY id')
             )
@@ -174,7 +175,7 @@ class Ledger:
         return next(line for line in self.lines() if line["payment_id"] == payment_id)
 
     def invoices(self) -> list[dict[str, Any]]:
-        with self.db.engine.connect() as connection:
+        with self.db.session() as connection:
             result = connection.execute(
                 text(f'SELECT * FROM "{self.tenant.schema}".invoices ORDER BY number')
             )
@@ -236,7 +237,7 @@ def seed_world_billing(world: Any) -> None:
         (today.replace(day=1) - dt.timedelta(days=10)).replace(day=1),
         today.replace(day=1),
     ]
-    with db.engine.begin() as connection:
+    with db.session() as connection:
         for n, month in enumerate(months):
             # The last month's payment is today: the case is with agency B by then.
             paid_on = today if n == 2 else month + dt.timedelta(days=3)
@@ -248,6 +249,7 @@ def seed_world_billing(world: Any) -> None:
                 ),
                 {"n": n, "at": dt.datetime.combine(paid_on, dt.time(17, 0), tzinfo=dt.UTC)},
             )
+        connection.commit()
     for month in months:
         close_month(db, tenant=world.b.id, month=month)
     world.hostile_ids.update({"invoice_id": "3", "version_id": "5", "statement_id": "1"})

@@ -30,8 +30,9 @@ from recova.platform.kernel.crypto import mask
 from recova.platform.kernel.extension import platform
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
-from recova.tenants.services import provision_tenant
 from tests.support import PASSWORD
+from tests.tenant_clone import clone_tenant
+from tests.transactions import RolledBack, private_copy
 
 ZONES = {"CN": ("Asia/Shanghai", "CNY"), "US": ("America/New_York", "USD")}
 
@@ -291,7 +292,7 @@ def make_lender(app: Flask, jurisdiction: str = "CN") -> Lender:
     tag = secrets.token_hex(3)
     zone, currency = ZONES[jurisdiction]
     with db.session() as session:
-        tenant = provision_tenant(
+        tenant = clone_tenant(
             session,
             slug=f"cmp-{jurisdiction.lower()}-{tag}",
             name=f"Lender {tag}",
@@ -342,6 +343,16 @@ def make_lender(app: Flask, jurisdiction: str = "CN") -> Lender:
             lender.manager_emails.append(manager.email)
         session.commit()
     return lender
+
+
+def lender_for(
+    app: Flask, jurisdiction: str, shared_lender: Lender, rolled_back: RolledBack | None
+) -> Lender:
+    """The worker's shared lender of ``jurisdiction`` for a rolled-back test (a copy of its
+    description), or a lender of the test's own for a ``real_commits`` one."""
+    if rolled_back is None:
+        return make_lender(app, jurisdiction)
+    return private_copy(shared_lender, app)
 
 
 def zone_where_it_is(hour: int) -> str:

@@ -16,13 +16,34 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
+from flask import Flask
 
+from recova.platform.auth import passwords
 from recova.platform.entry.app import create_app
 from recova.platform.kernel.config import Settings, new_secrets, normalise_database_url
 from recova.platform.kernel.embedded import EmbeddedRedis, start_embedded_postgres
 from recova.platform.kernel.extension import platform
 from recova.tenants.migrate import migrate_shared
-from tests.support import World, build_world, scratch_database
+from tests.compliance_support import Lender, make_lender
+from tests.support import World, build_world, drop_databases, scratch_database
+from tests.tenant_clone import record_provisioning
+from tests.transactions import SHARED_SCHEMAS, RolledBack, private_copy, real_commits, shared
+
+# Argon2id at its production cost (64 MiB, 3 passes, 4 lanes) takes ~0.1 s per hash or
+# check on this kind of machine, and the suite makes some 1,600 of them (every user a
+# fixture creates, every login): a third of the run. The tests hash and check with the
+# same algorithm and code at its lowest cost; the parameters travel in each hash, so
+# hashes made here verify in the CLI and servers the tests start, and back. A test of
+# the hashing itself installs its own hasher (test_web_auth counts the checks).
+passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): a worker per core and one more, for a good part
+    of the run is spent waiting on processes the tests start (servers, CLIs, workers);
+    ``--maxprocesses`` caps it."""
+    return len(os.sched_getaffinity(0)) + 1
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +67,18 @@ def database_url(server_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def _scratch_databases(server_url: str) -> Iterator[list[str]]:
+    """The tests' scratch databases, dropped together at the end (see ``scratch_database``)."""
+    names: list[str] = []
+    yield names
+    drop_databases(server_url, names)
+
+
 @pytest.fixture
-def fresh_database(server_url: str) -> Iterator[str]:
+def fresh_database(server_url: str, _scratch_databases: list[str]) -> Iterator[str]:
     """An empty database of the test's own, for tests that need a blank server state."""
-    with scratch_database(server_url, "recova_scratch") as url:
+    with scratch_database(server_url, "recova_scratch", drop_later=_scratch_databases) as url:
         yield url
 
 
@@ -92,6 +121,7 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
     application = create_app(settings)
     application.config["TESTING"] = True
     migrate_shared(platform(application).db.engine)
+    record_provisioning(platform(application).db.engine)
     yield application
     redis = platform(application).redis
     # Queues carry the prefix as is; job ids carry it with ":" made "-".
@@ -112,6 +142,47 @@ def client(app):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def world(app) -> World:  # type: ignore[no-untyped-def]
-    """Two tenants with identical external ids, an agency contracted to A only, and staff."""
-    return build_world(app)
+def rolled_back(request: pytest.FixtureRequest, app: Flask) -> Iterator[RolledBack | None]:
+    """The test's transaction, rolled back at its end; None for a ``real_commits`` test.
+
+    Fixtures that hand out a shared fixture depend on this one and on the session-scoped
+    fixture that built it, so the shared fixture is built (committed) before this starts.
+    """
+    if real_commits(request):
+        yield None
+        return
+    with RolledBack(app, sorted(SHARED_SCHEMAS)) as transaction:
+        yield transaction
+
+
+@pytest.fixture(scope="session")
+def shared_world(app) -> World:  # type: ignore[no-untyped-def]
+    """The worker's world, built once and only ever changed inside rolled-back tests."""
+    world = build_world(app)
+    return shared(world, world.a.slug, world.b.slug)
+
+
+@pytest.fixture(scope="session")
+def shared_lender_cn(app) -> Lender:  # type: ignore[no-untyped-def]
+    """The worker's CN lender (``compliance_support.lender_for``), built once."""
+    lender = make_lender(app, "CN")
+    return shared(lender, lender.slug)
+
+
+@pytest.fixture(scope="session")
+def shared_lender_us(app) -> Lender:  # type: ignore[no-untyped-def]
+    """The worker's US lender, built once."""
+    lender = make_lender(app, "US")
+    return shared(lender, lender.slug)
+
+
+@pytest.fixture
+def world(request, app, shared_world, rolled_back) -> World:  # type: ignore[no-untyped-def]
+    """Two tenants with identical external ids, an agency contracted to A only, and staff.
+
+    The worker's shared world, the test rolled back at its end; a ``real_commits`` test
+    gets one of its own.
+    """
+    if rolled_back is None:
+        return build_world(app)
+    return private_copy(shared_world, app)

@@ -15,8 +15,8 @@ from recova.connectors.services import ingest_local_file, save_mapping
 from recova.platform.entry.demo_data import cn_national_id
 from recova.platform.kernel.extension import Platform, platform
 from recova.tenants.scope import tenant_scope
-from recova.tenants.services import provision_tenant
 from tests.support import unique
+from tests.tenant_clone import clone_tenant
 
 CN_COLUMNS = {
     "account_external_id": "借款编号",
@@ -51,7 +51,7 @@ def new_tenant(app: Flask, *, jurisdiction: str = "CN") -> str:
     ]
     slug = unique("ing")
     with platform(app).db.session() as session:
-        provision_tenant(
+        clone_tenant(
             session,
             slug=slug,
             name=f"Tenant {slug}",

@@ -32,7 +32,7 @@ from recova.platform.entry.cli import main as cli_main
 from recova.platform.kernel.crypto import PersonalDataCipher
 from recova.platform.kernel.extension import platform
 from recova.tenants.scope import tenant_scope
-from recova.tenants.services import provision_tenant
+from tests.tenant_clone import clone_tenant
 
 PASSWORD = "correct-horse-battery"
 B_MARK = "bmark"  # every name of tenant B's contains it, so leaks are easy to spot
@@ -43,8 +43,16 @@ def unique(prefix: str) -> str:
 
 
 @contextlib.contextmanager
-def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
-    """A new empty database on the server, dropped (backends terminated) afterwards."""
+def scratch_database(
+    server_url: str, prefix: str, *, drop_later: list[str] | None = None
+) -> Iterator[str]:
+    """A new empty database on the server, dropped (backends terminated) afterwards.
+
+    Every DROP DATABASE makes the server checkpoint at once, flushing every dirty buffer
+    of every database, which takes seconds while other tests write. With ``drop_later``
+    the test's backends are still terminated when it ends, but the name is appended
+    there and ``drop_databases`` drops them all at the end of the run.
+    """
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -60,8 +68,20 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
                 ),
                 {"name": name},
             )
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            if drop_later is None:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+        if drop_later is not None:
+            drop_later.append(name)
+
+
+def drop_databases(server_url: str, names: list[str]) -> None:
+    """Drop the databases ``scratch_database`` left for later (any backends terminated)."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for name in names:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def recova(env: dict[str, str], *args: str) -> Result:
@@ -212,7 +232,7 @@ def build_world(app: Flask) -> World:
         ("b", "US", "America/New_York", "USD"),
     ):
         slug = f"{key}{B_MARK if key == 'b' else 'alpha'}{tag}"
-        tenants[key] = provision_tenant(
+        tenants[key] = clone_tenant(
             session,
             slug=slug,
             name=f"Tenant {slug}",

@@ -20,8 +20,8 @@ from recova.platform.audit.services import AuditDataError, chain_rows, head
 from recova.platform.entry.scheduler import periodic_jobs
 from recova.platform.kernel.extension import platform
 from recova.tenants.scope import tenant_scope
-from recova.tenants.services import provision_tenant
 from tests.support import World, login, recova, unique
+from tests.tenant_clone import clone_tenant
 
 EVENTS = 12
 
@@ -30,7 +30,7 @@ EVENTS = 12
 def slug(app: Any) -> str:
     name = unique("audit")
     with platform(app).db.session() as session:
-        provision_tenant(
+        clone_tenant(
             session,
             slug=name,
             name="Audit tenant",

@@ -10,13 +10,24 @@ import pytest
 
 from tests.billing_support import MONTH, Ledger, day
 from tests.support import Caller, login
+from tests.transactions import private_copy, shared
 
 D = Decimal
 FEB = dt.date(2026, 2, 1)
 
 
+@pytest.fixture(scope="module")
+def shared_ledger(app) -> Ledger:  # type: ignore[no-untyped-def]
+    """The module's ledger on this worker, only ever changed inside rolled-back tests."""
+    ledger = Ledger(app, cases=4)
+    ledger.set_payout(ledger.agency(0), share="40")
+    return shared(ledger, ledger.tenant.slug)
+
+
 @pytest.fixture
-def ledger(app) -> Ledger:  # type: ignore[no-untyped-def]
+def ledger(app, shared_ledger, rolled_back) -> Ledger:  # type: ignore[no-untyped-def]
+    if rolled_back is not None:
+        return private_copy(shared_ledger, app)
     ledger = Ledger(app, cases=4)
     ledger.set_payout(ledger.agency(0), share="40")
     return ledger
@@ -183,6 +194,7 @@ def test_invoice_lifecycle_and_exports(ledger: Ledger) -> None:
     assert caller.get(f"/api/v1/billing/invoices/{feb_id}/export.pdf").data == pdf.data
 
 
+@pytest.mark.real_commits  # the outbox publishes jobs on a connection of its own
 def test_closes_are_queued_as_jobs(ledger: Ledger) -> None:
     response = admin(ledger).post("/api/v1/billing/closes", {"month": "2026-03"})
     assert response.status_code == 202, response.json

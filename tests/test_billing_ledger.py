@@ -15,14 +15,22 @@ from recova.billing.models import Invoice
 from recova.billing.money import round_money
 from recova.tenants.scope import tenant_scope
 from tests.billing_support import Ledger, day
+from tests.transactions import private_copy, shared
 
 D = Decimal
 APRIL = dt.date(2026, 4, 1)
 
 
+@pytest.fixture(scope="module")
+def shared_ledger(app) -> Ledger:  # type: ignore[no-untyped-def]
+    """The module's ledger on this worker, only ever changed inside rolled-back tests."""
+    ledger = Ledger(app)
+    return shared(ledger, ledger.tenant.slug)
+
+
 @pytest.fixture
-def ledger(app) -> Ledger:  # type: ignore[no-untyped-def]
-    return Ledger(app)
+def ledger(app, shared_ledger, rolled_back) -> Ledger:  # type: ignore[no-untyped-def]
+    return Ledger(app) if rolled_back is None else private_copy(shared_ledger, app)
 
 
 def issue(ledger: Ledger, number: int) -> None:
@@ -267,6 +275,7 @@ def test_a_close_run_again_changes_nothing(ledger: Ledger) -> None:
     assert ledger.invoices() == invoices
 
 
+@pytest.mark.real_commits  # each refused statement runs on a connection of its own
 def test_the_database_refuses_to_edit_lines_or_issued_invoices(ledger: Ledger) -> None:
     ledger.version(rates={"*": "10"})
     case = ledger.case_ids[0]

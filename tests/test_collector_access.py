@@ -21,15 +21,15 @@ from recova.platform.auth.services import create_user
 from recova.platform.cases.models import Contact, Debtor
 from recova.platform.kernel.crypto import mask
 from recova.platform.kernel.extension import platform
-from tests.compliance_support import Debt, Lender, make_lender, zone_where_it_is
+from tests.compliance_support import Debt, Lender, lender_for, zone_where_it_is
 from tests.support import PASSWORD, login
 
 PHONE_DIGITS = "13812345678"  # the debtor's own number (``Lender.debt``), never shown whole
 
 
 @pytest.fixture
-def cn(app) -> Lender:  # type: ignore[no-untyped-def]
-    return make_lender(app, "CN")
+def cn(app, shared_lender_cn, rolled_back) -> Lender:  # type: ignore[no-untyped-def]
+    return lender_for(app, "CN", shared_lender_cn, rolled_back)
 
 
 def colleague_of(lender: Lender, agency: int = 0) -> str:

@@ -16,20 +16,20 @@ from recova.platform.contact.models import Channel, ContactAttempt
 from recova.platform.contact.services import ContactError, outcome_codes, record_outcome
 from recova.platform.kernel.db import Database
 from recova.tenants.scope import tenant_scope
-from tests.compliance_support import Lender, local, make_lender, zone_where_it_is
+from tests.compliance_support import Lender, lender_for, local, make_lender, zone_where_it_is
 
 SH = "Asia/Shanghai"
 NY = "America/New_York"
 
 
 @pytest.fixture
-def cn(app) -> Lender:  # type: ignore[no-untyped-def]
-    return make_lender(app, "CN")
+def cn(app, shared_lender_cn, rolled_back) -> Lender:  # type: ignore[no-untyped-def]
+    return lender_for(app, "CN", shared_lender_cn, rolled_back)
 
 
 @pytest.fixture
-def us(app) -> Lender:  # type: ignore[no-untyped-def]
-    return make_lender(app, "US")
+def us(app, shared_lender_us, rolled_back) -> Lender:  # type: ignore[no-untyped-def]
+    return lender_for(app, "US", shared_lender_us, rolled_back)
 
 
 # --- contact windows -----------------------------------------------------------------------
@@ -412,6 +412,7 @@ def _race(lender: Lender, debt, at: dt.datetime | None, url: str, *others) -> li
     return statuses
 
 
+@pytest.mark.real_commits  # fifty threads race on connections of their own
 def test_fifty_concurrent_attempts_pass_exactly_the_us_cap(us: Lender, database_url: str) -> None:
     """Six unanswered calls this week: the cap lets exactly one more through (and that
     one, pending, also holds the quiet week for the others)."""
@@ -429,6 +430,7 @@ def test_fifty_concurrent_attempts_pass_exactly_the_us_cap(us: Lender, database_
     }
 
 
+@pytest.mark.real_commits  # fifty threads race on connections of their own
 def test_fifty_concurrent_live_attempts_pass_exactly_the_cap(us: Lender, database_url: str) -> None:
     """Live attempts (the time read by the gate itself, as through the API): a pending
     call may be a conversation, so exactly one passes the quiet week."""
@@ -441,6 +443,7 @@ def test_fifty_concurrent_live_attempts_pass_exactly_the_cap(us: Lender, databas
     }
 
 
+@pytest.mark.real_commits  # fifty threads race on connections of their own
 def test_fifty_concurrent_attempts_pass_exactly_the_cn_cap(cn: Lender, database_url: str) -> None:
     debt = cn.debt()
     statuses = _race(cn, debt, local(SH, 2026, 6, 10, 14, 0), database_url)
@@ -448,6 +451,7 @@ def test_fifty_concurrent_attempts_pass_exactly_the_cn_cap(cn: Lender, database_
     assert statuses.count("blocked") == 47
 
 
+@pytest.mark.real_commits  # fifty threads race on connections of their own
 def test_fifty_concurrent_dials_of_a_shared_number_pass_exactly_its_cap(
     cn: Lender, database_url: str
 ) -> None:

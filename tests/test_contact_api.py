@@ -15,15 +15,15 @@ from recova.platform.allocation.models import Placement
 from recova.platform.audit import events
 from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.contact.models import Channel
-from tests.compliance_support import Lender, local, make_lender, zone_where_it_is
+from tests.compliance_support import Lender, lender_for, local, make_lender, zone_where_it_is
 from tests.support import login
 
 SH = "Asia/Shanghai"
 
 
 @pytest.fixture
-def cn(app) -> Lender:  # type: ignore[no-untyped-def]
-    return make_lender(app, "CN")
+def cn(app, shared_lender_cn, rolled_back) -> Lender:  # type: ignore[no-untyped-def]
+    return lender_for(app, "CN", shared_lender_cn, rolled_back)
 
 
 def _blocks_counted(lender: Lender, rule: str) -> int:

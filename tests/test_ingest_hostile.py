@@ -172,6 +172,7 @@ def test_confirming_an_old_held_snapshot_after_a_newer_run_is_refused(objects, s
     assert len(_open_accounts(objects, slug)) == 11
 
 
+@pytest.mark.real_commits  # an ingestion run locks and reads on connections of its own
 def test_the_recall_guard_is_the_tenants_to_set_and_confirm_over_the_api(app, world: World):
     admin = login(app, world.a.admin_email)
     analyst = login(app, world.a.analyst_email)
@@ -229,6 +230,7 @@ def test_the_recall_guard_is_the_tenants_to_set_and_confirm_over_the_api(app, wo
     assert admin.get("/api/v1/ingestion/settings").json["recall_guard_percent"] == "60.00"
 
 
+@pytest.mark.real_commits  # an ingestion run locks and reads on connections of its own
 def test_confirm_recall_up_front_over_the_api(app, world: World):
     admin = login(app, world.a.admin_email)
     _load(admin, [cn_row(n) for n in range(920, 925)])
@@ -512,6 +514,7 @@ def test_a_last_row_alone_in_missing_fields_looks_truncated(objects, slug, tmp_p
 # --- 6. phones never reject the account ----------------------------------------------------
 
 
+@pytest.mark.real_commits  # an ingestion run locks and reads on connections of its own
 def test_an_unusable_phone_is_a_warning_and_the_account_loads(app, world: World):
     admin = login(app, world.a.admin_email)
     rows = [

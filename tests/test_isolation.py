@@ -53,9 +53,11 @@ from tests.support import (
     World,
     anonymous,
     bearer,
+    build_world,
     login,
     unique,
 )
+from tests.transactions import private_copy, shared
 from tests.work_support import seed_world_work
 
 _DAYS = itertools.count()
@@ -423,7 +425,6 @@ def run_all_jobs(app) -> None:  # type: ignore[no-untyped-def]
     assert all(not ids for ids in failed.values()), failed
 
 
-@pytest.fixture(autouse=True)
 def _allocation_objects(world: World) -> None:
     """Strategies, rules, runs and placements in both tenants; B holds more of each.
 
@@ -453,6 +454,31 @@ def _allocation_objects(world: World) -> None:
     seed_world_billing(world)
 
 
+@pytest.fixture(scope="module")
+def seeded_world(app) -> World:  # type: ignore[no-untyped-def]
+    """The module's world on this worker, seeded once and only ever changed inside
+    rolled-back tests."""
+    world = build_world(app)
+    _allocation_objects(world)
+    return shared(world, world.a.slug, world.b.slug)
+
+
+@pytest.fixture
+def world(app, seeded_world, rolled_back) -> World:  # type: ignore[no-untyped-def]
+    """The conftest world with the objects of ``_allocation_objects`` in both tenants: the
+    module's seeded one, or (``real_commits``) one of the test's own."""
+    if rolled_back is not None:
+        return private_copy(seeded_world, app)
+    world = build_world(app)
+    _allocation_objects(world)
+    return world
+
+
+@pytest.fixture(autouse=True)
+def _seeded(world: World) -> None:
+    """Every test here runs with the seeded world."""
+
+
 def test_every_api_route_declares_who_may_call_it(app) -> None:
     missing = [f"{m} {r}" for r, m, rule in api_operations(app) if rule is None]
     assert missing == []
@@ -468,6 +494,7 @@ def test_anonymous_gets_401_everywhere(app, world: World) -> None:
         assert response.json["code"] == 401
 
 
+@pytest.mark.real_commits  # the outbox publishes the jobs on a connection of its own
 def test_tenant_a_side_never_sees_counts_or_changes_tenant_b(app, world: World) -> None:
     before = snapshot_of_b(app, world)
     for label, caller in a_side_principals(world):
@@ -585,6 +612,7 @@ def test_platform_admin_reaches_both_tenants_by_name(world: World) -> None:
     assert admin.get("/api/v1/cases").status_code == 404  # no tenant named
 
 
+@pytest.mark.real_commits  # the outbox publishes the job on a connection of its own
 def test_refresh_job_for_a_leaves_b_untouched(app, world: World) -> None:
     before = snapshot_of_b(app, world)
     caller = login(app, world.a.admin_email)

@@ -110,6 +110,7 @@ def _fetch(queue: Queue, job_id: str) -> Job:
     return Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
 
 
+@pytest.mark.real_commits  # the outbox publishes jobs on a connection of its own
 def test_refresh_request_enqueues_a_json_job(world: World, queue: Queue) -> None:
     admin = login(world.app, world.a.admin_email)
     as_of = _as_of()
@@ -245,6 +246,7 @@ def test_job_arguments_must_be_json_values(app: Flask, queue: Queue) -> None:
     assert queue.count == 0
 
 
+@pytest.mark.real_commits  # the outbox publishes jobs on a connection of its own
 def test_a_worker_runs_the_job_for_its_tenant_only_and_a_rerun_changes_nothing(
     app: Flask, world: World, queue: Queue
 ) -> None:
@@ -292,6 +294,7 @@ def test_calling_the_job_function_directly(app: Flask, world: World) -> None:
     assert _days_past_due(admin_b) == b_before
 
 
+@pytest.mark.real_commits  # the outbox publishes jobs on a connection of its own
 def test_asking_twice_before_it_runs_queues_one_job(world: World, queue: Queue) -> None:
     admin = login(world.app, world.a.admin_email)
     as_of = _as_of()
@@ -306,6 +309,7 @@ def test_asking_twice_before_it_runs_queues_one_job(world: World, queue: Queue) 
     assert queue.get_job_ids() == [first]
 
 
+@pytest.mark.real_commits  # the outbox publishes jobs on a connection of its own
 def test_job_ids_carry_the_queue_prefix(world: World, queue: Queue, settings: Settings) -> None:
     admin = login(world.app, world.a.admin_email)
     job_id = _request_refresh(admin, _as_of())

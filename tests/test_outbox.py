@@ -139,6 +139,7 @@ def test_a_rolled_back_change_writes_no_row_and_enqueues_nothing(
     assert returned not in queue.get_job_ids()
 
 
+@pytest.mark.real_commits  # the outbox publishes jobs on a connection of its own
 def test_a_committed_change_is_published_at_once_and_marked(
     objects: Platform, world: World, queue: Queue
 ) -> None:
@@ -176,6 +177,7 @@ def test_a_job_without_an_id_gets_one_from_its_row(objects: Platform, queue: Que
 # --- 2. Redis down at commit ---------------------------------------------------------------
 
 
+@pytest.mark.real_commits  # the outbox publishes jobs on a connection of its own
 def test_redis_down_at_commit_answers_2xx_and_the_relay_publishes_later(
     world: World, redis_down_app: Flask, objects: Platform, queue: Queue
 ) -> None:

@@ -47,6 +47,7 @@ def _single_connection_app(settings):  # type: ignore[no-untyped-def]
     return app
 
 
+@pytest.mark.real_commits  # the pool's own connections are what it tests
 def test_a_thousand_alternating_requests_on_one_connection(settings, world: World) -> None:
     app = _single_connection_app(settings)
     engine = platform(app).db.engine
@@ -82,6 +83,7 @@ def test_a_thousand_alternating_requests_on_one_connection(settings, world: Worl
     platform(app).db.dispose()
 
 
+@pytest.mark.real_commits  # the pool's own connections are what it tests
 def test_commit_then_lazy_and_eager_loads_stay_in_scope(settings, world: World) -> None:
     app = _single_connection_app(settings)
     db = platform(app).db

@@ -180,6 +180,7 @@ def _schema_text_containing(world: World, needle: str) -> list[str]:
     return found
 
 
+@pytest.mark.real_commits  # the CLI runs retention through an app of its own
 def test_retention_erases_personal_data_and_the_chain_still_verifies(
     placed: World, database_url: str, cli_env: dict[str, str]
 ) -> None:

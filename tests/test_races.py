@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from sqlalchemy import text
 
 from recova.platform.kernel.extension import platform
@@ -30,6 +31,7 @@ def _wait_until_blocked_behind(engine, rival_pid: int, seconds: float = 30) -> N
     raise AssertionError("the API's insert never waited behind the rival's row")
 
 
+@pytest.mark.real_commits  # a rival connection and a thread race the request
 def test_concurrent_insert_of_the_same_slug_gives_409(app, world: World) -> None:
     slug = unique("race")
     caller = login(app, world.platform_admin_email)

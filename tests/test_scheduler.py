@@ -145,6 +145,7 @@ def test_audit_heads_cover_the_tenant_s_previous_day_and_retention_runs_daily() 
 # --- leadership and claims ------------------------------------------------------------------
 
 
+@pytest.mark.real_commits  # the outbox hands jobs over on connections of its own
 def test_only_the_leader_enqueues_and_a_new_leader_does_not_repeat(
     objects: Platform, world: Any
 ) -> None:
@@ -193,6 +194,7 @@ def _local_date(objects: Platform, tenant_id: int, slot: dt.datetime) -> str:
     return run.local_date.isoformat()
 
 
+@pytest.mark.real_commits  # the outbox hands jobs over on connections of its own
 def test_two_schedulers_racing_past_the_lock_still_enqueue_each_run_once(
     objects: Platform, world: Any
 ) -> None:
@@ -216,6 +218,7 @@ def test_two_schedulers_racing_past_the_lock_still_enqueue_each_run_once(
     assert len(allocate_job_ids(objects)) == len(tenants)
 
 
+@pytest.mark.real_commits  # the outbox hands jobs over on connections of its own
 def test_a_run_whose_enqueue_failed_is_retried_next_tick(objects: Platform, world: Any) -> None:
     from recova.platform.cases.jobs import refresh_days_past_due_job
 

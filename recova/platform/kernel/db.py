@@ -94,6 +94,7 @@ class Database:
         )
         ping_connections_idle_longer_than(self.engine, ping_after_idle)
         self._sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._bound: Connection | None = None
 
     def session(self) -> Session:
         """A new session on the shared schema; ``tenant_scope`` scopes one to a tenant."""
@@ -107,8 +108,26 @@ class Database:
         step by step: an ordinary session hands its connection back to the pool at each
         commit and may get another one for the next transaction.
         """
+        if self._bound is not None:  # bound by a test: that one connection is pinned
+            with self._sessionmaker() as session:
+                yield session
+            return
         with self.engine.connect() as connection, self._sessionmaker(bind=connection) as session:
             yield session
+
+    def bind_to(self, connection: Connection | None) -> None:
+        """Tests only: every session from now on, pinned ones too, joins ``connection``
+        and its transaction through a savepoint, so a test that rolls that transaction
+        back at its end undoes all it wrote, commits included; ``None`` goes back to the
+        engine. The platform itself never calls this.
+        """
+        self._bound = connection
+        if connection is None:
+            self._sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+        else:
+            self._sessionmaker = sessionmaker(
+                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            )
 
     def dispose(self) -> None:
         """Close every pooled connection (after fork, or at shutdown)."""
