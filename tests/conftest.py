@@ -4,8 +4,16 @@ With ``DATABASE_URL`` set (CI, or this machine's server) the suite creates a dat
 under a fresh name on that server and drops it at the end; without it, the embedded
 PostgreSQL is started in a temporary ``RECOVA_HOME``. Redis is ``REDIS_URL`` or the
 embedded one; queues get a per-run prefix so concurrent runs never see each other's jobs.
-Tests commit for real (provisioning is DDL, and the pool tests need real connections),
-so they create their own tenants under unique slugs instead of relying on a clean slate.
+Each xdist worker (``-n auto`` in pyproject's addopts) has its own database and app.
+
+The costly fixtures (the two-tenant ``world``, the ``cn`` and ``us`` lenders, the
+billing ledgers) are built once per worker and shared: a test using one runs in a
+transaction rolled back at its end (``rolled_back``, see ``tests/transactions.py``), so
+it sees the fixture as built. Tests that need real commits (threads, processes, the
+outbox, connections of their own) are marked ``real_commits`` and get fixtures of their
+own under unique slugs, as do the tests that make their own tenants; those are built by
+replaying what provisioning sends (``tests/tenant_clone.py``), except in the tests of
+provisioning and migrations themselves.
 """
 
 from __future__ import annotations
