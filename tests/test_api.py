@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 from recova.platform.auth.access import SCOPES
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.jobs import job_queue
-from tests.support import B_MARK, PASSWORD, Caller, anonymous, bearer, build_world, login, unique
+from tests.support import B_MARK, PASSWORD, Caller, anonymous, bearer, login, unique
 
 ERROR_KEYS = {"code", "status", "message", "errors"}
 PLATFORM_LISTS = [
@@ -25,12 +25,6 @@ PLATFORM_LISTS = [
     "/api/v1/platform/contracts",
     "/api/v1/platform/users",
 ]
-
-
-@pytest.fixture(scope="module")
-def world(app):  # type: ignore[no-untyped-def]
-    """One world for the module: tests that create things use fresh unique names."""
-    return build_world(app)
 
 
 def _root(world) -> Caller:  # type: ignore[no-untyped-def]
@@ -622,6 +616,7 @@ def test_agency_manager_reads_only_contracted_tenants_profile(world) -> None:
 # --- background refresh --------------------------------------------------------------
 
 
+@pytest.mark.real_commits  # the outbox publishes jobs on a connection of its own
 def test_refresh_days_past_due_is_accepted_as_a_queued_job(world, settings) -> None:
     admin = login(world.app, world.a.admin_email)
     # Any past date will do; a random one keeps this test's job id its own.

@@ -14,16 +14,11 @@ import pytest
 from marshmallow import Schema, fields
 
 from recova.platform.kernel.api import StrictSchema
-from tests.support import Caller, anonymous, build_world, login
+from tests.support import Caller, anonymous, login
 from tests.test_api import assert_error
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
-
-
-@pytest.fixture(scope="module")
-def world(app):  # type: ignore[no-untyped-def]
-    return build_world(app)
 
 
 @pytest.fixture

@@ -22,12 +22,12 @@ from recova.platform.kernel.extension import platform
 from recova.tenants.scope import tenant_scope
 from tests.support import World, login, recova, unique
 from tests.tenant_clone import clone_tenant
+from tests.transactions import RolledBack, shared
 
 EVENTS = 12
 
 
-@pytest.fixture
-def slug(app: Any) -> str:
+def new_audit_tenant(app: Any) -> str:
     name = unique("audit")
     with platform(app).db.session() as session:
         clone_tenant(
@@ -40,6 +40,19 @@ def slug(app: Any) -> str:
         )
         session.commit()
     return name
+
+
+@pytest.fixture(scope="module")
+def shared_slug(app: Any) -> str:
+    """The module's empty tenant on this worker, only ever changed inside rolled-back tests."""
+    name = new_audit_tenant(app)
+    return str(shared(name, name))
+
+
+@pytest.fixture
+def slug(app: Any, shared_slug: str, rolled_back: RolledBack | None) -> str:
+    """A tenant with an empty chain: the module's, or (``real_commits``) one of its own."""
+    return new_audit_tenant(app) if rolled_back is None else shared_slug
 
 
 def append(app: Any, slug: str, count: int, action: str = "case.transition") -> None:
@@ -118,6 +131,7 @@ def test_an_empty_chain_verifies(app: Any, slug: str) -> None:
         ("UPDATE {t} SET prev_hash = hash WHERE seq = 9", 9, "link"),
     ],
 )
+@pytest.mark.real_commits  # a superuser tampers on a connection of its own
 def test_tampering_is_found_at_the_exact_index(
     app: Any, chain: str, superuser: Any, tamper: str, index: int, problem: str
 ) -> None:
@@ -130,6 +144,7 @@ def test_tampering_is_found_at_the_exact_index(
     assert result.head_seq == index - 1
 
 
+@pytest.mark.real_commits  # a superuser tampers on a connection of its own
 def test_reordering_two_events_is_found_at_the_first_of_them(
     app: Any, chain: str, superuser: Any
 ) -> None:
@@ -147,6 +162,7 @@ def test_reordering_two_events_is_found_at_the_first_of_them(
     assert (result.ok, result.broken_at) == (False, 4)
 
 
+@pytest.mark.real_commits  # a superuser tampers on a connection of its own
 def test_a_rewritten_tail_is_caught_by_the_head_the_tenant_kept(
     app: Any, chain: str, superuser: Any
 ) -> None:
@@ -176,6 +192,7 @@ def test_the_application_role_cannot_change_or_remove_events(app: Any, chain: st
     assert verdict(app, chain).events == EVENTS
 
 
+@pytest.mark.real_commits  # ten threads append on connections of their own
 def test_concurrent_appends_make_one_gap_free_chain(app: Any, slug: str) -> None:
     threads = [threading.Thread(target=append, args=(app, slug, 5)) for _ in range(10)]
     for thread in threads:
@@ -252,6 +269,7 @@ def _tenant_id(app: Any, slug: str) -> int:
         return int(session.info["tenant"].id)
 
 
+@pytest.mark.real_commits  # the CLI runs on an app of its own
 def test_cli_verify_reports_ok_then_the_broken_index(
     app: Any, chain: str, superuser: Any, cli_env: dict[str, str], database_url: str
 ) -> None:

@@ -2,9 +2,11 @@
 recalls, contract versions, closes and issues, against a model written independently in
 Python with ``decimal``.
 
-Each example is a fresh tenant. Payments and reversals arrive in batches, each followed by
-the close of a month (and sometimes the issue of its invoice), so reversals land after
-invoices were issued and late payments arrive for months already closed. Checked:
+Each example starts from the same fresh tenant: one built once, each example running in a
+transaction rolled back at its end (``tests/transactions.py``). Payments and reversals
+arrive in batches, each followed by the close of a month (and sometimes the issue of its
+invoice), so reversals land after invoices were issued and late payments arrive for
+months already closed. Checked:
 
 1. the lines add up to the individually rounded commissions of the money not reversed
    (every line is also equal to the model's);
@@ -34,8 +36,10 @@ from recova.billing.models import Invoice
 from recova.billing.money import round_money
 from recova.billing.terms import next_month
 from recova.tenants.scope import tenant_scope
+from recova.tenants.slugs import schema_name_for
 from tests.allocation_support import make_agencies
 from tests.billing_support import Ledger
+from tests.transactions import RolledBack, private_copy, shared
 
 D = Decimal
 MONTHS = [dt.date(2026, 1, 1), dt.date(2026, 2, 1), dt.date(2026, 3, 1)]
@@ -48,6 +52,13 @@ AGENCY_RATES = {"M1": "3", "*": "5"}
 def agencies(app):  # type: ignore[no-untyped-def]
     """Two agencies for every example: one paid a share, one its own rates."""
     return make_agencies(app, 2, collectors=0)
+
+
+@pytest.fixture(scope="module")
+def fresh_ledger(app, agencies) -> Ledger:  # type: ignore[no-untyped-def]
+    """The tenant every example starts from, as built (each example is rolled back)."""
+    ledger = Ledger(app, agencies=agencies, cases=3)
+    return shared(ledger, ledger.tenant.slug)
 
 
 # --- scenarios -------------------------------------------------------------------------
@@ -353,15 +364,15 @@ def _at(day: dt.date, seconds: int) -> dt.datetime:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(scenario=scenarios())
-def test_billing_properties(app, agencies, scenario: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    ledger, model = _set_up(app, agencies, scenario)
-    payments, snapshots = _play(ledger, model, scenario)
-    _check(ledger, model, payments, snapshots)
+def test_billing_properties(app, fresh_ledger, scenario: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    with RolledBack(app, [schema_name_for(fresh_ledger.tenant.slug)]):
+        ledger, model = _set_up(private_copy(fresh_ledger, app), scenario)
+        payments, snapshots = _play(ledger, model, scenario)
+        _check(ledger, model, payments, snapshots)
 
 
-def _set_up(app, agencies, scenario: dict[str, Any]) -> tuple[Ledger, Model]:  # type: ignore[no-untyped-def]
-    """A fresh tenant with the scenario's versions, placements and buckets, and its model."""
-    ledger = Ledger(app, agencies=agencies, cases=3)
+def _set_up(ledger: Ledger, scenario: dict[str, Any]) -> tuple[Ledger, Model]:
+    """The fresh tenant with the scenario's versions, placements and buckets, and its model."""
     share_agency, rates_agency = ledger.agency(0), ledger.agency(1)
     ledger.set_payout(share_agency, share=str(SHARE))
     ledger.set_payout(rates_agency, rates=AGENCY_RATES)

@@ -21,13 +21,7 @@ from recova.platform.auth.access import SCOPES
 from recova.platform.auth.models import OAuthClient, OAuthToken
 from recova.platform.auth.principal import token_digest
 from recova.platform.kernel.db import utcnow
-from tests.support import B_MARK, Caller, anonymous, bearer, build_world, fetch_token, login
-
-
-@pytest.fixture(scope="module")
-def world(app):  # type: ignore[no-untyped-def]
-    """One world for the module: tests that revoke or age things make their own clients."""
-    return build_world(app)
+from tests.support import B_MARK, Caller, anonymous, bearer, fetch_token, login
 
 
 def _new_client(world, scopes: list[str]) -> dict:  # type: ignore[no-untyped-def]
@@ -248,6 +242,7 @@ def _pg_dump() -> str:
     return found
 
 
+@pytest.mark.real_commits  # pg_dump reads the database on a connection of its own
 def test_database_dump_holds_no_usable_secret_or_token(world, db, database_url) -> None:
     created = _new_client(world, ["cases:read", "tenant:read"])
     secret = created["client_secret"]

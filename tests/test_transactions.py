@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from recova.platform.cases.models import Case
@@ -194,3 +195,24 @@ def test_raw_sql_after_a_pinned_session_commits_ends_with_its_next_transaction(
             )
         assert probes() == ["RAW-kept"]
     assert probes() == []
+
+
+def test_a_failed_transaction_asked_to_commit_is_rolled_back_as_postgresql_does(
+    app: Flask, shared_world: World
+) -> None:
+    db = platform(app).db
+    slug = shared_world.a.slug
+    before = _debtor_count(app, slug)
+    with RolledBack(app, [f"tenant_{slug}"]):
+        with tenant_scope(slug, db=db) as session:
+            schema = session.info["tenant_schema"]
+            session.execute(
+                text(
+                    f'INSERT INTO "{schema}".debtors (external_id, full_name, do_not_contact)'
+                    " VALUES ('FAILED-1', 'Probe', false)"
+                )
+            )
+            with pytest.raises(DBAPIError):
+                session.execute(text("SELECT 1 / 0"))
+        # tenant_scope committed the failed transaction: nothing of it is kept, no error.
+        assert _debtor_count(app, slug) == before

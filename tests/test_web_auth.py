@@ -20,13 +20,7 @@ from recova.platform.entry.app import create_app
 from recova.platform.kernel.db import utcnow
 from recova.platform.kernel.extension import platform
 from recova.tenants.models import Tenant
-from tests.support import PASSWORD, Caller, bearer, build_world, login, unique
-
-
-@pytest.fixture(scope="module")
-def world(app):  # type: ignore[no-untyped-def]
-    """One world for the module: tests that lock or deactivate users make their own."""
-    return build_world(app)
+from tests.support import PASSWORD, Caller, bearer, login, unique
 
 
 def _form_token(client: FlaskClient, path: str = "/login") -> str:
@@ -188,6 +182,7 @@ def test_session_cookie_is_httponly_and_samesite_lax(world) -> None:
     assert "secure" not in flags  # test mode serves plain HTTP
 
 
+@pytest.mark.real_commits  # a production app of its own logs in on its own connections
 def test_session_cookie_is_secure_in_production(world, settings) -> None:
     production = dataclasses.replace(settings, environment="production")
     # Production refuses to invent secrets or services; the test run's are given explicitly.

@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, event, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
@@ -89,8 +90,10 @@ class RolledBack:
         #: What was refused, kept to fail the test even where the code swallowed the
         #: error (best-effort work after a commit, like publishing the outbox).
         self.refused: list[str] = []
-        #: Sessions whose transaction committed, until it ends.
+        #: Sessions whose transaction committed, until it ends; and those among them whose
+        #: commit was a rollback (the transaction had failed).
         self._commits: set[Session] = set()
+        self._rolled_back_commits: set[Session] = set()
         #: Pinned sessions open now, each with the savepoint standing for its driver's
         #: own transaction (``_pinned_session``).
         self._raw: dict[Session, str] = {}
@@ -123,6 +126,7 @@ class RolledBack:
         self.db.pinned_session = self._pinned_session  # type: ignore[method-assign]
         event.listen(Pool, "checkout", self._refuse_other_connections)
         event.listen(Session, "after_begin", self._began, insert=True)
+        event.listen(Session, "before_commit", self._committing)
         event.listen(Session, "after_commit", self._committed)
         event.listen(Session, "after_transaction_end", self._ended)
         return self
@@ -132,6 +136,7 @@ class RolledBack:
         self.db.bind_to(None)
         event.remove(Session, "after_transaction_end", self._ended)
         event.remove(Session, "after_commit", self._committed)
+        event.remove(Session, "before_commit", self._committing)
         event.remove(Session, "after_begin", self._began)
         event.remove(Pool, "checkout", self._refuse_other_connections)
         strangers = 0
@@ -215,6 +220,18 @@ class RolledBack:
         # The session's own map (if it is bound to a tenant) is applied after this.
         connection.execution_options(schema_translate_map=None)
 
+    def _committing(self, session: Session) -> None:
+        if session.in_nested_transaction() or session.new or session.dirty or session.deleted:
+            return  # a savepoint of the session's own, or a flush that fails as it would
+        root = session.get_transaction()
+        entry = root._connections.get(self.connection) if root is not None else None
+        status = self.connection.connection.driver_connection.info.transaction_status
+        if entry is not None and status == TransactionStatus.INERROR:
+            # PostgreSQL ends a failed transaction asked to commit with a rollback, and no
+            # error; a savepoint asked to be released would refuse: roll it back here.
+            self.connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {entry[1]._savepoint}")
+            self._rolled_back_commits.add(session)
+
     def _committed(self, session: Session) -> None:
         if not session.in_nested_transaction():  # not a savepoint of the session's own
             self._commits.add(session)
@@ -222,8 +239,9 @@ class RolledBack:
     def _ended(self, session: Session, transaction: Any) -> None:
         if transaction.parent is not None:
             return
-        committed = session in self._commits
+        committed = session in self._commits and session not in self._rolled_back_commits
         self._commits.discard(session)
+        self._rolled_back_commits.discard(session)
         for index in range(len(self._open) - 1, -1, -1):
             if self._open[index][0] is session:
                 break
