@@ -58,6 +58,7 @@ from tests.support import (
     unique,
 )
 from tests.transactions import private_copy, shared
+from tests.webhook_support import PUBLIC_URL, seed_world_webhooks
 from tests.work_support import seed_world_work
 
 _DAYS = itertools.count()
@@ -106,6 +107,9 @@ TENANT_TABLES = (
     "plan_instalments",
     "settlements",
     "disputes",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
 )
 
 
@@ -257,6 +261,20 @@ def _write_body(rule: str, method: str, world: World) -> dict[str, Any] | None:
         ("/billing/invoices/<int:invoice_id>/issue", "POST"): None,
         ("/billing/invoices/<int:invoice_id>/mark-paid", "POST"): {},
         ("/billing/invoices/<int:invoice_id>/void", "POST"): {"reason": "walk"},
+        # Disabled, at a public address literal: nothing is ever sent during the walk.
+        ("/webhooks/endpoints", "POST"): {
+            "url": PUBLIC_URL,
+            "event_types": ["invoice.issued"],
+            "enabled": False,
+        },
+        ("/webhooks/endpoints/<int:endpoint_id>", "PATCH"): {"description": "walk"},
+        ("/webhooks/endpoints/<int:endpoint_id>", "DELETE"): None,
+        ("/webhooks/endpoints/<int:endpoint_id>/rotate-secret", "POST"): {},
+        ("/webhooks/endpoints/<int:endpoint_id>/test", "POST"): None,
+        (
+            "/webhooks/endpoints/<int:endpoint_id>/deliveries/<int:delivery_id>/replay",
+            "POST",
+        ): None,
     }
     if (path, method) not in bodies:
         pytest.fail(f"add a sample body for {method} {rule} to the isolation walk")
@@ -452,6 +470,8 @@ def _allocation_objects(world: World) -> None:
     seed_world_contact(world)
     # Contract versions, invoices and statements: B holds more of each again.
     seed_world_billing(world)
+    # Webhook endpoints and deliveries: B holds more of each.
+    seed_world_webhooks(world)
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,7 @@ from recova.platform.kernel.db import (
     utcnow,
 )
 from recova.platform.kernel.errors import DomainError
+from recova.platform.webhooks.events import emit_event
 from recova.tenants.models import Tenant, TenantStatus, tenant_today
 from recova.tenants.scope import tenant_scope
 
@@ -424,6 +425,18 @@ def issue_invoice(session: Session, invoice: Invoice, *, tenant: Tenant) -> Invo
     invoice.status = "issued"
     invoice.issued_at = utcnow()
     session.flush()  # the trigger checks the change now, and the caller answers with it
+    emit_event(
+        session,
+        "invoice.issued",
+        {
+            "invoice_id": invoice.id,
+            "number": invoice.number,
+            "period": invoice.period,
+            "currency": invoice.currency,
+            "status": invoice.status,
+            "total": invoice.total,
+        },
+    )
     return invoice
 
 

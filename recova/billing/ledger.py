@@ -57,6 +57,7 @@ from recova.billing.money import minor_units, round_sql
 from recova.platform.agencies.contracts import AgencyContract
 from recova.platform.allocation.segmentation import bucket_case_sql
 from recova.platform.kernel.db import quote_identifier, table_sql
+from recova.platform.webhooks.events import bulk_events_sql
 
 #: Scale of the proportional clawback division: far beyond any half-unit boundary.
 HIGH_SCALE = "numeric(60, 30)"
@@ -415,6 +416,25 @@ def write_commission_lines(ctx: CloseContext) -> int:
     )
     written = int(ctx.cur.rowcount or 0)
     ctx.counts["commission_lines"] = written
+    if written:
+        # Each payment now on the ledger is attributed: one payment.attributed event per
+        # line, in the close's transaction (written only if an endpoint subscribes).
+        ctx.execute(
+            bulk_events_sql(
+                schema=ctx.schema,
+                tenant_id=ctx.tenant_id,
+                event_type="payment.attributed",
+                rows_sql=f"""SELECT jsonb_build_object(
+                        'payment_id', l.payment_id, 'case_id', l.case_id,
+                        'placement_id', l.placement_id, 'agency_id', l.agency_id,
+                        'line_id', l.id, 'period', l.period, 'amount', l.base_amount::text,
+                        'commission', l.commission::text, 'currency', l.currency) AS data
+                    FROM {s}.commission_lines l
+                    WHERE l.id > %(first_id)s AND l.kind = 'commission'
+                    ORDER BY l.id""",
+            ),
+            first_id=first_id,
+        )
     return written
 
 

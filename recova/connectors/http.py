@@ -52,48 +52,27 @@ number. Resuming from it fetches that page again and continues after that index.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
 import tenacity
 
 from recova.connectors.base import Record, Resume, Source, SourceError
-
-Resolver = Callable[[str, int], list[str]]
+from recova.platform.kernel.outbound import (
+    DestinationRefused,
+    Resolver,
+    pin_destination,
+    resolve_host,
+    retry_after_seconds,
+)
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _MISSING = object()
-
-
-def resolve_host(host: str, port: int) -> list[str]:
-    """Every address the host name resolves to (an IP literal resolves to itself)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
-
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not (
-        address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        # Also shared address space (100.64.0.0/10) and the like, which none of the
-        # flags above cover.
-        or not address.is_global
-    )
 
 
 def _at_path(document: Any, path: str | None) -> Any:
@@ -111,22 +90,6 @@ def _at_path(document: Any, path: str | None) -> Any:
 def _indicator(document: Any, path: str) -> Any:
     """A stop indicator's value, or ``_MISSING`` when the source names none."""
     return _at_path(document, path) if path else _MISSING
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    header = response.headers.get("Retry-After")
-    if header is None:
-        return None
-    header = header.strip()
-    if header.isascii() and header.isdigit():
-        return float(header)
-    try:
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 class _RetryableAnswer(Exception):
@@ -333,23 +296,16 @@ class HttpConnector:
         address (instead of letting the client resolve again) stops a DNS answer that
         changes between check and use from reaching an internal address.
         """
-        if allow_private:
-            return url, None, {}
-        # The ASCII (IDNA) form: what DNS, the Host header and TLS all expect.
-        host = url.raw_host.decode("ascii")
         try:
-            addresses = [ipaddress.ip_address(a) for a in self._resolve(host, url.port or 0)]
-        except (OSError, UnicodeError, ValueError):
-            raise SourceError("the endpoint's host name could not be resolved") from None
-        if not addresses or not all(_is_public(address) for address in addresses):
+            pinned = pin_destination(url, allow_private=allow_private, resolve=self._resolve)
+        except DestinationRefused as refused:
+            if refused.reason == "unresolved":
+                raise SourceError("the endpoint's host name could not be resolved") from None
             raise SourceError(
                 "the endpoint's host is on a private or reserved network, which sources"
                 " may not reach"
-            )
-        # netloc keeps the port and an IPv6 literal's brackets, and drops any userinfo.
-        host_header = url.netloc.decode("ascii")
-        extensions = {"sni_hostname": host} if url.scheme == "https" else {}
-        return url.copy_with(host=str(addresses[0])), host_header, extensions
+            ) from None
+        return pinned.url, pinned.host_header, pinned.extensions
 
     def _fetch_page(
         self,
@@ -412,7 +368,7 @@ class HttpConnector:
             response = client.get(url, params=params, extensions=extensions)
             status = response.status_code
             if status >= 500 or status == 429:
-                retry_after = _retry_after(response) if status in (429, 503) else None
+                retry_after = retry_after_seconds(response) if status in (429, 503) else None
                 raise _RetryableAnswer(status, retry_after)
             if 300 <= status < 400:
                 raise SourceError(

@@ -76,6 +76,7 @@ from recova.connectors.fields import (
 from recova.connectors.models import FeedKind, RunMode, RunStatus, Severity
 from recova.platform.kernel.crypto import PersonalDataCipher
 from recova.platform.kernel.db import Database, ScopedConnection, quote_identifier
+from recova.platform.webhooks.events import emit_event
 from recova.tenants.scope import tenant_scope
 
 log = logging.getLogger(__name__)
@@ -809,7 +810,8 @@ class ChunkWriter:
                 f"UPDATE {s}.ingestion_runs SET status = %s, message = %s, recalled = %s,"
                 " recall_held = %s, held_at = CASE WHEN %s THEN now() ELSE held_at END,"
                 " source_info = %s,"
-                " finished_at = CASE WHEN %s THEN NULL ELSE now() END WHERE id = %s",
+                " finished_at = CASE WHEN %s THEN NULL ELSE now() END WHERE id = %s"
+                " RETURNING received, inserted, updated, unchanged, rejected",
                 (
                     status,
                     _storable(message, ROW_ERROR_LIMIT * 4),
@@ -821,6 +823,8 @@ class ChunkWriter:
                     plan.run_id,
                 ),
             )
+            if status in ("completed", "failed"):
+                self._emit_finished(status, cur.fetchone(), recalled=recalled)
             self.connection.commit()
             return recalled, held is not None
         except BaseException:
@@ -924,9 +928,30 @@ class ChunkWriter:
                     self.plan.run_id,
                 ),
             )
+            self._emit_finished("failed", (counts.received, 0, 0, 0, counts.rejected), recalled=0)
             self.connection.commit()
         finally:
             cur.close()
+
+    def _emit_finished(self, status: str, counts: Any, *, recalled: int) -> None:
+        """The run's ``ingestion.run.completed`` or ``.failed`` event, in its transaction."""
+        received, inserted, updated, unchanged, rejected = counts
+        emit_event(
+            self.connection.session,
+            f"ingestion.run.{status}",
+            {
+                "run_id": self.plan.run_id,
+                "kind": self.plan.kind.value,
+                "mode": self.plan.mode.value,
+                "status": status,
+                "received": received,
+                "inserted": inserted,
+                "updated": updated,
+                "unchanged": unchanged,
+                "rejected": rejected,
+                "recalled": recalled,
+            },
+        )
 
 
 # --- the run ------------------------------------------------------------------------------

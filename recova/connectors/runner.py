@@ -46,6 +46,7 @@ from recova.platform.kernel.crypto import PersonalDataCipher
 from recova.platform.kernel.db import utcnow
 from recova.platform.kernel.extension import Platform
 from recova.platform.kernel.metrics import record_ingested_rows
+from recova.platform.webhooks.events import emit_event
 from recova.platform.work.jobs import evaluate_payments_job, payments_job_id
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
@@ -261,6 +262,22 @@ def _interrupted(objects: Platform, plan: RunPlan, error: Exception) -> RunOutco
                 run.message = (
                     f"the run stopped on an unexpected error ({type(error).__name__}); what"
                     " it had loaded stays, and it can be resumed once the cause is fixed"
+                )
+                emit_event(
+                    session,
+                    "ingestion.run.failed",
+                    {
+                        "run_id": run.id,
+                        "kind": run.kind.value,
+                        "mode": run.mode.value,
+                        "status": RunStatus.FAILED.value,
+                        "received": run.received,
+                        "inserted": run.inserted,
+                        "updated": run.updated,
+                        "unchanged": run.unchanged,
+                        "rejected": run.rejected,
+                        "recalled": run.recalled,
+                    },
                 )
             else:
                 # The job's retry (or a resume) continues it from its checkpoint.

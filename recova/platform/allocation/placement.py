@@ -54,6 +54,7 @@ from recova.platform.allocation.strategies import PolicyRow
 from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.kernel.db import utcnow
 from recova.platform.kernel.errors import DomainError
+from recova.platform.webhooks.events import bulk_events_sql, emit_event
 
 #: Statuses a recall moves back to ``recalled`` (work in progress with the old agency).
 WORKED_STATUSES = ("placed", "in_progress", "promised", "on_plan")
@@ -102,8 +103,15 @@ def recall_placements(ctx: RunContext) -> dict[str, int]:
                     grace_until = CASE WHEN due.reason = 'expired' THEN p.ends_on
                                        ELSE %(as_of)s::date END + p.grace_days
                 FROM due WHERE due.id = p.id AND due.reason IS NOT NULL
-                RETURNING p.id, p.case_id, p.recall_reason
-            ), ended AS (
+                RETURNING p.id, p.case_id, p.agency_id, p.recall_reason, p.recalled_on
+            ), events AS ({
+            bulk_events_sql(
+                schema=ctx.schema,
+                tenant_id=ctx.tenant_id,
+                event_type="case.recalled",
+                rows_sql=RECALLED_EVENT_ROWS,
+            )
+        }), ended AS (
                 UPDATE {s}.assignments x SET ended_at = now(), end_reason = 'recalled'
                 FROM recalled r WHERE x.placement_id = r.id AND x.ended_at IS NULL
                 RETURNING x.id
@@ -321,8 +329,16 @@ def place_cases(
     placed = 0
     if not ctx.dry_run:
         # 5. The placements. ON CONFLICT: a tenant recall or a rival run got there first.
-        placed = ctx.rowcount(
-            f"""INSERT INTO {s}.placements (
+        # Each new placement is a case.placed event, in the same statement (written only if
+        # an endpoint of the tenant subscribes to it).
+        placed_events = bulk_events_sql(
+            schema=ctx.schema,
+            tenant_id=ctx.tenant_id,
+            event_type="case.placed",
+            rows_sql=PLACED_EVENT_ROWS,
+        )
+        placed = ctx.execute(
+            f"""WITH placed AS (INSERT INTO {s}.placements (
                     case_id, agency_id, strategy_version_id, segment, arm, started_on,
                     ends_on, grace_days, balance_at_placement, currency, allocation_run_id)
                 SELECT f.case_id, f.agency_id, %(version)s, f.segment, f.arm, %(as_of)s::date,
@@ -333,9 +349,12 @@ def place_cases(
                 -- in case order: the indexes on case_id and the checks against cases
                 -- then walk their pages in order instead of at random
                 ORDER BY f.case_id
-                ON CONFLICT DO NOTHING""",
+                ON CONFLICT DO NOTHING
+                RETURNING id, case_id, agency_id, started_on, ends_on),
+            events AS ({placed_events})
+            SELECT count(*) FROM placed""",
             version=version_id,
-        )
+        ).fetchone()[0]
         ctx.execute(
             f"""UPDATE {s}.cases c SET status = 'placed'
                 FROM (SELECT f.case_id FROM {final} f WHERE f.fits ORDER BY f.case_id) f
@@ -396,6 +415,19 @@ def _outcome_lines(ctx: RunContext, limits: bool, holdouts: bool) -> list[dict[s
 # --- one placement at a time: the tenant's recall, flags, the credit rule ------------------
 
 
+#: The data of the ``case.placed`` events of the rows a placing statement returned.
+PLACED_EVENT_ROWS = """SELECT jsonb_build_object(
+        'placement_id', placed.id, 'case_id', placed.case_id, 'agency_id', placed.agency_id,
+        'status', 'placed', 'started_on', placed.started_on, 'ends_on', placed.ends_on) AS data
+    FROM placed ORDER BY placed.case_id"""
+#: The data of the ``case.recalled`` events of the placements a recall returned.
+RECALLED_EVENT_ROWS = """SELECT jsonb_build_object(
+        'placement_id', recalled.id, 'case_id', recalled.case_id,
+        'agency_id', recalled.agency_id, 'status', 'recalled',
+        'recall', recalled.recall_reason, 'recalled_on', recalled.recalled_on) AS data
+    FROM recalled ORDER BY recalled.case_id"""
+
+
 def recall_placement(
     session: Session, placement: Placement, *, reason: str, on: dt.date
 ) -> Placement:
@@ -419,6 +451,18 @@ def recall_placement(
     )
     session.flush()  # the caller answers with the recalled placement
     session.expire(placement, ["assignments"])
+    emit_event(
+        session,
+        "case.recalled",
+        {
+            "placement_id": placement.id,
+            "case_id": placement.case_id,
+            "agency_id": placement.agency_id,
+            "status": "recalled",
+            "recall": reason,
+            "recalled_on": placement.recalled_on,
+        },
+    )
     return placement
 
 

@@ -37,6 +37,7 @@ from recova.platform.audit.chain import (
 from recova.platform.audit.models import AuditEvent, AuditHeadExport
 from recova.platform.auth.principal import Principal
 from recova.platform.kernel.db import quote_identifier, utcnow
+from recova.platform.webhooks.events import emit_event
 
 #: Keys whose values are personal data by definition.
 PERSONAL_KEYS = frozenset(
@@ -353,6 +354,11 @@ def export_daily_head(session: Session, *, day: dt.date, actor: Principal | str)
                 "head_seq": exported.head_seq,
                 "head_hash": exported.head_hash.hex(),
             },
+        )
+        emit_event(
+            session,
+            "audit.head.exported",
+            {"day": day, "head_seq": exported.head_seq, "head_hash": exported.head_hash.hex()},
         )
     return exported
 

@@ -44,6 +44,8 @@ SCOPES: dict[str, str] = {
     "privacy:reveal": "Reveal a debtor's national id or phone number, with a stated reason",
     "billing:read": "Read contract versions, the commission ledger, invoices and statements",
     "billing:write": "Add contract versions, close months, issue, pay and void invoices",
+    "webhooks:read": "Read webhook endpoints and their delivery logs",
+    "webhooks:write": "Register, change and delete webhook endpoints; rotate secrets, replay",
 }
 
 

@@ -43,6 +43,7 @@ from recova.platform.kernel.idempotency import IdempotencyRecord
 from recova.platform.kernel.outbox import OutboxEntry
 from recova.platform.payments.models import Payment
 from recova.platform.privacy.models import PersonalDataReveal, PrivacySettings
+from recova.platform.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from recova.platform.work.models import (
     CaseHold,
     CaseTransition,
@@ -112,5 +113,8 @@ __all__ = [
     "Tenant",
     "User",
     "ValidationNotice",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WorkSettings",
 ]

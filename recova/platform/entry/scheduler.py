@@ -7,9 +7,9 @@ is the one list of them; adding a job is one line there.
 
 Registered today: the daily days-past-due refresh, the daily promise and plan evaluation
 and settlement expiry, the daily allocation, the daily audit head export, the daily
-retention erasure and the daily close of the previous month (it refreshes that month's
-draft invoice until it is issued) of every active tenant; adding a job is one line in
-``periodic_jobs()``.
+retention erasure, the daily close of the previous month (it refreshes that month's
+draft invoice until it is issued) and the webhook delivery sweep every minute, of every
+active tenant; adding a job is one line in ``periodic_jobs()``.
 
 **The outbox relay.** Each leader tick first hands to RQ the outbox rows whose publish at
 commit failed (Redis away, a process killed between commit and publish), oldest first, for
@@ -62,6 +62,7 @@ from recova.platform.kernel.extension import Platform, platform
 from recova.platform.kernel.jobs import JobSpec
 from recova.platform.kernel.outbox import relay_outbox_until_drained
 from recova.platform.privacy.jobs import retention_erasure_job
+from recova.platform.webhooks.jobs import sweep_job_id, sweep_webhook_deliveries_job
 from recova.platform.work.jobs import (
     evaluate_promises_job,
     expire_settlements_job,
@@ -178,6 +179,10 @@ def _retention(run: TenantRun) -> tuple[str, dict[str, Any]]:
     return f"retention-{run.tenant_id}-{run.local_date.isoformat()}", {"tenant_id": run.tenant_id}
 
 
+def _webhook_sweep(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    return sweep_job_id(run.tenant_id, run.slot), {"tenant_id": run.tenant_id}
+
+
 def _close_month(run: TenantRun) -> tuple[str, dict[str, Any]]:
     month = previous_month(run.local_date).strftime("%Y-%m")
     return close_job_id(run.tenant_id, month), {"tenant_id": run.tenant_id, "month": month}
@@ -203,6 +208,11 @@ def periodic_jobs() -> list[PeriodicJob]:
         # Every day, the month before the tenant's date: late payments of a month join its
         # draft until the invoice is issued; after that a re-run changes nothing.
         PeriodicJob("close-month", daily("16:40"), close_month_job, _close_month),
+        # Webhook deliveries that are due and that no job is sending (a lost job, a worker
+        # killed mid-delivery): see ``recova.platform.webhooks.delivery``.
+        PeriodicJob(
+            "webhook-sweep", every(seconds=60), sweep_webhook_deliveries_job, _webhook_sweep
+        ),
     ]
 
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from limits import parse_many
+
 ENVIRONMENTS = ("development", "test", "production")
 
 
@@ -44,11 +46,21 @@ class Settings:
     queue_prefix: str = ""
     max_upload_bytes: int = 256 * 1024 * 1024
     http_sources_allow_private: bool = False
+    #: Seconds a webhook receiver has to answer one delivery (``recova.platform.webhooks``).
+    webhook_timeout: int = 15
     #: How far one .xlsx upload may unpack (see ``recova.connectors.excel``).
     xlsx_max_part_bytes: int = 1024 * 1024 * 1024
     xlsx_max_total_bytes: int = 2048 * 1024 * 1024
     xlsx_max_ratio: int = 100
     xlsx_max_shared_strings: int = 2_000_000
+    #: Rate limits (see ``recova.platform.kernel.ratelimit``), in the ``limits`` library's
+    #: notation (``600/minute``, ``10/second``): every request per client or portal user
+    #: (anonymous ones per address), writes per caller on top, and ``/oauth/token`` per
+    #: client id and per address.
+    rate_limit_api: str = "600/minute"
+    rate_limit_writes: str = "120/minute"
+    rate_limit_token: str = "20/minute"  # noqa: S105 - a rate limit, not a secret
+    rate_limit_token_address: str = "60/minute"  # noqa: S105 - as above
 
     @property
     def production(self) -> bool:
@@ -81,6 +93,7 @@ class Settings:
             queue_prefix=env.get("RECOVA_QUEUE_PREFIX", ""),
             max_upload_bytes=_int(env, "RECOVA_MAX_UPLOAD_BYTES", 256 * 1024 * 1024, minimum=1024),
             http_sources_allow_private=_flag(env, "RECOVA_HTTP_SOURCES_ALLOW_PRIVATE"),
+            webhook_timeout=_int(env, "RECOVA_WEBHOOK_TIMEOUT", 15, minimum=1),
             xlsx_max_part_bytes=_int(
                 env, "RECOVA_XLSX_MAX_PART_BYTES", 1024 * 1024 * 1024, minimum=1024
             ),
@@ -90,6 +103,12 @@ class Settings:
             xlsx_max_ratio=_int(env, "RECOVA_XLSX_MAX_RATIO", 100, minimum=1),
             xlsx_max_shared_strings=_int(
                 env, "RECOVA_XLSX_MAX_SHARED_STRINGS", 2_000_000, minimum=1
+            ),
+            rate_limit_api=_rate_limit(env, "RECOVA_RATE_LIMIT_API", "600/minute"),
+            rate_limit_writes=_rate_limit(env, "RECOVA_RATE_LIMIT_WRITES", "120/minute"),
+            rate_limit_token=_rate_limit(env, "RECOVA_RATE_LIMIT_TOKEN", "20/minute"),
+            rate_limit_token_address=_rate_limit(
+                env, "RECOVA_RATE_LIMIT_TOKEN_ADDRESS", "60/minute"
             ),
         )
         return settings.with_secrets()
@@ -194,6 +213,22 @@ def _log_format(raw: str) -> str:
     if value not in LOG_FORMATS:
         raise ConfigError(f"RECOVA_LOG_FORMAT={raw!r} is not one of {', '.join(LOG_FORMATS)}")
     return value
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    """One rate limit such as ``600/minute`` (an amount per window), checked at start-up."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        items = parse_many(raw)
+    except ValueError:
+        items = []
+    if len(items) != 1 or items[0].amount < 1:
+        raise ConfigError(
+            f"{name} must be one rate limit such as 600/minute or 10/second, got {raw!r}"
+        )
+    return raw
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
@@ -14,6 +15,7 @@ from recova.platform.kernel.db import Database
 
 if TYPE_CHECKING:
     from redis import Redis
+    from sqlalchemy import Connection
 
 
 @dataclass
@@ -23,6 +25,9 @@ class Platform:
     settings: Settings
     db: Database
     redis: Redis
+    #: What becomes of the outbox's event rows (``recova.platform.kernel.outbox``): set by
+    #: the app factory to the webhooks domain's fan-out; None leaves them in the outbox.
+    outbox_events: Callable[[Connection, Sequence[Any]], Callable[[], None] | None] | None = None
 
     @cached_property
     def cipher(self) -> PersonalDataCipher:

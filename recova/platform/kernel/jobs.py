@@ -114,19 +114,23 @@ class JobSpec:
             job_id=qualified_job_id(prefix, job_id),
             job_id_prefix=qualified_job_id(prefix, "") or "",
         )
-        _publish_after_commit(session, objects.redis, row_id)
+        publish_after_commit(session, objects, row_id)
         return full_id
 
 
-def _publish_after_commit(session: Session, redis: Redis, row_id: int) -> None:
-    """Publish the outbox row ``row_id`` once ``session``'s transaction commits (best
-    effort); one publish per transaction serves every row it wrote."""
+def publish_after_commit(session: Session, objects: Platform, row_id: int) -> None:
+    """Publish the outbox row ``row_id`` (a job or an event) once ``session``'s transaction
+    commits (best effort); one publish per transaction serves every row it wrote."""
+    redis = objects.redis
     for callback in pending_after_commit(session):
         if isinstance(callback, PublishAfterCommit) and callback.redis is redis:
             callback.ids.append(row_id)
+            callback.events = callback.events or objects.outbox_events
             return
     bind = session.get_bind()
-    publish = PublishAfterCommit(bind if isinstance(bind, Engine) else bind.engine, redis)
+    publish = PublishAfterCommit(
+        bind if isinstance(bind, Engine) else bind.engine, redis, objects.outbox_events
+    )
     publish.ids.append(row_id)
     after_commit(session, publish)
 

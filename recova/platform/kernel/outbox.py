@@ -20,8 +20,16 @@ So every committed row reaches RQ once per row: exactly one RQ job per job id. P
 rows are kept ``RETENTION`` (for inspection) and then purged by the relay.
 
 The table is shared (``platform`` schema), so a tenant-scoped session writes it in the same
-transaction as the tenant's data. ``kind`` is ``job`` today; ``event`` is kept for the
-webhook deliveries of a later slice.
+transaction as the tenant's data.
+
+**Events.** A row of kind ``event`` is a domain event of one tenant (``func`` holds its
+type, ``kwargs`` its data, ``created_at`` its time; its id, ``evt_<row id>``, is the
+event's id). The kernel knows nothing of what becomes of it: the app factory hands the
+``Platform`` an ``outbox_events`` handler (the webhooks domain's fan-out), which the
+publish calls with the batch's event rows on the batch's connection, inside the same
+transaction that marks them published, so an event becomes its deliveries exactly once.
+What the handler returns runs after that commit (best effort: handing the deliveries to
+RQ). A process without a handler leaves event rows to one that has one.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis import Redis, RedisError
@@ -40,6 +48,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Connection,
     DateTime,
     Engine,
     Identity,
@@ -69,9 +78,13 @@ KINDS = ("job", "event")
 #: The key in an RQ job's ``meta`` naming the outbox row that put it there.
 META_KEY = "outbox_id"
 
+#: Turns a batch of event rows into their effects on the publish's connection (inside its
+#: transaction); returns work to run after that transaction commits, or None.
+EventHandler = Callable[[Connection, Sequence[Any]], Callable[[], None] | None]
+
 
 class OutboxEntry(SharedModel):
-    """One job (later: one event) to hand over once the transaction that wrote it commits."""
+    """One job or one event to hand over once the transaction that wrote it commits."""
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -193,18 +206,32 @@ def write_outbox_job(
     return row_id, job_id
 
 
+def write_outbox_event(
+    session: Session, *, tenant_id: int, event_type: str, data: dict[str, Any]
+) -> int:
+    """Write one event row in ``session``'s transaction; its row id (the event is
+    ``evt_<row id>``). ``data`` holds JSON values only."""
+    row_id: int = session.execute(
+        insert(OutboxEntry)
+        .values(kind="event", tenant_id=tenant_id, func=event_type, kwargs=data)
+        .returning(OutboxEntry.id)
+    ).scalar_one()
+    return row_id
+
+
 class PublishAfterCommit:
     """The after-commit work of one transaction: publish the outbox rows it wrote, at once
     and best effort (``recova.platform.kernel.jobs`` registers it with ``after_commit``)."""
 
-    def __init__(self, engine: Engine, redis: Redis) -> None:
+    def __init__(self, engine: Engine, redis: Redis, events: EventHandler | None = None) -> None:
         self.engine = engine
         self.redis = redis
+        self.events = events
         self.ids: list[int] = []
 
     def __call__(self) -> None:
         try:
-            publish_outbox_rows(self.engine, self.redis, ids=self.ids)
+            publish_outbox_rows(self.engine, self.redis, ids=self.ids, events=self.events)
         except Exception:  # never into the request: the relay publishes what is left
             logger.warning(
                 "outbox rows %s not published at commit; the relay will", self.ids, exc_info=True
@@ -216,7 +243,9 @@ def relay_outbox(
 ) -> int:
     """One relay batch: publish up to ``limit`` of the oldest unpublished rows, and purge
     rows published longer than ``retention`` ago; the number of rows published."""
-    published = publish_outbox_rows(objects.db.engine, objects.redis, limit=limit)
+    published = publish_outbox_rows(
+        objects.db.engine, objects.redis, limit=limit, events=objects.outbox_events
+    )
     _purge(objects.db.engine, retention)
     return published
 
@@ -235,26 +264,37 @@ def relay_outbox_until_drained(
 
 
 def publish_outbox_rows(
-    engine: Engine, redis: Redis, *, ids: Sequence[int] | None = None, limit: int = BATCH
+    engine: Engine,
+    redis: Redis,
+    *,
+    ids: Sequence[int] | None = None,
+    limit: int = BATCH,
+    events: EventHandler | None = None,
 ) -> int:
-    """Hand unpublished rows (all of them, oldest first, or only ``ids``) to RQ, in one
-    transaction holding their row locks; the number marked published.
+    """Hand unpublished rows (all of them, oldest first, or only ``ids``) to RQ, and event
+    rows to ``events``, in one transaction holding their row locks; the number marked
+    published.
 
     A Redis failure ends the batch: the rows handed over so far are marked, the failing
-    one records the error, the rest wait for the next relay.
+    one records the error, the rest wait for the next relay. Without ``events`` event rows
+    are left alone; a failing handler records its error on the batch's event rows.
     """
     if ids is not None and not ids:
         return 0
+    kinds = ["job", "event"] if events is not None else ["job"]
     query = (
         select(
             OutboxEntry.id,
+            OutboxEntry.kind,
+            OutboxEntry.tenant_id,
+            OutboxEntry.created_at,
             OutboxEntry.queue,
             OutboxEntry.func,
             OutboxEntry.kwargs,
             OutboxEntry.options,
             OutboxEntry.job_id,
         )
-        .where(OutboxEntry.published_at.is_(None), OutboxEntry.kind == "job")
+        .where(OutboxEntry.published_at.is_(None), OutboxEntry.kind.in_(kinds))
         .order_by(OutboxEntry.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -262,9 +302,15 @@ def publish_outbox_rows(
     if ids is not None:
         query = query.where(OutboxEntry.id.in_(list(ids)))
     published: list[int] = []
+    after: Callable[[], None] | None = None
     with engine.begin() as connection:
         rows = connection.execute(query).all()
+        event_rows = [row for row in rows if row.kind == "event"]
+        if event_rows and events is not None:
+            after = _hand_events(connection, events, event_rows, published)
         for row in rows:
+            if row.kind == "event":
+                continue
             try:
                 _publish_one(redis, row)
             except RedisError as exc:
@@ -287,7 +333,29 @@ def publish_outbox_rows(
                 ),
                 {"ids": published},
             )
+    if after is not None:
+        try:
+            after()
+        except Exception:  # the events are committed; what follows them has a sweep
+            logger.warning("work after publishing outbox events failed", exc_info=True)
     return len(published)
+
+
+def _hand_events(
+    connection: Connection, events: EventHandler, rows: Sequence[Any], published: list[int]
+) -> Callable[[], None] | None:
+    """Give the event rows to the handler in a savepoint; on success they count as
+    published, on failure each records the error and waits for the next relay."""
+    try:
+        with connection.begin_nested():
+            after = events(connection, rows)
+    except Exception as exc:
+        logger.exception("outbox events %s could not be handed over", [row.id for row in rows])
+        for row in rows:
+            _record_failure(connection, row.id, exc)
+        return None
+    published.extend(row.id for row in rows)
+    return after
 
 
 def _publish_one(redis: Redis, row: Any) -> None:

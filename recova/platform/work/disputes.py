@@ -26,6 +26,7 @@ from recova.platform.allocation.models import Placement
 from recova.platform.allocation.placement import set_case_flags
 from recova.platform.cases.models import Case, CaseStatus
 from recova.platform.kernel.db import utcnow
+from recova.platform.webhooks.events import emit_event
 from recova.platform.work.errors import WorkConflict
 from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import (
@@ -83,6 +84,16 @@ def open_dispute(
         subject=("case", case.id),
         data={"dispute_id": dispute.id, "grounds": grounds},
     )
+    emit_event(
+        session,
+        "dispute.opened",
+        {
+            "dispute_id": dispute.id,
+            "case_id": case.id,
+            "status": dispute.status.value,
+            "grounds": grounds,
+        },
+    )
     return dispute
 
 
@@ -139,6 +150,11 @@ def resolve_dispute(
         actor=actor,
         subject=("case", case.id),
         data={"dispute_id": dispute.id, "outcome": outcome.value},
+    )
+    emit_event(
+        session,
+        "dispute.resolved",
+        {"dispute_id": dispute.id, "case_id": case.id, "status": outcome.value},
     )
     return dispute
 

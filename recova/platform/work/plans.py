@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from recova.platform.cases.models import Account, Case, CaseStatus
 from recova.platform.kernel.db import utcnow
+from recova.platform.webhooks.events import emit_event
 from recova.platform.work.errors import WorkConflict, WorkInvalid, WorkNotFound
 from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import Actor, actor_label, lock_for_evaluation, transition
@@ -117,6 +118,18 @@ def create_plan(
             "instalments": [
                 {"seq": i.seq, "due_date": i.due_date, "amount": i.amount} for i in plan.instalments
             ],
+            "total_amount": plan.total_amount,
+            "currency": plan.currency,
+        },
+    )
+    emit_event(
+        session,
+        "plan.created",
+        {
+            "plan_id": plan.id,
+            "case_id": case.id,
+            "status": plan.status.value,
+            "instalments": len(plan.instalments),
             "total_amount": plan.total_amount,
             "currency": plan.currency,
         },
@@ -218,6 +231,18 @@ def evaluate_plan(
             actor=actor,
             subject=("case", case.id),
             data={"plan_id": plan.id, "misses": plan.misses, "paid_amount": plan.paid_amount},
+        )
+        emit_event(
+            session,
+            f"plan.{ended.value}",
+            {
+                "plan_id": plan.id,
+                "case_id": case.id,
+                "status": ended.value,
+                "misses": plan.misses,
+                "paid_amount": plan.paid_amount,
+                "currency": plan.currency,
+            },
         )
         if case.status is CaseStatus.ON_PLAN:
             transition(session, case=case, to=to, actor=actor, reason=reason)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from recova.platform.cases.models import Account, Case, CaseStatus
 from recova.platform.kernel.db import utcnow
+from recova.platform.webhooks.events import emit_event
 from recova.platform.work.errors import WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import (
@@ -88,6 +89,18 @@ def create_promise(
         subject=("case", case.id),
         data={
             "promise_id": promise.id,
+            "amount": promise.amount,
+            "currency": promise.currency,
+            "due_date": promise.due_date,
+        },
+    )
+    emit_event(
+        session,
+        "promise.created",
+        {
+            "promise_id": promise.id,
+            "case_id": case.id,
+            "status": promise.status.value,
             "amount": promise.amount,
             "currency": promise.currency,
             "due_date": promise.due_date,
@@ -167,6 +180,18 @@ def evaluate_promise(
         subject=("case", case.id),
         data={
             "promise_id": promise.id,
+            "status": outcome.value,
+            "amount": promise.amount,
+            "paid_amount": promise.paid_amount,
+            "currency": promise.currency,
+        },
+    )
+    emit_event(
+        session,
+        f"promise.{outcome.value}",
+        {
+            "promise_id": promise.id,
+            "case_id": case.id,
             "status": outcome.value,
             "amount": promise.amount,
             "paid_amount": promise.paid_amount,

@@ -42,6 +42,7 @@ from recova.platform.auth.models import Role
 from recova.platform.auth.principal import Principal
 from recova.platform.cases.models import Account, Case, CaseStatus
 from recova.platform.kernel.db import utcnow
+from recova.platform.webhooks.events import emit_event
 from recova.platform.work.errors import NotPermitted, WorkConflict, WorkInvalid
 from recova.platform.work.events import note_event
 from recova.platform.work.lifecycle import (
@@ -210,6 +211,21 @@ def offer_settlement(
             "expires_on": expires_on,
         },
     )
+    emit_event(
+        session,
+        "settlement.requested",
+        {
+            "settlement_id": settlement.id,
+            "case_id": case.id,
+            "status": settlement.status.value,
+            "amount": amount,
+            "balance": balance,
+            "currency": settlement.currency,
+            "discount_percent": settlement.discount_percent,
+            "required_level": needed.value,
+            "expires_on": expires_on,
+        },
+    )
     return settlement
 
 
@@ -265,6 +281,17 @@ def decide_settlement(
             "level": level.value,
             "required_level": settlement.required_level.value,
             "discount_percent": settlement.discount_percent,
+        },
+    )
+    emit_event(
+        session,
+        "settlement.decided",
+        {
+            "settlement_id": settlement.id,
+            "case_id": settlement.case_id,
+            "status": settlement.status.value,
+            "approved": approve,
+            "level": level.value,
         },
     )
     return settlement

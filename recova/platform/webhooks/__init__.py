@@ -1,0 +1,1 @@
+"""Signed webhooks (Standard Webhooks) to tenants, fed by the transactional outbox."""

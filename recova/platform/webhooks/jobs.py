@@ -1,0 +1,132 @@
+"""Jobs of webhooks on the ``webhooks`` queue: one delivery attempt, and the sweep.
+
+The attempt job takes the tenant id and the delivery id; its RQ id names the attempt
+(``webhook-<tenant>-<delivery>-<n>``), so asking twice for the same attempt queues one
+job, and RQ never retries it by itself (``retries=0``): the delivery's own schedule and the
+sweep decide what is sent again (``recova.platform.webhooks.delivery``). The outbox relay
+reaches this module through ``outbox_events``, the handler the app factory hands the
+platform: the fan-out, then the first attempt of every delivery it wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis import RedisError
+from sqlalchemy import Connection
+
+from recova.platform.kernel.extension import Platform, platform
+from recova.platform.kernel.jobs import job, job_queue, qualified_job_id
+from recova.platform.kernel.outbox import hand_to_rq
+from recova.platform.webhooks.delivery import attempt_delivery, due_deliveries, fan_out_events
+
+logger = logging.getLogger(__name__)
+
+
+@job(queue="webhooks", timeout=300, retries=0, failure_ttl=3 * 24 * 3600)
+def deliver_webhook_job(*, tenant_id: int, delivery_id: int) -> dict[str, Any]:
+    """Make the delivery's due attempt, and schedule the next one if it failed."""
+    objects = platform()
+    result = attempt_delivery(objects, tenant_id=tenant_id, delivery_id=delivery_id)
+    if result is None:
+        return {"delivery_id": delivery_id, "status": "not due"}
+    if result.retry_in is not None and result.next_number is not None:
+        schedule_attempt(
+            objects,
+            tenant_id=tenant_id,
+            delivery_id=delivery_id,
+            number=result.next_number,
+            delay=result.retry_in,
+        )
+    return {"delivery_id": delivery_id, "status": result.status, "retry_in": result.retry_in}
+
+
+@job(queue="webhooks", timeout=300, retries=2, backoff=[10, 30])
+def sweep_webhook_deliveries_job(*, tenant_id: int) -> dict[str, int]:
+    """Hand over every due delivery of the tenant that no job is sending (see the sweep)."""
+    objects = platform()
+    due = due_deliveries(objects, tenant_id=tenant_id)
+    for delivery_id, number in due:
+        schedule_attempt(
+            objects,
+            tenant_id=tenant_id,
+            delivery_id=delivery_id,
+            number=number,
+            delay=0,
+            origin="sweep",
+        )
+    return {"enqueued": len(due)}
+
+
+def attempt_job_id(tenant_id: int, delivery_id: int, number: int, origin: str = "") -> str:
+    """The RQ id of one attempt (the sweep's own ids never stand in for a scheduled one)."""
+    suffix = f"-{origin}" if origin else ""
+    return f"webhook-{tenant_id}-{delivery_id}-{number}{suffix}"
+
+
+def sweep_job_id(tenant_id: int, slot: dt.datetime) -> str:
+    return f"webhook-sweep-{tenant_id}-{int(slot.timestamp())}"
+
+
+def schedule_attempt(
+    objects: Platform,
+    *,
+    tenant_id: int,
+    delivery_id: int,
+    number: int,
+    delay: float,
+    origin: str = "",
+) -> None:
+    """Queue attempt ``number`` now, or after ``delay`` seconds (an RQ scheduled job)."""
+    prefix = objects.settings.queue_prefix
+    queue = job_queue(objects.redis, deliver_webhook_job.queue, prefix=prefix)
+    job_id = qualified_job_id(prefix, attempt_job_id(tenant_id, delivery_id, number, origin))
+    kwargs = {"tenant_id": tenant_id, "delivery_id": delivery_id}
+    options = deliver_webhook_job.rq_options
+    if delay <= 0:
+        hand_to_rq(queue, deliver_webhook_job.path, kwargs=kwargs, options=options, job_id=job_id)
+        return
+    queue.enqueue_in(
+        dt.timedelta(seconds=delay),
+        deliver_webhook_job.path,
+        kwargs=kwargs,
+        job_id=job_id,
+        job_timeout=options["timeout"],
+        failure_ttl=options["failure_ttl"],
+        result_ttl=options["result_ttl"],
+    )
+
+
+def enqueue_first_attempts(objects: Platform, created: Sequence[tuple[int, int]]) -> None:
+    """Queue the first attempt of new deliveries; a Redis failure leaves them to the sweep."""
+    try:
+        for tenant_id, delivery_id in created:
+            schedule_attempt(
+                objects, tenant_id=tenant_id, delivery_id=delivery_id, number=1, delay=0
+            )
+    except RedisError as error:
+        logger.warning(
+            "webhook deliveries not queued (%s); the sweep sends them", type(error).__name__
+        )
+
+
+def relay_events(
+    objects: Platform, connection: Connection, rows: Sequence[Any]
+) -> Callable[[], None] | None:
+    """The outbox's event handler: fan the rows out into deliveries on the relay's
+    connection; after its commit, queue their first attempts."""
+    created = fan_out_events(connection, rows)
+    if not created:
+        return None
+    return functools.partial(enqueue_first_attempts, objects, created)
+
+
+def outbox_event_handler(
+    objects: Platform,
+) -> Callable[[Connection, Sequence[Any]], Callable[[], None] | None]:
+    """``relay_events`` bound to one app's platform objects (what the factory installs)."""
+    return functools.partial(relay_events, objects)
