@@ -22,6 +22,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -47,11 +48,32 @@ from tests.transactions import SHARED_SCHEMAS, RolledBack, private_copy, real_co
 passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
+#: The browser fixtures (``served``, ``browser``) for every module that asks for them.
+pytest_plugins = ("tests.browser",)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test (``rep_call``): the browser fixture saves a
+    screenshot when the test itself failed (``tests/browser.py``)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (pyproject's addopts): a worker per core and one more, for a good part
     of the run is spent waiting on processes the tests start (servers, CLIs, workers);
     ``--maxprocesses`` caps it."""
     return len(os.sched_getaffinity(0)) + 1
+
+
+GENEROUS_RATE_LIMITS = {
+    "RECOVA_RATE_LIMIT_API": "1000000/minute",
+    "RECOVA_RATE_LIMIT_WRITES": "1000000/minute",
+    "RECOVA_RATE_LIMIT_TOKEN": "1000000/minute",
+    "RECOVA_RATE_LIMIT_TOKEN_ADDRESS": "1000000/minute",
+}
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +121,7 @@ def cli_env(fresh_database: str, redis_url: str, tmp_path: Path) -> dict[str, st
         "DATABASE_URL": fresh_database,
         "REDIS_URL": redis_url,
         "RECOVA_QUEUE_PREFIX": f"test-{secrets.token_hex(4)}:",
+        **GENEROUS_RATE_LIMITS,
         **new_secrets(),
     }
 
@@ -120,6 +143,10 @@ def settings(recova_home: Path, database_url: str, redis_url: str) -> Settings:
             "SECRET_KEY": keys["SECRET_KEY"],
             "RECOVA_DATA_KEY": keys["RECOVA_DATA_KEY"],
             "RECOVA_QUEUE_PREFIX": f"test-{secrets.token_hex(4)}:",
+            # The worker's shared fixtures make every test one caller: limits far above
+            # what a worker sends in a window, still counted by the real limiter in Redis.
+            # tests/test_ratelimit.py builds apps of its own with small limits.
+            **GENEROUS_RATE_LIMITS,
         }
     )
 

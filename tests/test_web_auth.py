@@ -15,17 +15,20 @@ from sqlalchemy import select, update
 
 from recova.platform.auth import passwords
 from recova.platform.auth.models import Role, User
-from recova.platform.auth.services import LOGIN_REFUSED, create_user
+from recova.platform.auth.services import create_user
 from recova.platform.entry.app import create_app
 from recova.platform.kernel.db import utcnow
 from recova.platform.kernel.extension import platform
 from recova.tenants.models import Tenant
 from tests.support import PASSWORD, Caller, bearer, login, unique
 
+#: The sign-in page's one refusal, in English.
+LOGIN_PAGE_REFUSED = "Wrong e-mail or password, or too many attempts: try again later."
+
 
 def _form_token(client: FlaskClient, path: str = "/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    found = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+    page = client.get(path, follow_redirects=True).get_data(as_text=True)
+    found = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
     assert found is not None, page
     return found.group(1)
 
@@ -101,7 +104,7 @@ def test_login_with_a_wrong_csrf_token_is_400(world) -> None:
     assert client.get("/api/v1/me").status_code == 401
 
 
-def test_correct_credentials_redirect_home_which_shows_the_user(world) -> None:
+def test_correct_credentials_redirect_home_which_sends_tenant_staff_to_their_portal(world) -> None:
     client = world.app.test_client()
 
     response = _post_login(client, world.a.admin_email, PASSWORD)
@@ -109,11 +112,11 @@ def test_correct_credentials_redirect_home_which_shows_the_user(world) -> None:
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
     home = client.get("/")
-    assert home.status_code == 200
-    page = home.get_data(as_text=True)
-    assert world.a.admin_email in page
-    assert "tenant_admin" in page
-    assert world.a.slug in page
+    assert home.status_code == 302
+    assert home.headers["Location"] == f"/portal/{world.a.slug}/"
+    page = client.get(home.headers["Location"]).get_data(as_text=True)
+    assert world.a.admin_email in page  # the signed-in user, in the page's header
+    assert "Sign out" in page
 
 
 def test_login_email_is_case_insensitive(world) -> None:
@@ -133,7 +136,7 @@ def test_wrong_password_or_unknown_email_shows_the_same_error(world, who: str) -
     response = _post_login(client, email, "not-the-password")
 
     assert response.status_code == 200
-    assert "wrong email or password" in response.get_data(as_text=True)
+    assert "Wrong e-mail or password" in response.get_data(as_text=True)
     assert client.get("/api/v1/me").status_code == 401
 
 
@@ -158,7 +161,7 @@ def test_every_refusal_costs_one_password_check(world, settings, monkeypatch) ->
         checks.clear()
         response = _post_login(client, address, password)
         assert response.status_code == 200
-        assert LOGIN_REFUSED in response.get_data(as_text=True)
+        assert LOGIN_PAGE_REFUSED in response.get_data(as_text=True)
         assert len(checks) == 1, address
 
 
@@ -210,12 +213,12 @@ def test_lockout_refuses_even_the_right_password_until_it_expires(world, db, set
     for _ in range(settings.login_max_failures):
         failed = _post_login(client, email, "not-the-password")
         assert failed.status_code == 200
-        assert "wrong email or password" in failed.get_data(as_text=True)
+        assert "Wrong e-mail or password" in failed.get_data(as_text=True)
 
     locked = _post_login(client, email, PASSWORD)
     assert locked.status_code == 200
     # The same answer as a wrong password: a lockout does not reveal that the account exists.
-    assert LOGIN_REFUSED in locked.get_data(as_text=True)
+    assert LOGIN_PAGE_REFUSED in locked.get_data(as_text=True)
     assert client.get("/api/v1/me").status_code == 401
     with db.session() as session:
         locked_until = session.scalar(select(User.locked_until).where(User.id == user_id))
@@ -271,7 +274,7 @@ def test_deactivated_users_session_stops_working_on_the_next_request(world) -> N
     # Nor can they log in again.
     refused = _post_login(world.app.test_client(), email, PASSWORD)
     assert refused.status_code == 200
-    assert "wrong email or password" in refused.get_data(as_text=True)
+    assert "Wrong e-mail or password" in refused.get_data(as_text=True)
 
 
 # --- CSRF on API writes --------------------------------------------------------------

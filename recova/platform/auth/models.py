@@ -57,6 +57,7 @@ class User(Timestamped, SharedModel):
     __tablename__ = "users"
     __table_args__ = (
         Index("uq_users_lower_email", func.lower(literal_column("email")), unique=True),
+        CheckConstraint("locale IN ('en', 'zh_CN')", name="locale_known"),
         {"schema": SHARED_SCHEMA},
     )
 
@@ -71,6 +72,9 @@ class User(Timestamped, SharedModel):
     # deactivation) ends every session of the user, even a copied cookie.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The portal language the user chose (``recova.platform.web.i18n.LOCALES``); None
+    #: until they choose, and the browser's ``Accept-Language`` decides.
+    locale: Mapped[str | None] = mapped_column(String(16))
 
     membership: Mapped[Membership] = relationship(back_populates="user", uselist=False)
 

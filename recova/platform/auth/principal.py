@@ -43,6 +43,10 @@ class Principal:
     tenant: Tenant | None = None
     agency_id: int | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
+    #: A user's saved portal language (None: not chosen, or a client).
+    locale: str | None = None
+    #: A user's full name, for the portal's header.
+    full_name: str | None = None
 
     @property
     def is_client(self) -> bool:
@@ -125,6 +129,8 @@ def principal_from_user_id(session: Session, user_id: int, epoch: int) -> Princi
         role=membership.role,
         tenant=tenant,
         agency_id=membership.agency_id,
+        locale=user.locale,
+        full_name=user.full_name,
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import swagger_ui_bundle
-from flask import Flask, Response, render_template, request, send_from_directory, session
+from flask import Flask, Response, request, send_from_directory, session
 from flask_smorest import Api
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis import Redis
@@ -25,6 +25,7 @@ from recova.platform.auth.access import SCOPES, pop_named_tenant
 from recova.platform.auth.api import blp as auth
 from recova.platform.auth.oauth import TOKEN_PATH, init_oauth
 from recova.platform.auth.principal import SESSION_USER_KEY, bearer_token
+from recova.platform.auth.ratelimit import rate_limit_policies
 from recova.platform.cases.api import blp as cases
 from recova.platform.compliance.api import blp as compliance
 from recova.platform.contact.api import blp as contact
@@ -41,15 +42,29 @@ from recova.platform.kernel.logs import (
     init_request_logging,
     remember_request_tenant,
 )
-from recova.platform.kernel.metrics import init_metrics
+from recova.platform.kernel.metrics import METRICS_PATH, init_metrics
+from recova.platform.kernel.ratelimit import (
+    RATE_LIMITED_RESPONSE,
+    RateLimitPlugin,
+    init_rate_limits,
+    rate_limited_response,
+)
 from recova.platform.kernel.request_scope import init_request_scope
 from recova.platform.privacy.api import blp as privacy
 from recova.platform.web.auth import blp as web_auth
+from recova.platform.web.i18n import init_i18n
+from recova.platform.web.pages import init_pages, page_error
+from recova.platform.web.portal.routes import portal_blueprint
+from recova.platform.webhooks.api import blp as webhooks
+from recova.platform.webhooks.jobs import outbox_event_handler
 from recova.platform.work.api import blp as work
 from recova.tenants.api import blp as tenants
 from recova.tenants.slugs import SlugConverter, slug_parameter
 
 WEB_TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
+WEB_STATIC = WEB_TEMPLATES.parent / "static"
+#: Probes, the metrics scrape and static files spend no rate-limit budget.
+_RATE_LIMIT_EXEMPT = ("/healthz", "/readyz", METRICS_PATH, f"{API_PREFIX}/docs/assets/", "/static/")
 
 
 def _api_blueprints() -> list[Any]:
@@ -69,13 +84,14 @@ def _api_blueprints() -> list[Any]:
         contact,
         compliance,
         billing,
+        webhooks,
     ]
 
 
 def _web_blueprints() -> list[Any]:
     """Every server-rendered or plain-Flask blueprint."""
 
-    return [health, web_auth]
+    return [health, web_auth, portal_blueprint()]
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
@@ -91,7 +107,12 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     assert settings.redis_url is not None
 
     configure_logging(settings.log_level, settings.log_format)
-    app = Flask(__name__, template_folder=str(WEB_TEMPLATES))
+    app = Flask(
+        __name__,
+        template_folder=str(WEB_TEMPLATES),
+        static_folder=str(WEB_STATIC),
+        static_url_path="/static",
+    )
     install_url_converters(app, {"slug": SlugConverter})
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -126,7 +147,10 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     redis = Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
     )
-    Platform(settings=settings, db=database, redis=redis).init_app(app)
+    objects = Platform(settings=settings, db=database, redis=redis)
+    # The outbox's event rows go to the webhooks domain (the kernel knows none of them).
+    objects.outbox_events = outbox_event_handler(objects)
+    objects.init_app(app)
 
     # Before the request scope: after_request hooks run in reverse order of registration,
     # so the request's log line and latency include its commit.
@@ -135,7 +159,17 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     init_request_scope(app, on_write=skip_replays(record_api_write))
     init_idempotency(app)
     remember_request_tenant(app)
+    # Before the CSRF check and every view: a caller over its budget is refused first.
+    init_rate_limits(
+        app,
+        redis_url=settings.redis_url,
+        connection_pool=redis.connection_pool,
+        queue_prefix=settings.queue_prefix,
+        policies=rate_limit_policies(settings, exempt_paths=_RATE_LIMIT_EXEMPT),
+    )
     csrf = CSRFProtect(app)
+    init_i18n(app)
+    init_pages(app)
 
     @app.before_request
     def _csrf_guard() -> None:
@@ -149,7 +183,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
     app.url_value_preprocessor(pop_named_tenant)
 
-    api = Api(app, spec_kwargs={"extra_plugins": [IdempotencyPlugin()]})
+    api = Api(app, spec_kwargs={"extra_plugins": [IdempotencyPlugin(), RateLimitPlugin()]})
+    api.spec.components.response(RATE_LIMITED_RESPONSE, rate_limited_response())
     document_api_fields(api, [(SlugConverter, slug_parameter)])
     api.spec.components.security_scheme(
         "oauth2",
@@ -222,9 +257,4 @@ def _register_error_pages(app: Flask, api: Api) -> None:
             # which flask-smorest drops; the JSON body brings its own Content-Type.
             own = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
             return body, code, {**own, **(headers or {})}
-        message = (
-            _csrf_message(error, api=False)
-            if isinstance(error, CSRFError)
-            else str(error.description or "")
-        )
-        return render_template("error.html", error=error, message=message), error.code or 500
+        return page_error(error), error.code or 500

@@ -37,6 +37,7 @@ from recova.platform.kernel.config import new_secrets
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.jobs import QUEUES
 from recova.platform.privacy.cli import privacy_cli
+from recova.platform.web.cli import i18n_cli
 from recova.platform.work.cli import work_cli
 from recova.platform.work.demo import demo_case_work
 from recova.tenants.migrate import migrate_all, migrate_shared
@@ -113,7 +114,10 @@ def demo(host: str, port: int, serve: bool) -> None:
     click.echo(f"  Data folder    {objects.settings.home}\n")
     click.echo(f"  Every demo login uses the password: {DEMO_PASSWORD}")
     for login in logins:
-        click.echo(f"    {login.email:<38} {login.role:<15} {login.organisation}")
+        click.echo(
+            f"    {login.email:<38} {login.role:<15} {login.organisation:<22}"
+            f" {base}{login.portal_path}"
+        )
     click.echo(
         "\n  Partner API: sign in as a tenant admin and POST /api/v1/api-clients,"
         f"\n  then exchange the client id and secret at {base}/oauth/token."
@@ -397,6 +401,7 @@ def _register_domain_commands() -> None:
     main.add_command(privacy_cli)
     main.add_command(work_cli)
     main.add_command(compliance_cli)
+    main.add_command(i18n_cli)
 
 
 _register_domain_commands()

@@ -45,6 +45,8 @@ class DemoLogin:
     email: str
     role: str
     organisation: str
+    #: Where the role's pages start (the tenant portal for a lender's staff).
+    portal_path: str = "/"
 
 
 TENANTS: list[dict[str, Any]] = [
@@ -214,7 +216,8 @@ def _user(
             tenant=tenant,
             agency=agency,
         )
-    return DemoLogin(email, role.value, organisation)
+    path = f"/portal/{tenant.slug}/" if tenant is not None else "/"
+    return DemoLogin(email, role.value, organisation, path)
 
 
 DEMO_ACCOUNTS = 3000

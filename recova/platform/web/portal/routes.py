@@ -1,0 +1,14 @@
+"""Every section of the portal, imported so their routes are on the blueprint."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from recova.platform.web.portal import blp, overview
+
+SECTIONS = (overview,)
+
+
+def portal_blueprint() -> Blueprint:
+    """The portal's blueprint with every section's routes on it."""
+    return blp
