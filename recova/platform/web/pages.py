@@ -131,11 +131,22 @@ ERROR_MESSAGES = {
 }
 
 
+#: Flask-WTF's reasons for refusing a form (``flask_wtf.csrf``), in the page's language.
+CSRF_REASONS = {
+    "The CSRF token is missing.": _l("The CSRF token is missing."),
+    "The CSRF session token is missing.": _l("The CSRF session token is missing."),
+    "The CSRF token has expired.": _l("The CSRF token has expired."),
+    "The CSRF token is invalid.": _l("The CSRF token is invalid."),
+    "The CSRF tokens do not match.": _l("The CSRF tokens do not match."),
+}
+
+
 def page_error(error: HTTPException) -> str:
     """The HTML page of an error: a title and message in the page's language."""
     code = error.code or 500
     if isinstance(error, CSRFError):
-        message = _("The form had expired. Reload the page and send it again.")
+        reason = CSRF_REASONS.get(str(error.description), error.description)
+        message = _("%(reason)s Reload the page and send the form again.", reason=reason)
     else:
         data = getattr(error, "data", None)
         said = data.get("message") if isinstance(data, dict) else None
@@ -177,7 +188,14 @@ def navigation() -> list[tuple[str, Any, bool]]:
         (url_for(item.endpoint), item.label, section == item.endpoint)
         for item in PORTAL_NAV
         if item.endpoint in current_app.view_functions
+        and _open_to(current_app.view_functions[item.endpoint], principal.role)
     ]
+
+
+def _open_to(view: Any, role: Role) -> bool:
+    """Whether a page's rule lets ``role`` open it (a section closed to it is not shown)."""
+    rule: PageRule | None = getattr(view, "page_rule", None)
+    return rule is None or role in rule.roles
 
 
 def init_pages(app: Flask) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from recova.platform.web.portal import blp, overview
+from recova.platform.web.portal import blp, cases, overview
 
-SECTIONS = (overview,)
+SECTIONS = (overview, cases)
 
 
 def portal_blueprint() -> Blueprint:
