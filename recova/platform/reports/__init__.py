@@ -1,0 +1,1 @@
+"""Reporting queries: figures of a tenant's book, each one SQL aggregate."""
