@@ -97,7 +97,9 @@ class PlatformUserItem(MethodView):
     @blp.response(200, UserSchema)
     def patch(self, data: dict[str, Any], user_id: int) -> User:
         """Rename, deactivate or reactivate a user."""
-        return services.update_user(db_session(), _user(user_id, tenant_id=None), **data)
+        return services.update_user(
+            db_session(), _user(user_id, tenant_id=None), by_user_id=_asking_user_id(), **data
+        )
 
 
 @tenant_routes(blp, "/users")
@@ -143,7 +145,7 @@ class TenantUserItem(MethodView):
     def patch(self, data: dict[str, Any], user_id: int) -> User:
         """Rename, deactivate or reactivate one of the tenant's users."""
         user = _user(user_id, tenant_id=current_tenant().id)
-        return services.update_user(db_session(), user, **data)
+        return services.update_user(db_session(), user, by_user_id=_asking_user_id(), **data)
 
 
 @tenant_routes(blp, "/api-clients")
@@ -188,6 +190,12 @@ class ApiClientItem(MethodView):
     def delete(self, client_pk: int) -> OAuthClient:
         """Revoke an API client and all its tokens."""
         return services.revoke_api_client(db_session(), _client(client_pk))
+
+
+def _asking_user_id() -> int | None:
+    """The signed-in user making the request (None for an API client)."""
+    principal = current_principal()
+    return principal.subject_id if principal and not principal.is_client else None
 
 
 def _user(user_id: int, *, tenant_id: int | None) -> User:

@@ -37,6 +37,22 @@ class UserConflict(UserError):
     status = 409
 
 
+class LastAdminError(UserError):
+    """The change would leave the tenant with no active administrator (409)."""
+
+    status = 409
+
+
+class SelfDeactivationError(UserError):
+    """A user asked to deactivate their own login (409): they would lock themselves out."""
+
+    status = 409
+
+
+#: The portal languages a user may save (``users.locale``'s check constraint).
+USER_LOCALES = ("zh_CN", "en")
+
+
 def create_user(
     session: Session,
     *,
@@ -46,11 +62,14 @@ def create_user(
     role: Role,
     tenant: Tenant | None = None,
     agency: Agency | None = None,
+    locale: str | None = None,
 ) -> User:
-    """Create a user with their one membership; the organisation must fit the role."""
+    """Create a user with their one membership; the organisation must fit the role.
+    ``locale``: their portal language (``USER_LOCALES``), or None for the browser's."""
     email = email.strip()
     if "@" not in email:
         raise UserError(f"{email!r} is not an email address")
+    _check_locale(locale)
     if role in TENANT_ROLES and (tenant is None or agency is not None):
         raise UserError(f"role {role.value} belongs to a tenant")
     if role in AGENCY_ROLES and (agency is None or tenant is not None):
@@ -64,7 +83,13 @@ def create_user(
         password_hash = hash_password(password)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    user = User(email=email, full_name=full_name, password_hash=password_hash, is_active=True)
+    user = User(
+        email=email,
+        full_name=full_name,
+        password_hash=password_hash,
+        is_active=True,
+        locale=locale,
+    )
     user.membership = Membership(
         role=role,
         tenant_id=tenant.id if tenant else None,
@@ -75,23 +100,89 @@ def create_user(
     return user
 
 
-def set_user_active(session: Session, user: User, active: bool) -> User:
-    """Deactivate (or reactivate) a user; deactivating ends every session they hold."""
+def set_user_active(
+    session: Session, user: User, active: bool, *, by_user_id: int | None = None
+) -> User:
+    """Deactivate (or reactivate) a user; deactivating ends every session they hold.
+
+    ``by_user_id`` is the user asking: nobody deactivates their own login, and a tenant
+    keeps at least one active administrator.
+    """
     if user.is_active and not active:
+        if by_user_id is not None and by_user_id == user.id:
+            raise SelfDeactivationError("you cannot deactivate your own login")
+        if user.membership.role is Role.TENANT_ADMIN:
+            _keep_another_admin(session, user)
         end_sessions(session, user.id)
     user.is_active = active
     return user
 
 
+def set_user_role(session: Session, user: User, role: Role) -> User:
+    """Make a tenant user an administrator or an analyst; the tenant keeps an admin.
+
+    The role stays in the user's organisation (a tenant user takes a tenant role). A
+    demoted user's open sessions carry on with the new role, since every request reads
+    the role afresh from the membership.
+    """
+    membership = user.membership
+    if membership.tenant_id is None or role not in TENANT_ROLES:
+        raise UserError(f"role {role.value} does not fit this user's organisation")
+    if membership.role is Role.TENANT_ADMIN and role is not Role.TENANT_ADMIN and user.is_active:
+        _keep_another_admin(session, user)
+    membership.role = role
+    return user
+
+
+def set_user_locale(user: User, locale: str | None) -> User:
+    """Save the user's portal language (``USER_LOCALES``); None: their browser decides."""
+    _check_locale(locale)
+    user.locale = locale
+    return user
+
+
+def _check_locale(locale: str | None) -> None:
+    if locale is not None and locale not in USER_LOCALES:
+        raise UserError(f"unknown language {locale!r}; one of {', '.join(USER_LOCALES)}")
+
+
+def _keep_another_admin(session: Session, user: User) -> None:
+    """Refuse to take ``user``'s admin role or login away if no other active admin is left.
+
+    The tenant's admin memberships are locked first, so two admins removing each other at
+    the same moment cannot both succeed: the second waits, then counts what the first
+    committed.
+    """
+    tenant_id = user.membership.tenant_id
+    admins = (
+        select(Membership.user_id)
+        .where(Membership.tenant_id == tenant_id, Membership.role == Role.TENANT_ADMIN)
+        .with_for_update()
+    )
+    locked = session.scalars(admins).all()
+    others = session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.id.in_(locked), User.id != user.id, User.is_active.is_(True))
+    )
+    if not others:
+        raise LastAdminError("the tenant must keep at least one active administrator")
+
+
 def update_user(
-    session: Session, user: User, *, full_name: str | None = None, is_active: bool | None = None
+    session: Session,
+    user: User,
+    *,
+    full_name: str | None = None,
+    is_active: bool | None = None,
+    by_user_id: int | None = None,
 ) -> User:
-    """Rename a user, and deactivate or reactivate them (``set_user_active``); ``None``
-    leaves that part as it is."""
+    """Rename a user, and deactivate or reactivate them (``set_user_active``, asked by
+    ``by_user_id``); ``None`` leaves that part as it is."""
     if full_name is not None:
         user.full_name = full_name
     if is_active is not None:
-        set_user_active(session, user, is_active)
+        set_user_active(session, user, is_active, by_user_id=by_user_id)
     return user
 
 

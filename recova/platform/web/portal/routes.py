@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from recova.platform.web.portal import blp, cases, overview
+from recova.platform.web.portal import blp, cases, overview, settings
 
-SECTIONS = (overview, cases)
+SECTIONS = (overview, cases, settings)
 
 
 def portal_blueprint() -> Blueprint:
