@@ -20,6 +20,9 @@ class AuditEvent(TenantModel):
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_events_subject", "subject_type", "subject_id"),
+        # The portal browses newest first by actor, and turns a date range into a seq range.
+        Index("ix_audit_events_actor_seq", "actor", "seq"),
+        Index("ix_audit_events_occurred_at", "occurred_at"),
         {"schema": TENANT_PLACEHOLDER},
     )
 
