@@ -316,6 +316,9 @@ def test_demo_runs_twice_without_duplicating_anything(home: Path) -> None:
     for email in DEMO_LOGINS:
         assert email in first.stdout
     assert str(home) in first.stdout
+    # The demo's webhook receiver verified every delivery of both lenders.
+    verified = [line for line in first.stdout.splitlines() if "signed and verified" in line]
+    assert [line.split()[0] for line in verified] == DEMO_TENANTS, first.stdout
     _assert_servers_stopped(home)
 
     # Run 2 finds run 1's data on disk (the servers were stopped in between) and adds nothing:

@@ -3,6 +3,7 @@ allocate, billing."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from flask import Flask
 
 from recova.billing.exports import write_month_exports
 from recova.billing.invoices import BillingError, close_month
@@ -27,17 +29,21 @@ from recova.platform.entry.demo import (
     TENANTS,
     allocate_demo,
     bill_demo,
+    deliver_demo_events,
+    demo_receiver_secrets,
     load_demo_portfolios,
+    register_demo_receiver,
     seed_demo,
 )
 from recova.platform.entry.scheduler import run_scheduler
 from recova.platform.entry.worker import run_worker
 from recova.platform.kernel.cli import AppLoader, cli_app, cli_platform
 from recova.platform.kernel.config import new_secrets
-from recova.platform.kernel.extension import platform
+from recova.platform.kernel.extension import Platform, platform
 from recova.platform.kernel.jobs import QUEUES
 from recova.platform.privacy.cli import privacy_cli
 from recova.platform.web.cli import i18n_cli
+from recova.platform.webhooks.demo_receiver import DemoReceiver
 from recova.platform.work.cli import work_cli
 from recova.platform.work.demo import demo_case_work
 from recova.tenants.migrate import migrate_all, migrate_shared
@@ -72,7 +78,14 @@ def main(ctx: click.Context) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--serve/--no-serve", default=True, help="Seed and print logins, then exit.")
-def demo(host: str, port: int, serve: bool) -> None:
+@click.option(
+    "--receiver-port",
+    default=5001,
+    show_default=True,
+    type=int,
+    help="Port of the demo's webhook receiver on 127.0.0.1 (a free one if it is taken).",
+)
+def demo(host: str, port: int, serve: bool, receiver_port: int) -> None:
     """Start the services, migrate, seed demo data, print logins, serve app and worker."""
 
     _exit_cleanly_on_sigterm()
@@ -80,10 +93,16 @@ def demo(host: str, port: int, serve: bool) -> None:
     objects = platform(app)
     if objects.settings.production:
         raise click.ClickException("the demo seeds known passwords; it refuses production mode")
+    # The demo's receiver is on loopback: this app (and its worker, below) may reach
+    # private hosts, as RECOVA_HTTP_SOURCES_ALLOW_PRIVATE=1 would; nothing else changes.
+    objects.settings = dataclasses.replace(objects.settings, http_sources_allow_private=True)
     report = migrate_all(objects.db.engine)
     if report.failed:
         raise click.ClickException(f"migration failed for {[r.slug for r in report.failed]}")
     logins = seed_demo(objects.db)
+    slugs = [spec["slug"] for spec in TENANTS]
+    receiver = _start_demo_receiver(objects, slugs, receiver_port)
+    hooks = register_demo_receiver(objects, receiver, slugs)
     click.echo("Loading the demo lenders' portfolios and payments ...")
     for load in load_demo_portfolios(objects, objects.settings.home / "demo"):
         click.echo(
@@ -106,11 +125,19 @@ def demo(host: str, port: int, serve: bool) -> None:
             f"  {bill.tenant:<10} invoice {bill.number} ({bill.status}) {bill.lines} lines,"
             f" total {bill.total} {bill.currency}: {bill.pdf}"
         )
+    click.echo(
+        f"Delivering the demo's webhooks to the receiver at {receiver.base_url}"
+        " (private hosts allowed for the demo only) ..."
+    )
+    for delivered in deliver_demo_events(objects, hooks):
+        click.echo(f"  {delivered.tenant:<10} {delivered.line()}")
     base = f"http://{host}:{port}"
     click.echo("Recova demo is ready.\n")
     click.echo(f"  Portal login   {base}/login")
     click.echo(f"  API docs       {base}/api/v1/docs")
     click.echo(f"  OpenAPI        {base}/api/v1/openapi.json")
+    click.echo(f"  Webhooks       {receiver.base_url}/hooks/<tenant> (a receiver verifying each")
+    click.echo("                 delivery; each lender's portal lists them under Webhooks)")
     click.echo(f"  Data folder    {objects.settings.home}\n")
     click.echo(f"  Every demo login uses the password: {DEMO_PASSWORD}")
     for login in logins:
@@ -123,16 +150,45 @@ def demo(host: str, port: int, serve: bool) -> None:
         f"\n  then exchange the client id and secret at {base}/oauth/token."
     )
     if not serve:
+        receiver.stop()
         return
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "recova.platform.entry.cli", "worker"], env=os.environ.copy()
+    _serve_demo(app, host, port, receiver)
+
+
+def _serve_demo(app: Flask, host: str, port: int, receiver: DemoReceiver) -> None:
+    """Serve the demo's app with a worker and the scheduler beside it, until Ctrl-C."""
+    env = {**os.environ, "RECOVA_HTTP_SOURCES_ALLOW_PRIVATE": "1"}
+    # The worker runs the jobs; the scheduler relays the outbox (events written in bulk,
+    # jobs whose immediate publish missed), retries webhooks and runs the periodic jobs.
+    # The commands are this program's own, with fixed arguments.
+    helpers = [
+        subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "recova.platform.entry.cli", command], env=env
+        )
+        for command in ("worker", "scheduler")
+    ]
+    click.echo(
+        "\nServing (Ctrl-C to stop) with one RQ worker, the scheduler and the webhook receiver."
     )
-    click.echo("\nServing (Ctrl-C to stop) with one RQ worker.")
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        for helper in helpers:
+            helper.terminate()
+        for helper in helpers:
+            helper.wait(timeout=60)
+        receiver.stop()
+
+
+def _start_demo_receiver(objects: Platform, slugs: list[str], port: int) -> DemoReceiver:
+    """The demo's webhook receiver on 127.0.0.1:``port``, or a free port if it is taken."""
+    secrets_for = demo_receiver_secrets(objects, slugs)
+    try:
+        return DemoReceiver(secrets_for, port=port).start()
+    except OSError:
+        receiver = DemoReceiver(secrets_for, port=0).start()
+        click.echo(f"Port {port} is taken; the webhook receiver listens at {receiver.base_url}.")
+        return receiver
 
 
 @main.command()

@@ -7,11 +7,12 @@ again changes nothing and duplicates nothing.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from recova.billing.exports import write_month_exports
@@ -33,6 +34,12 @@ from recova.platform.auth.services import create_user
 from recova.platform.entry import demo_data
 from recova.platform.kernel.db import Database
 from recova.platform.kernel.extension import Platform
+from recova.platform.kernel.outbox import relay_outbox_until_drained
+from recova.platform.webhooks.delivery import attempt_delivery
+from recova.platform.webhooks.demo_receiver import PATH_PREFIX, DemoReceiver
+from recova.platform.webhooks.models import WebhookDelivery, WebhookEndpoint
+from recova.platform.webhooks.services import create_endpoint, send_test_event, update_endpoint
+from recova.platform.webhooks.signing import open_secret
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import get_tenant, provision_tenant
@@ -393,3 +400,145 @@ def bill_demo(objects: Platform, folder: Path) -> list[DemoInvoice]:
                 )
             )
     return invoices
+
+
+DEMO_RECEIVER_DESCRIPTION = "Recova demo receiver"
+#: What the demo's endpoints subscribe to: the events a lender's systems act on, not the
+#: per-case ones (placing 3,000 cases would be 3,000 deliveries).
+DEMO_WEBHOOK_EVENTS = (
+    "ingestion.run.completed",
+    "ingestion.run.failed",
+    "promise.created",
+    "promise.kept",
+    "promise.broken",
+    "plan.created",
+    "plan.broken",
+    "settlement.requested",
+    "settlement.decided",
+    "dispute.opened",
+    "dispute.resolved",
+    "invoice.issued",
+    "audit.head.exported",
+)
+
+
+@dataclass(frozen=True)
+class DemoHook:
+    tenant: str
+    endpoint_id: int
+    url: str
+
+
+def demo_receiver_secrets(objects: Platform, slugs: list[str]) -> Callable[[str], list[str]]:
+    """What the receiver verifies a tenant's deliveries with: the secrets of the tenant's
+    endpoints at ``/hooks/<slug>`` (the previous one too, during a rotation's grace)."""
+    known = set(slugs)
+
+    def secrets_for(slug: str) -> list[str]:
+        if slug not in known:
+            return []
+        now = dt.datetime.now(dt.UTC)
+        found = []
+        with tenant_scope(slug, db=objects.db) as session:
+            for endpoint in session.scalars(
+                select(WebhookEndpoint).where(
+                    WebhookEndpoint.url.endswith(f"{PATH_PREFIX}{slug}", autoescape=True)
+                )
+            ):
+                found.append(open_secret(objects.cipher, endpoint.secret_ciphertext))
+                previous = endpoint.previous_secret_ciphertext
+                expires = endpoint.previous_secret_expires_at
+                if previous is not None and expires is not None and expires > now:
+                    found.append(open_secret(objects.cipher, previous))
+        return found
+
+    return secrets_for
+
+
+def register_demo_receiver(
+    objects: Platform, receiver: DemoReceiver, slugs: list[str]
+) -> list[DemoHook]:
+    """Give each tenant an endpoint at ``receiver`` (once; a later run with the receiver
+    on another port moves it there), and a test event the first time."""
+    hooks = []
+    for slug in slugs:
+        url = receiver.url_for(slug)
+        with tenant_scope(slug, db=objects.db) as session:
+            endpoint = session.scalar(
+                select(WebhookEndpoint)
+                .where(WebhookEndpoint.description == DEMO_RECEIVER_DESCRIPTION)
+                .order_by(WebhookEndpoint.id)
+                .limit(1)
+            )
+            if endpoint is None:
+                endpoint, _shown_once = create_endpoint(
+                    session,
+                    objects,
+                    url=url,
+                    event_types=DEMO_WEBHOOK_EVENTS,
+                    description=DEMO_RECEIVER_DESCRIPTION,
+                    enabled=True,
+                    actor="job:demo",
+                )
+                send_test_event(session, objects, endpoint, tenant_id=session.info["tenant"].id)
+            elif endpoint.url != url:
+                update_endpoint(session, objects, endpoint, {"url": url})
+            hooks.append(DemoHook(slug, endpoint.id, url))
+    return hooks
+
+
+@dataclass(frozen=True)
+class DemoDeliveries:
+    tenant: str
+    url: str
+    delivered: int
+    not_delivered: int
+    error: str | None
+
+    def line(self) -> str:
+        if not self.not_delivered:
+            return f"{self.url}: every delivery signed and verified by the receiver"
+        return (
+            f"{self.url}: {self.not_delivered} of {self.delivered + self.not_delivered}"
+            f" deliveries not accepted ({self.error}); the platform retries them"
+        )
+
+
+def deliver_demo_events(objects: Platform, hooks: list[DemoHook]) -> list[DemoDeliveries]:
+    """Hand the demo's events to their endpoints now (the relay, then one attempt of each
+    due delivery), so they are in the portal's delivery log before the demo serves."""
+    relay_outbox_until_drained(objects, budget=30.0)
+    results = []
+    for hook in hooks:
+        with tenant_scope(hook.tenant, db=objects.db) as session:
+            tenant_id = session.info["tenant"].id
+            due = list(
+                session.scalars(
+                    select(WebhookDelivery.id)
+                    .where(
+                        WebhookDelivery.endpoint_id == hook.endpoint_id,
+                        WebhookDelivery.status == "pending",
+                    )
+                    .order_by(WebhookDelivery.id)
+                )
+            )
+            # Due now, whatever an earlier run's failure scheduled: the receiver is up.
+            session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(due))
+                .values(next_attempt_at=func.now())
+            )
+        delivered, failed, error = 0, 0, None
+        for delivery_id in due:
+            result = attempt_delivery(objects, tenant_id=tenant_id, delivery_id=delivery_id)
+            if result is None:
+                continue  # a worker is sending it
+            if result.status == "delivered":
+                delivered += 1
+            else:
+                failed += 1
+                with tenant_scope(hook.tenant, db=objects.db) as session:
+                    row = session.get(WebhookDelivery, delivery_id)
+                    error = row.last_error if row is not None else None
+        results.append(DemoDeliveries(hook.tenant, hook.url, delivered, failed, error))
+    return results

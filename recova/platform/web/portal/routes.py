@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from recova.platform.web.portal import approvals, audit, blp, cases, overview, settings
+from recova.platform.web.portal import approvals, audit, blp, cases, overview, settings, webhooks
 
-SECTIONS = (overview, cases, approvals, audit, settings)
+SECTIONS = (overview, cases, approvals, audit, settings, webhooks)
 
 
 def portal_blueprint() -> Blueprint:
