@@ -75,6 +75,9 @@ class CloseResult:
     dry_run: bool
     counts: dict[str, int] = field(default_factory=dict)
     invoices: list[dict[str, Any]] = field(default_factory=list)
+    #: The month's lines by currency and kind: ``{"CNY": {"clawback": {"lines": 2,
+    #: "base": Decimal, "commission": Decimal}}}`` (what a preview shows of them).
+    by_kind: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def month_start(value: str | dt.date) -> dt.date:
@@ -150,6 +153,7 @@ def close_month(
                 if after_step is not None:
                     after_step(name)
             result.counts = dict(ctx.counts)
+            result.by_kind = month_totals_by_kind(ctx)
             if dry_run:
                 raw.rollback()
             else:
@@ -163,6 +167,25 @@ def close_month(
                 raw.invalidate()
                 raw.rollback()
     return result
+
+
+def month_totals_by_kind(ctx: ledger.CloseContext) -> dict[str, dict[str, dict[str, Any]]]:
+    """The month's lines per currency and kind (commission, clawback): count, base and
+    commission; read inside the close, so a preview sees what it would write."""
+    rows = ctx.execute(
+        f"""SELECT currency, kind, count(*), coalesce(sum(base_amount), 0),
+                   coalesce(sum(commission), 0)
+            FROM {ctx.s}.commission_lines WHERE period = %(month)s
+            GROUP BY currency, kind ORDER BY currency, kind"""
+    ).fetchall()
+    totals: dict[str, dict[str, dict[str, Any]]] = {}
+    for currency, kind, count, base, commission in rows:
+        totals.setdefault(currency, {})[kind] = {
+            "lines": int(count),
+            "base": base,
+            "commission": commission,
+        }
+    return totals
 
 
 def _bucket_table(cur: Any, s: str) -> list[dict[str, Any]]:

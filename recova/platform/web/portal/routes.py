@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from recova.platform.web.portal import approvals, audit, blp, cases, overview, settings, webhooks
+from recova.platform.web.portal import (
+    approvals,
+    audit,
+    billing,
+    blp,
+    cases,
+    overview,
+    settings,
+    webhooks,
+)
 
-SECTIONS = (overview, cases, approvals, audit, settings, webhooks)
+SECTIONS = (overview, cases, approvals, audit, billing, settings, webhooks)
 
 
 def portal_blueprint() -> Blueprint:
