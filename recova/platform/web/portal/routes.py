@@ -10,12 +10,13 @@ from recova.platform.web.portal import (
     billing,
     blp,
     cases,
+    files,
     overview,
     settings,
     webhooks,
 )
 
-SECTIONS = (overview, cases, approvals, audit, billing, settings, webhooks)
+SECTIONS = (overview, cases, approvals, audit, files, billing, settings, webhooks)
 
 
 def portal_blueprint() -> Blueprint:
