@@ -123,6 +123,14 @@ def list_tenants(session: Session) -> list[Tenant]:
     return list(session.scalars(select(Tenant).order_by(Tenant.slug)))
 
 
+def tenants_after(session: Session, *, after: str | None = None, limit: int = 50) -> list[Tenant]:
+    """Up to ``limit`` tenants by slug, after the slug ``after`` (keyset paging)."""
+    query = select(Tenant).order_by(Tenant.slug).limit(limit)
+    if after is not None:
+        query = query.where(Tenant.slug > after)
+    return list(session.scalars(query))
+
+
 def get_tenant(session: Session, slug: str) -> Tenant | None:
     """The tenant with this exact slug, if any."""
     return session.scalar(select(Tenant).where(Tenant.slug == slug))

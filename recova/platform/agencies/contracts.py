@@ -26,7 +26,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, contains_eager, mapped_column, relationship
 
 from recova.platform.agencies.models import Agency
 from recova.platform.kernel.db import SHARED_SCHEMA, SharedModel, Timestamped, table_sql
@@ -129,5 +129,19 @@ def contracted_tenants(session: Session, agency_id: int) -> list[Tenant]:
             .where(AgencyContract.agency_id == agency_id, Tenant.status == TenantStatus.ACTIVE)
             .distinct()
             .order_by(Tenant.slug)
+        )
+    )
+
+
+def agency_contracts(session: Session, agency_id: int, *, limit: int = 200) -> list[AgencyContract]:
+    """The agency's contracts (up to ``limit``) with their tenants, by tenant, newest first."""
+    return list(
+        session.scalars(
+            select(AgencyContract)
+            .join(Tenant, Tenant.id == AgencyContract.tenant_id)
+            .options(contains_eager(AgencyContract.tenant))
+            .where(AgencyContract.agency_id == agency_id)
+            .order_by(Tenant.slug, AgencyContract.starts_on.desc())
+            .limit(limit)
         )
     )

@@ -34,6 +34,14 @@ def create_agency(session: Session, *, slug: str, name: str) -> Agency:
     return agency
 
 
+def agencies_after(session: Session, *, after: str | None = None, limit: int = 50) -> list[Agency]:
+    """Up to ``limit`` agencies by slug, after the slug ``after`` (keyset paging)."""
+    query = select(Agency).order_by(Agency.slug).limit(limit)
+    if after is not None:
+        query = query.where(Agency.slug > after)
+    return list(session.scalars(query))
+
+
 def update_agency(
     agency: Agency, *, name: str | None = None, status: AgencyStatus | None = None
 ) -> Agency:

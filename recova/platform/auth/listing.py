@@ -1,4 +1,5 @@
-"""Reading a tenant's users and API clients a page at a time (the portal's settings lists)."""
+"""Reading users and API clients a page at a time (the portal's settings lists, and the
+platform operator's staff list)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,36 @@ def tenant_users(
     if after is not None:
         query = query.where(User.id > after)
     return list(session.scalars(query))
+
+
+def staff_users(
+    session: Session, *, agency_id: int | None = None, after: int | None = None, limit: int = 50
+) -> list[User]:
+    """Up to ``limit`` platform operators and agency staff by id, after ``after`` (keyset);
+    with ``agency_id``, that agency's staff only."""
+    query = (
+        select(User)
+        .join(User.membership)
+        .options(joinedload(User.membership).joinedload(Membership.agency))
+        .where(Membership.tenant_id.is_(None))
+        .order_by(User.id)
+        .limit(limit)
+    )
+    if agency_id is not None:
+        query = query.where(Membership.agency_id == agency_id)
+    if after is not None:
+        query = query.where(User.id > after)
+    return list(session.scalars(query))
+
+
+def staff_user(session: Session, *, user_id: int) -> User | None:
+    """One platform operator or agency staff member, or None (a tenant's user is None)."""
+    return session.scalar(
+        select(User)
+        .join(User.membership)
+        .options(joinedload(User.membership).joinedload(Membership.agency))
+        .where(User.id == user_id, Membership.tenant_id.is_(None))
+    )
 
 
 def tenant_user(session: Session, *, tenant_id: int, user_id: int) -> User | None:

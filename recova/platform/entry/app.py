@@ -53,6 +53,7 @@ from recova.platform.kernel.request_scope import init_request_scope
 from recova.platform.privacy.api import blp as privacy
 from recova.platform.web.auth import blp as web_auth
 from recova.platform.web.i18n import init_i18n
+from recova.platform.web.ops.routes import ops_blueprint
 from recova.platform.web.pages import init_pages, page_error
 from recova.platform.web.portal.routes import portal_blueprint
 from recova.platform.webhooks.api import blp as webhooks
@@ -91,7 +92,7 @@ def _api_blueprints() -> list[Any]:
 def _web_blueprints() -> list[Any]:
     """Every server-rendered or plain-Flask blueprint."""
 
-    return [health, web_auth, portal_blueprint()]
+    return [health, web_auth, portal_blueprint(), ops_blueprint()]
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:

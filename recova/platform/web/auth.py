@@ -112,12 +112,15 @@ def set_language() -> Response:
 
 @blp.get("/")
 def home() -> Response | str:
-    """Each role's own area: the tenant portal for a lender's staff."""
+    """Each role's own area: the tenant portal for a lender's staff, the operator's pages
+    for a platform admin."""
     principal = current_principal()
     if principal is None or principal.is_client:
         return redirect(url_for("web_auth.login"))
     if principal.role in TENANT_ROLES and principal.tenant is not None:
         return redirect(url_for("portal.overview", tenant_slug=principal.tenant.slug))
+    if principal.role is Role.PLATFORM_ADMIN:
+        return redirect(url_for("ops.tenants"))
     role_name = ROLE_NAMES[principal.role] if principal.role is not None else ""
     return render_template("home.html", principal=principal, role_name=role_name)
 

@@ -177,16 +177,31 @@ PORTAL_NAV = (
 )
 
 
+#: The platform operator's sections.
+OPS_NAV = (
+    NavItem("ops.tenants", _l("Tenants")),
+    NavItem("ops.agencies", _l("Agencies")),
+    NavItem("ops.users", _l("Users")),
+    NavItem("ops.jobs", _l("Background jobs")),
+)
+
+
 def navigation() -> list[tuple[str, Any, bool]]:
     """The signed-in role's sections that exist: (url, label, is the current one)."""
     principal: Principal | None = g.get("page_principal")
-    if principal is None or principal.role not in PORTAL_READERS or g.get("tenant") is None:
+    if principal is None:
+        return []
+    if principal.role is Role.PLATFORM_ADMIN:
+        items: tuple[NavItem, ...] = OPS_NAV
+    elif principal.role in PORTAL_READERS and g.get("tenant") is not None:
+        items = PORTAL_NAV
+    else:
         return []
     # A section's own pages are named after it: ``portal.cases``, ``portal.cases_detail``.
     section = (request.endpoint or "").split("_", 1)[0]
     return [
         (url_for(item.endpoint), item.label, section == item.endpoint)
-        for item in PORTAL_NAV
+        for item in items
         if item.endpoint in current_app.view_functions
         and _open_to(current_app.view_functions[item.endpoint], principal.role)
     ]
