@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from recova.platform.web.portal import (
+    allocation,
     approvals,
     audit,
     billing,
@@ -16,7 +17,17 @@ from recova.platform.web.portal import (
     webhooks,
 )
 
-SECTIONS = (overview, cases, approvals, audit, files, billing, settings, webhooks)
+SECTIONS = (
+    overview,
+    files,
+    cases,
+    allocation,
+    approvals,
+    billing,
+    webhooks,
+    settings,
+    audit,
+)
 
 
 def portal_blueprint() -> Blueprint:
