@@ -207,14 +207,16 @@ def open_inventory(session: Session, buckets: list[dict[str, Any]]) -> list[Buck
     return [BucketLine(row.bucket, row.currency, int(row.cases), row.balance) for row in rows]
 
 
-def _credited_sql(s: str, *, originals_since: bool = False) -> str:
+def credited_sql(s: str, *, originals_since: bool = False, until: bool = False) -> str:
     """SQL of ``credited``: every payment row since ``%(since)s`` with the placement it
     credits (the ledger's rule), signed (a reversal negative) and dated on the tenant's
     calendar (``day``: its own date; a reversal is credited on its original's date).
 
     ``originals_since``: leave out reversals of payments before ``%(since)s`` too (they
-    credit placements that started before it)."""
+    credit placements that started before it). ``until``: only rows before ``%(until)s``
+    (a closed period, such as one month of the agencies' scorecards)."""
     originals = "AND coalesce(o.paid_at, r.paid_at) >= %(since)s" if originals_since else ""
+    before = "AND r.paid_at < %(until)s" if until else ""
     return f"""moves AS (
             SELECT r.id, r.account_id, r.currency,
                    CASE WHEN r.kind = 'payment' THEN r.amount ELSE -r.amount END AS amount,
@@ -222,7 +224,7 @@ def _credited_sql(s: str, *, originals_since: bool = False) -> str:
                    (coalesce(o.paid_at, r.paid_at) AT TIME ZONE %(tz)s::text)::date AS credit_day
             FROM {s}.payments r
             LEFT JOIN {s}.payments o ON o.id = r.reverses_id
-            WHERE r.paid_at >= %(since)s {originals}
+            WHERE r.paid_at >= %(since)s {before} {originals}
         ), credited AS (
             SELECT DISTINCT ON (m.id) m.*, pl.id AS placement_id, pl.agency_id, pl.started_on
             FROM moves m
@@ -248,7 +250,7 @@ def recoveries_by_agency(
     since = start_of(last_month, timezone)
     rows = _rows(
         session,
-        f"""WITH {_credited_sql(s)}
+        f"""WITH {credited_sql(s)}
             SELECT agency_id, currency,
                    coalesce(sum(amount) FILTER (WHERE day >= %(this_month)s), 0) AS this_month,
                    coalesce(sum(amount) FILTER (WHERE day < %(this_month)s), 0) AS last_month
@@ -338,7 +340,7 @@ def liquidation_curves(
     since = start_of(first, timezone)
     rows = _rows(
         session,
-        f"""WITH {_credited_sql(s, originals_since=True)},
+        f"""WITH {credited_sql(s, originals_since=True)},
             placed AS (
                 SELECT date_trunc('month', started_on)::date AS month,
                        count(*) AS placements, sum(balance_at_placement) AS placed

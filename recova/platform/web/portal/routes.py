@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from recova.platform.web.portal import (
+    agencies,
     allocation,
     approvals,
     audit,
@@ -23,6 +24,7 @@ SECTIONS = (
     files,
     cases,
     allocation,
+    agencies,
     approvals,
     compliance,
     billing,
