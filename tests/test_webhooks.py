@@ -748,3 +748,38 @@ def test_the_fan_out_is_idempotent_per_endpoint_and_event(app: Any, loopback: Pl
     assert bodies[0] == bodies[1]
     assert bodies[0]["type"] == "invoice.issued"
     assert bodies[0]["data"] == {"invoice_id": 7}
+
+
+@pytest.mark.real_commits  # the relay job, the worker and the receiver use connections of their own
+def test_an_api_write_emits_its_event_and_the_commit_hands_it_over_at_once(
+    app: Any, loopback: Platform
+) -> None:
+    """A promise made through the API with an endpoint listening: 201 (the request's
+    tenant is the session's, as the event needs), and the commit queues the relay job
+    that fans the event out and delivers it, with no relay tick in between."""
+    world = build_world(app)
+    receiver = Receiver(verify=lambda b, h: None).start()
+    try:
+        _, secret = _endpoint(loopback, world.a.slug, receiver.url, ["promise.created"])
+        receiver.verify = _verifier([secret])
+        admin = login(app, world.a.admin_email)
+        due = (dt.date.today() + dt.timedelta(days=5)).isoformat()
+        made = admin.post(
+            f"/api/v1/cases/{world.a.case_ids[0]}/promises",
+            json={"amount": "25.00", "due_date": due},
+        )
+        assert made.status_code == 201, made.json
+        with tenant_scope(world.a.slug, db=loopback.db) as session:
+            waiting = session.scalars(
+                select(OutboxEntry.published_at).where(OutboxEntry.func == "promise.created")
+            ).all()
+        assert waiting == [None]  # written with the promise, handed over by the job below
+        _run_webhook_jobs(app)
+    finally:
+        receiver.stop()
+    (delivery,) = _deliveries(loopback, world.a.slug)
+    assert delivery.status == "delivered"
+    (received,) = receiver.received
+    assert not isinstance(received.verified, Exception)
+    assert received.headers["webhook-id"] == delivery.event_id
+    assert json.loads(received.body)["data"]["promise_id"] == made.json["id"]

@@ -217,3 +217,28 @@ def test_job_modules_are_loaded_before_forking() -> None:
 def test_unknown_queues_are_refused(app: Flask) -> None:
     with pytest.raises(ValueError, match="unknown queues"):
         build_worker(app, ["default", "nope"])
+
+
+@pytest.mark.real_commits  # the worker runs jobs on its own connections
+def test_webhook_jobs_run_in_the_workers_own_process_and_others_in_a_work_horse(
+    app: Flask,
+) -> None:
+    objects = platform(app)
+    prefix = objects.settings.queue_prefix
+    webhooks = job_queue(objects.redis, "webhooks", prefix=prefix)
+    default = job_queue(objects.redis, "default", prefix=prefix)
+    in_process = webhooks.enqueue_call("os.getpid")
+    forked = default.enqueue_call("os.getpid")
+
+    worker = build_worker(app, ["webhooks", "default"])
+    with app.app_context():
+        worker.work(burst=True, with_scheduler=False)
+
+    done = [
+        Job.fetch(j.id, connection=objects.redis, serializer=JSONSerializer)
+        for j in (in_process, forked)
+    ]
+    assert [j.get_status() for j in done] == [JobStatus.FINISHED, JobStatus.FINISHED]
+    pids = [j.return_value() for j in done]
+    assert pids[0] == os.getpid()
+    assert pids[1] not in (None, os.getpid())

@@ -53,5 +53,7 @@ def resolve_request_tenant(
         elif not principal.is_platform_admin:
             abort(404, message=NOT_FOUND)
     bind_session_to_schema(session, tenant.schema_name)
+    # As ``tenant_scope`` does: services that write events read the tenant from the session.
+    session.info["tenant"] = tenant
     g.tenant = tenant
     return tenant

@@ -17,6 +17,14 @@ every ``MAINTENANCE_INTERVAL`` seconds) treats it as abandoned and, as every Rec
 declares retries, re-queues it through its ``Retry`` with back-off. Jobs are idempotent,
 so the run that was cut short and the retry have the effect of one run.
 
+**In-process queues.** Jobs of ``IN_PROCESS_QUEUES`` (the webhook deliveries) run in the
+main process, as RQ's ``SimpleWorker`` runs every job: a delivery is one bounded HTTP
+request (its own timeout) and two short transactions, and a fork per delivery, with its
+fresh database connections and first HTTP client, cost ten times the delivery itself
+(``benchmarks/outbox.py``). The job's RQ timeout still applies (a signal in the same
+process); a worker killed mid-delivery loses nothing (the delivery's lease lapses and the
+sweep sends it again, ``recova.platform.webhooks.delivery``).
+
 **Metrics.** The main process times each work horse and counts its outcome by queue
 (``recova.platform.kernel.metrics.record_job_run``), and serves them on ``--metrics-port``.
 """
@@ -31,9 +39,11 @@ from collections.abc import Sequence
 
 from flask import Flask
 from rq import Queue, Worker
+from rq.defaults import DEFAULT_WORKER_TTL
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.jobs import (
@@ -47,6 +57,8 @@ from recova.platform.kernel.metrics import record_job_run, serve_metrics
 logger = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL = 60  # seconds between sweeps for abandoned jobs (RQ's default is 600)
+#: Queues whose jobs run in the worker's own process (see the module docstring).
+IN_PROCESS_QUEUES = frozenset({"webhooks"})
 
 _OUTCOMES = {
     JobStatus.FINISHED: "finished",
@@ -76,13 +88,29 @@ class RecovaWorker(Worker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         started = time.perf_counter()
         try:
-            super().execute_job(job, queue)
+            if self._in_process(queue):
+                execution = self.prepare_execution(job)
+                self.perform_job(job, queue, execution)
+                self.set_state(WorkerStatus.IDLE)
+            else:
+                super().execute_job(job, queue)
         finally:
             record_job_run(
                 queue=queue.name.removeprefix(self.queue_prefix),
                 outcome=_outcome(job),
                 seconds=time.perf_counter() - started,
             )
+
+
+    def _in_process(self, queue: Queue) -> bool:
+        return queue.name.removeprefix(self.queue_prefix) in IN_PROCESS_QUEUES
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """A job run in process sends no heartbeat while it runs: its key lives as long as
+        the job may (as ``SimpleWorker`` does)."""
+        if job.origin.removeprefix(self.queue_prefix) in IN_PROCESS_QUEUES:
+            return int(job.timeout or DEFAULT_WORKER_TTL) + 60
+        return super().get_heartbeat_ttl(job, working_time)
 
 
 def _outcome(job: Job) -> str:

@@ -48,11 +48,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import certifi
 import httpx
 from sqlalchemy import Connection, func, or_, select, text, update
 
@@ -72,6 +74,10 @@ SCHEDULE = (0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 14 * 3600, 20 
 #: The longest ``Retry-After`` honoured: a day, the schedule's longest step.
 MAX_RETRY_AFTER = 24 * 3600
 USER_AGENT = "Recova-Webhooks/1"
+#: One TLS context for every attempt, built when the module is imported: loading the CA
+#: bundle costs tens of milliseconds, and a worker's forked job would otherwise pay it for
+#: each delivery (``benchmarks/outbox.py``).
+TLS = ssl.create_default_context(cafile=certifi.where())
 #: How early a scheduled attempt may start (clocks differ a little).
 EARLY = dt.timedelta(seconds=2)
 #: Deliveries the sweep hands over per tenant and run.
@@ -280,6 +286,7 @@ def send_delivery(
                 follow_redirects=False,
                 # Environment proxies would resolve the host themselves and defeat the guard.
                 trust_env=False,
+                verify=TLS,
                 transport=transport,
             ) as client,
             client.stream(

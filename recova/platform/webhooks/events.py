@@ -12,8 +12,9 @@ that transaction): an event no enabled endpoint wants writes nothing. Set-based 
 (allocation placing or recalling thousands of cases, a month close attributing payments)
 call ``bulk_events_sql`` instead: one ``INSERT ... SELECT`` into the outbox, guarded by an
 ``EXISTS`` over the endpoints that PostgreSQL evaluates once, so no row and no loop when
-nobody subscribed. Bulk events are handed over by the next relay tick (seconds later); the
-others are published right after their commit.
+nobody subscribed. Bulk events are handed over by the next relay tick (seconds later); for
+the others, the commit queues one job (``relay_events_job``) that fans them out at once,
+so the request pays one enqueue and not the fan-out.
 
 **Thin bodies.** Data carries ids, states, dates and amounts, never personal data (names,
 phone numbers, national ids, free text a person typed): ``emit_event`` refuses keys that
@@ -32,8 +33,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from recova.platform.kernel.db import SHARED_SCHEMA, quote_identifier
-from recova.platform.kernel.jobs import publish_after_commit
 from recova.platform.kernel.outbox import write_outbox_event
+from recova.platform.webhooks.jobs import relay_events_after_commit
 from recova.platform.webhooks.models import WebhookEndpoint
 
 #: Every event type, with what it means (the API validates subscriptions against it).
@@ -78,7 +79,7 @@ def emit_event(session: Session, event_type: str, data: Mapping[str, Any]) -> in
         session, tenant_id=tenant.id, event_type=event_type, data=thin_data(data)
     )
     if has_app_context() and "recova" in current_app.extensions:
-        publish_after_commit(session, current_app.extensions["recova"], row_id)
+        relay_events_after_commit(session, current_app.extensions["recova"], row_id)
     return row_id
 
 
