@@ -90,28 +90,45 @@ def _signals_as_exit() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def fresh_database(label: str) -> Iterator[str]:
-    """Create a database under a fresh name, yield its URL, and always drop it afterwards."""
+def fresh_database(label: str, *, keep: bool = False) -> Iterator[str]:
+    """Create a database under a fresh name, yield its URL, and always drop it afterwards
+    (``keep``: only when the run fails; a finished run leaves it, to measure again)."""
     name = f"recova_bench_{label}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(server_url(), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
+        finished = False
         try:
             url = make_url(server_url()).set(database=name).render_as_string(hide_password=False)
             yield url
+            finished = True
         finally:
-            with admin.connect() as connection:
-                connection.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": name},
-                )
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            if keep and finished:
+                print(f"database kept (drop it when done): {name}")
+            else:
+                with admin.connect() as connection:
+                    connection.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = :name AND pid <> pg_backend_pid()"
+                        ),
+                        {"name": name},
+                    )
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
     finally:
         admin.dispose()
+
+
+@contextlib.contextmanager
+def existing_environment(label: str, database_url: str) -> Iterator[Settings]:
+    """Settings for a database a ``keep`` run left (nothing is dropped at the end)."""
+    with _signals_as_exit(), tempfile.TemporaryDirectory(prefix=f"recova-bench-{label}-") as home:
+        settings = make_settings(database_url, home)
+        try:
+            yield settings
+        finally:
+            _clear_queue_keys(settings)
 
 
 def make_settings(database_url: str, home: str) -> Settings:
@@ -131,12 +148,13 @@ def make_settings(database_url: str, home: str) -> Settings:
 
 
 @contextlib.contextmanager
-def bench_environment(label: str) -> Iterator[Settings]:
-    """A fresh database and a temporary ``RECOVA_HOME``; both are removed at the end."""
+def bench_environment(label: str, *, keep: bool = False) -> Iterator[Settings]:
+    """A fresh database and a temporary ``RECOVA_HOME``; both are removed at the end
+    (``keep``: the database of a finished run is left, see ``fresh_database``)."""
     with (
         _signals_as_exit(),
         tempfile.TemporaryDirectory(prefix=f"recova-bench-{label}-") as home,
-        fresh_database(label) as database_url,
+        fresh_database(label, keep=keep) as database_url,
     ):
         settings = make_settings(database_url, home)
         try:

@@ -98,8 +98,9 @@ def seed_platform(engine: Engine, tenant_id: int) -> list[int]:
     return agency_ids
 
 
-def seed_cases(engine: Engine, schema: str, count: int) -> None:
-    """Debtors, phone contacts, accounts and open cases with INSERT ... SELECT."""
+def seed_cases(engine: Engine, schema: str, count: int, *, as_of: dt.date = AS_OF) -> None:
+    """Debtors, phone contacts, accounts (due 1-400 days before ``as_of``) and open cases
+    with INSERT ... SELECT."""
     s = f'"{schema}"'
     with engine.begin() as connection:
         connection.execute(
@@ -135,7 +136,7 @@ def seed_cases(engine: Engine, schema: str, count: int) -> None:
                     FROM (SELECT n, (100 + (n::bigint * 104729) % 49900)::numeric(20, 4) AS b
                           FROM generate_series(1, :n) n) g"""
             ),
-            {"n": count, "as_of": AS_OF},
+            {"n": count, "as_of": as_of},
         )
         connection.execute(
             text(

@@ -80,6 +80,11 @@ class CaseSegment(TenantModel):
     """A case's current days-past-due bucket and segment."""
 
     __tablename__ = "case_segments"
+    __table_args__ = (
+        # The segment filter and the walk over the names in use (``cases.browse``).
+        Index("ix_case_segments_segment", "segment"),
+        {"schema": T},
+    )
 
     #: No foreign key on the derived tables (segments, transitions, scores, arms): the run
     #: writes them set-based from existing cases only, cases are never deleted, and a
