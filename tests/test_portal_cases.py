@@ -444,6 +444,50 @@ def test_the_timeline_has_every_kind_of_entry_newest_first(book: World) -> None:
 # --- reveal --------------------------------------------------------------------------------
 
 
+def test_a_long_timeline_shows_its_newest_entries_and_the_rest_on_request(book: World) -> None:
+    case_id = book.a.case_ids[2]
+    now = utcnow()
+    with scope(book) as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        contact = Contact(
+            debtor_id=case.debtor_id,
+            kind=ContactKind.PHONE,
+            relation="self",
+            value_ciphertext=b"\x01y",
+            value_index=b"u" * 32,
+            value_masked="+86139****0002",
+        )
+        session.add(contact)
+        session.flush()
+        session.add_all(
+            ContactAttempt(
+                case_id=case_id,
+                debtor_id=case.debtor_id,
+                contact_id=contact.id,
+                channel="call_out",
+                actor_kind="tenant",
+                pack_version="CN-2025",
+                local_timezone="Asia/Shanghai",
+                status="blocked",
+                attempted_at=now - dt.timedelta(minutes=n),
+                blocked_rule="cn.quiet_hours",
+                block_message="No contact from 22:00 to 08:00.",
+            )
+            for n in range(70)
+        )
+    admin = login(book.app, book.a.admin_email)
+    path = f"{base(book)}/{case_id}"
+
+    first = admin.client.get(path, headers=EN).get_data(as_text=True)
+    everything = admin.client.get(f"{path}?timeline=all", headers=EN).get_data(as_text=True)
+
+    assert len(re.findall(r'data-kind="', first)) == 50
+    assert "Show older entries" in first
+    assert len(re.findall(r'data-kind="', everything)) >= 70
+    assert "Show older entries" not in everything
+
+
 def reveals(world: World) -> list[PersonalDataReveal]:
     with scope(world) as session:
         return list(session.scalars(select(PersonalDataReveal)))

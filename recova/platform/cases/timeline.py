@@ -87,17 +87,20 @@ def case_timeline(session: Session, case: Case, *, timezone: str, limit: int = 2
         return dt.datetime.combine(value, dt.time(), zone)
 
     entries: list[Entry] = []
-    entries += _placements(session, case.id, day, limit)
-    entries += _attempts(session, case.id, limit)
-    entries += _outcomes(session, case.id, limit)
-    entries += _promises(session, case.id, limit)
-    entries += _plans(session, case.id, limit)
-    entries += _settlements(session, case.id, limit)
-    entries += _payments(session, case.account_id, limit)
-    entries += _disputes(session, case.id, limit)
-    entries += _flag_changes(session, case.id, limit)
-    entries += _transitions(session, case.id, limit)
-    entries += _bucket_moves(session, case.id, day, limit)
+    # One more of each kind than shown: a kind that alone fills the page still says that
+    # older entries were left out.
+    fetch = limit + 1
+    entries += _placements(session, case.id, day, fetch)
+    entries += _attempts(session, case.id, fetch)
+    entries += _outcomes(session, case.id, fetch)
+    entries += _promises(session, case.id, fetch)
+    entries += _plans(session, case.id, fetch)
+    entries += _settlements(session, case.id, fetch)
+    entries += _payments(session, case.account_id, fetch)
+    entries += _disputes(session, case.id, fetch)
+    entries += _flag_changes(session, case.id, fetch)
+    entries += _transitions(session, case.id, fetch)
+    entries += _bucket_moves(session, case.id, day, fetch)
     entries.sort(key=lambda e: (e.at, KINDS.index(e.kind), e.ref), reverse=True)
     return Timeline(entries[:limit], truncated=len(entries) > limit)
 

@@ -96,6 +96,9 @@ RECALL_REASONS = {
     "quality": _l("Work quality"),
     "other": _l("Other"),
 }
+#: Timeline entries a case page shows, and with "show older" (``?timeline=all``).
+TIMELINE_FIRST = 50
+TIMELINE_ALL = 500
 #: Recall reasons the platform itself gives (runs, flags), for the timeline.
 SYSTEM_RECALL_REASONS = {
     "expired": _l("Placement period ended"),
@@ -404,7 +407,10 @@ def _render_case(
     dispute = session.scalar(
         select(Dispute).where(Dispute.case_id == case.id, Dispute.status == DisputeStatus.OPEN)
     )
-    timeline = case_timeline(session, case, timezone=g.tenant.timezone)
+    # The newest entries first; the rest on request (rendering each costs, on long cases).
+    full = request.args.get("timeline") == "all"
+    limit = TIMELINE_ALL if full else TIMELINE_FIRST
+    timeline = case_timeline(session, case, timezone=g.tenant.timezone, limit=limit)
     recall = recall_form or _recall_form()
     resolution = dispute_form or _dispute_form()
     if placement is not None and not recall.placement_id.data:
@@ -425,6 +431,7 @@ def _render_case(
         segment=segment.segment if segment is not None else None,
         dispute=dispute,
         timeline=timeline,
+        timeline_full=full,
         flags=flags,
         flag_errors=flag_errors or [],
         revealed=revealed,
