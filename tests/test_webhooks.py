@@ -771,7 +771,9 @@ def test_an_api_write_emits_its_event_and_the_commit_hands_it_over_at_once(
         assert made.status_code == 201, made.json
         with tenant_scope(world.a.slug, db=loopback.db) as session:
             waiting = session.scalars(
-                select(OutboxEntry.published_at).where(OutboxEntry.func == "promise.created")
+                select(OutboxEntry.published_at).where(
+                    OutboxEntry.func == "promise.created", OutboxEntry.tenant_id == world.a.id
+                )
             ).all()
         assert waiting == [None]  # written with the promise, handed over by the job below
         _run_webhook_jobs(app)

@@ -10,6 +10,7 @@ from rq import get_current_job
 from recova.platform.allocation.services import run_allocation, run_assignment
 from recova.platform.kernel.extension import platform
 from recova.platform.kernel.jobs import job
+from recova.platform.reports.jobs import refresh_overview_soon
 
 
 def _report_progress(step: str, done: int, total: int) -> None:
@@ -35,6 +36,8 @@ def allocate_tenant_job(
         job_id=current.id if current is not None else None,
         on_progress=_report_progress,
     )
+    # Committed: the buckets and placements changed, so do the overview's figures.
+    refresh_overview_soon(platform(), tenant_id)
     return {"run_id": result.run_id, "steps_run": result.steps_run}
 
 

@@ -8,8 +8,9 @@ is the one list of them; adding a job is one line there.
 Registered today: the daily days-past-due refresh, the daily promise and plan evaluation
 and settlement expiry, the daily allocation, the daily audit head export, the daily
 retention erasure, the daily close of the previous month (it refreshes that month's
-draft invoice until it is issued) and the webhook delivery sweep every minute, of every
-active tenant; adding a job is one line in ``periodic_jobs()``.
+draft invoice until it is issued), the webhook delivery sweep every minute and the
+portal overview's snapshot every 15 minutes, of every active tenant; adding a job is one
+line in ``periodic_jobs()``.
 
 **The outbox relay.** Each leader tick first hands to RQ the outbox rows whose publish at
 commit failed (Redis away, a process killed between commit and publish), oldest first, for
@@ -62,6 +63,7 @@ from recova.platform.kernel.extension import Platform, platform
 from recova.platform.kernel.jobs import JobSpec
 from recova.platform.kernel.outbox import relay_outbox_until_drained
 from recova.platform.privacy.jobs import retention_erasure_job
+from recova.platform.reports.jobs import refresh_overview_job
 from recova.platform.webhooks.jobs import sweep_job_id, sweep_webhook_deliveries_job
 from recova.platform.work.jobs import (
     evaluate_promises_job,
@@ -188,6 +190,12 @@ def _close_month(run: TenantRun) -> tuple[str, dict[str, Any]]:
     return close_job_id(run.tenant_id, month), {"tenant_id": run.tenant_id, "month": month}
 
 
+def _refresh_overview(run: TenantRun) -> tuple[str, dict[str, Any]]:
+    # Its own id per slot: the claim is per id, and the page's fixed id may be pending.
+    slot = int(run.slot.timestamp())
+    return f"overview-{run.tenant_id}-{slot}", {"tenant_id": run.tenant_id}
+
+
 def periodic_jobs() -> list[PeriodicJob]:
     """Every periodic job, in the order they are enqueued when due together."""
 
@@ -212,6 +220,10 @@ def periodic_jobs() -> list[PeriodicJob]:
         # killed mid-delivery): see ``recova.platform.webhooks.delivery``.
         PeriodicJob(
             "webhook-sweep", every(seconds=60), sweep_webhook_deliveries_job, _webhook_sweep
+        ),
+        # The portal overview's snapshot (its figures read the whole book).
+        PeriodicJob(
+            "overview-refresh", every(seconds=900), refresh_overview_job, _refresh_overview
         ),
     ]
 

@@ -101,7 +101,6 @@ class RecovaWorker(Worker):
                 seconds=time.perf_counter() - started,
             )
 
-
     def _in_process(self, queue: Queue) -> bool:
         return queue.name.removeprefix(self.queue_prefix) in IN_PROCESS_QUEUES
 

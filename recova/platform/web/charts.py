@@ -77,6 +77,9 @@ def _config(**options: object) -> dict[str, object]:
         "truncate_legend": -1,
         "truncate_label": -1,
         "margin": 12,
+        # Room for the legend under the axis title: pygal leaves too little, and the
+        # legend (the key to the colours) is cut off at the bottom of the picture.
+        "margin_bottom": 36,
         "spacing": 10,
         "explicit_size": False,
         **options,
@@ -153,8 +156,6 @@ def grouped_bars(
         **_config(
             x_title=title,
             value_formatter=value_format,
-            # Room for the legend under the axis title (pygal leaves too little here).
-            margin_bottom=36,
             height=max(300, 130 + 30 * len(bar_labels) * max(1, len(series))),
         )
     )

@@ -14,12 +14,15 @@ from decimal import Decimal
 
 from babel.dates import format_skeleton
 from babel.numbers import format_decimal
-from flask import g, render_template
+from flask import flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from markupsafe import Markup
+from werkzeug.wrappers import Response
 
-from recova.platform.kernel.request_scope import db_session
-from recova.platform.reports.overview import Overview, book_overview
+from recova.platform.kernel.extension import platform
+from recova.platform.reports.jobs import request_overview_refresh
+from recova.platform.reports.overview import Overview
+from recova.platform.reports.snapshot import load_snapshot
 from recova.platform.web.charts import grouped_bars, line_chart, stacked_bars
 from recova.platform.web.i18n import current_locale, percent
 from recova.platform.web.pages import portal_page
@@ -116,17 +119,23 @@ def change(now: Decimal, before: Decimal) -> Decimal | None:
 @blp.get("/")
 @portal_page
 def overview() -> str:
-    """Open inventory, recoveries, promises and the three charts of the book."""
+    """Open inventory, recoveries, promises and the three charts of the book, from the
+    tenant's snapshot; none yet: a panel that waits for it while the refresh is queued."""
     tenant = g.tenant
-    book = book_overview(
-        db_session(),
-        today=tenant_today(tenant.timezone),
-        timezone=tenant.timezone,
-        currency=tenant.currency,
-    )
+    objects = platform()
+    snapshot = load_snapshot(objects, tenant.id)
+    if snapshot is None:
+        request_overview_refresh(objects, tenant.id)
+        return render_template("portal/overview_computing.html")
+    stale = snapshot.is_stale(now=dt.datetime.now(dt.UTC), today=tenant_today(tenant.timezone))
+    if stale:
+        request_overview_refresh(objects, tenant.id)
+    book = snapshot.book
     return render_template(
         "portal/overview.html",
         book=book,
+        computed_at=snapshot.computed_at,
+        stale=stale,
         liquidation=liquidation_chart(book),
         roll=roll_chart(book),
         agencies=agency_chart(book),
@@ -134,3 +143,21 @@ def overview() -> str:
         agency_name=agency_name,
         change=change,
     )
+
+
+@blp.get("/overview/status")
+@portal_page
+def overview_status() -> Response | str:
+    """The computing panel's poll: once the snapshot exists, htmx reloads the page."""
+    if load_snapshot(platform(), g.tenant.id) is None:
+        return render_template("portal/_overview_waiting.html")
+    return Response("", headers={"HX-Refresh": "true"})
+
+
+@blp.post("/overview/refresh")
+@portal_page
+def overview_refresh() -> Response:
+    """Queue a refresh of the figures now (one per tenant while it waits)."""
+    request_overview_refresh(platform(), g.tenant.id)
+    flash(_("The figures are being refreshed; reload the page in a moment."))
+    return redirect(url_for("portal.overview"))

@@ -21,16 +21,16 @@ from recova.platform.web.portal import (
 
 SECTIONS = (
     overview,
-    files,
     cases,
     allocation,
     agencies,
-    approvals,
     compliance,
-    billing,
-    webhooks,
-    settings,
+    approvals,
     audit,
+    files,
+    billing,
+    settings,
+    webhooks,
 )
 
 
