@@ -119,6 +119,20 @@ def test_correct_credentials_redirect_home_which_sends_tenant_staff_to_their_por
     assert "Sign out" in page
 
 
+@pytest.mark.parametrize("who", ["manager_email", "collector_email"])
+def test_home_sends_agency_staff_to_their_workspace_queue(world, who: str) -> None:
+    client = world.app.test_client()
+    _post_login(client, getattr(world, who), PASSWORD)
+
+    home = client.get("/")
+
+    assert home.status_code == 302
+    assert home.headers["Location"] == "/work/"
+    page = client.get("/work/").get_data(as_text=True)
+    assert "Agency for A" in page  # the agency's name in the page's header
+    assert 'href="/work/"' in page  # the workspace's navigation
+
+
 def test_login_email_is_case_insensitive(world) -> None:
     client = world.app.test_client()
 

@@ -200,6 +200,22 @@ class Placement(Timestamped, TenantModel):
             "agency_id",
             postgresql_where=text("recalled_on IS NULL"),
         ),
+        # The workspace's placements page (tenant migration 0017): active ones by end
+        # date, recalled ones by recall date, each per agency.
+        Index(
+            "ix_placements_active_agency_ends",
+            "agency_id",
+            "ends_on",
+            "id",
+            postgresql_where=text("recalled_on IS NULL"),
+        ),
+        Index(
+            "ix_placements_recalled_agency",
+            "agency_id",
+            "recalled_on",
+            "id",
+            postgresql_where=text("recalled_on IS NOT NULL"),
+        ),
         CheckConstraint("ends_on > started_on", name="period_ordered"),
         CheckConstraint(
             "(recalled_on IS NULL) = (recall_reason IS NULL)", name="recall_has_reason"

@@ -47,7 +47,7 @@ from recova.platform.allocation.strategies import resolve_policy
 from recova.platform.audit import record_event
 from recova.platform.auth.models import Membership, Role, User
 from recova.platform.cases.models import Account, Case
-from recova.platform.compliance.queue import contactable_sql
+from recova.platform.compliance.queue import contactable_sql, verdict_sql
 from recova.platform.kernel.db import Database, ScopedConnection, quote_identifier
 from recova.tenants.models import Tenant, TenantStatus, tenant_today
 from recova.tenants.scope import tenant_scope
@@ -506,6 +506,7 @@ def portfolio_sql(
     assigned_only: bool = False,
     contactable: dict[int, Any] | None = None,
     with_debtor: bool = False,
+    verdicts: dict[int, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """One UNION ALL over the served tenants' schemas: the agency's active placements (or
     one collector's queue), newest first or in queue order. Schemas are validated names,
@@ -515,8 +516,16 @@ def portfolio_sql(
     would block now (see ``recova.platform.compliance.queue``). ``with_debtor`` adds what
     working the case needs: the debtor's id and name (the schema masks it) and the ids of
     the contact points not marked do-not-contact, the debtor's own first.
+
+    ``verdicts`` (tenant id to ``QueueRules``; instead of ``contactable``) keeps every
+    case and says what the work queue shows and sorts by: the gate's verdict now
+    (``recova.platform.compliance.queue.verdict_sql``), the account's current
+    ``balance``, the debtor's name, ``promise_due`` (an open promise falls due today on
+    the tenant's calendar) and ``callback_due`` (the assignment's next action is due).
     """
 
+    if verdicts is not None and contactable is not None:
+        raise ValueError("portfolio_sql: verdicts and contactable exclude each other")
     params: dict[str, Any] = {"agency_id": agency_id, "collector_id": collector_id}
     parts = []
     join = "JOIN" if collector_id is not None or assigned_only else "LEFT JOIN"
@@ -536,6 +545,21 @@ def portfolio_sql(
             gate_joins = f"{gate_joins} {joins}"
             gate_conditions = f"AND {conditions}"
             params.update(gate_params)
+        if verdicts is not None:
+            joins, columns, verdict_params = verdict_sql(n, s, verdicts[tenant.id])
+            gate_joins = f"{gate_joins} {joins}"
+            params.update(verdict_params)
+            debtor_columns += f""", {columns},
+                       (a.outstanding_principal + a.outstanding_interest + a.outstanding_fees
+                        + a.outstanding_penalties) AS balance,
+                       EXISTS (SELECT 1 FROM {s}.promises pr
+                               WHERE pr.case_id = c.id AND pr.status = 'pending'
+                                 AND pr.due_date
+                                     = (now() AT TIME ZONE CAST(:cz_tz{n} AS text))::date
+                       ) AS promise_due,
+                       coalesce(x.next_action_at <= now(), false) AS callback_due"""
+            if not with_debtor:
+                debtor_columns += f", c.debtor_id, cz_d{n}.full_name AS debtor_name"
         parts.append(
             f"""SELECT CAST(:t{n} AS text) AS tenant, pl.id AS placement_id, pl.case_id,
                        pl.segment, pl.started_on, pl.ends_on, pl.balance_at_placement,
@@ -563,6 +587,15 @@ def portfolio_sql(
             + (
                 ", NULL::int AS debtor_id, NULL::text AS debtor_name, NULL::int[] AS contact_ids"
                 if with_debtor
+                else ""
+            )
+            + (
+                ", NULL::text AS debtor_timezone, NULL::varchar[] AS case_flags,"
+                " NULL::text AS blocked_rule, NULL::timestamptz AS next_allowed_at,"
+                " NULL::numeric AS balance, NULL::boolean AS promise_due,"
+                " NULL::boolean AS callback_due"
+                + ("" if with_debtor else ", NULL::int AS debtor_id, NULL::text AS debtor_name")
+                if verdicts is not None
                 else ""
             )
             + " WHERE false"

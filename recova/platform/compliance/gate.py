@@ -28,6 +28,7 @@ conversation: ``refused`` counts wherever ``connected`` does.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ from recova.platform.compliance.localtime import (
     resolve_zone,
     zone,
 )
+from recova.platform.compliance.packs import Rules
 from recova.platform.compliance.policy import PolicyInForce
 from recova.platform.contact.models import (
     CHANNEL_CONTACT_KIND,
@@ -244,6 +246,11 @@ def load_target(
     ).first()
     if row is None:
         return None
+    return _target(row)
+
+
+def _target(row: Any) -> Target:
+    """A ``Target`` from a row of ``_load_statement`` or ``_preview_statement``."""
     return Target(
         case_id=row[0],
         case_status=row[1],
@@ -415,18 +422,36 @@ def decide(
     after the lock, so anything recorded is earlier, even if another server's clock ran
     ahead. A replay or a simulation counts only what happened up to ``at``.
     """
-    policy = PolicyInForce.of(
+    policy = _policy_of(target, tenant=tenant, at=at)
+    zones, source = debtor_zone(
+        target, channel=channel, tenant_timezone=tenant.timezone, cipher=cipher
+    )
+    blocks = _blocks(session, target, channel=channel, at=at, zones=zones, policy=policy, live=live)
+    return _decision(at, channel, zones=zones, source=source, policy=policy, blocks=blocks)
+
+
+def _policy_of(target: Target, *, tenant: Tenant, at: dt.datetime) -> PolicyInForce:
+    return PolicyInForce.of(
         jurisdiction=tenant.jurisdiction.value,
         at=at,
         pack=target.policy_pack,
         overrides=target.policy_overrides,
         version_id=target.policy_id,
     )
-    zones, source = debtor_zone(
-        target, channel=channel, tenant_timezone=tenant.timezone, cipher=cipher
-    )
+
+
+def _decision(
+    at: dt.datetime,
+    channel: Channel,
+    *,
+    zones: tuple[str, ...],
+    source: str,
+    policy: PolicyInForce,
+    blocks: list[Block],
+) -> Decision:
+    """The decision of ``blocks``: allowed when there are none, else the next instant
+    every one of them has lifted (inside the window of every candidate zone)."""
     rules = policy.rules
-    blocks = _blocks(session, target, channel=channel, at=at, zones=zones, policy=policy, live=live)
     next_at: dt.datetime | None = None
     if blocks and all(b.until is not None for b in blocks):
         latest = max(b.until for b in blocks if b.until is not None)
@@ -468,6 +493,22 @@ def _blocks(
     policy: PolicyInForce,
     live: bool,
 ) -> list[Block]:
+    blocks = _uncounted_blocks(target, channel=channel, at=at, zones=zones, policy=policy)
+    if channel is Channel.CALL_OUT or target.third_party:
+        blocks += _counted_blocks(session, target, channel=channel, at=at, zones=zones,
+                                  policy=policy, live=live)  # fmt: skip
+    return blocks
+
+
+def _uncounted_blocks(
+    target: Target,
+    *,
+    channel: Channel,
+    at: dt.datetime,
+    zones: tuple[str, ...],
+    policy: PolicyInForce,
+) -> list[Block]:
+    """The flags, marks and the contact window: what the gate decides without counting."""
     blocks = _standing_blocks(target)
     rules = policy.rules
     p = policy.pack.pack.lower()
@@ -487,9 +528,6 @@ def _blocks(
                 all_windows_open(at, zones, rules.window_start, rules.window_end),
             )
         )
-    if channel is Channel.CALL_OUT or target.third_party:
-        blocks += _counted_blocks(session, target, channel=channel, at=at, zones=zones,
-                                  policy=policy, live=live)  # fmt: skip
     return blocks
 
 
@@ -523,6 +561,39 @@ def _counted_blocks(
     live: bool,
 ) -> list[Block]:
     """The caps and third-party rules, from one statement of indexed counts."""
+    request = _count_request(target, channel=channel, at=at, zones=zones, policy=policy, live=live)
+    if not request.parts:
+        return request.blocks
+    counts = (
+        session.execute(_count_statement(_schema(session), tuple(request.parts)), request.params)
+        .mappings()
+        .one()
+    )
+    return request.blocks + _read_counts(
+        counts, target, rules=policy.rules, p=policy.pack.pack.lower(), day_end=request.day_end
+    )
+
+
+@dataclass
+class _CountRequest:
+    """The counts one attempt's caps need: the statement's parts and their values, and
+    what is decided without counting (a cap of zero)."""
+
+    blocks: list[Block]
+    parts: list[str]
+    params: dict[str, Any]
+    day_end: dt.datetime
+
+
+def _count_request(
+    target: Target,
+    *,
+    channel: Channel,
+    at: dt.datetime,
+    zones: tuple[str, ...],
+    policy: PolicyInForce,
+    live: bool,
+) -> _CountRequest:
     rules = policy.rules
     p = policy.pack.pack.lower()
     blocks: list[Block] = []
@@ -560,13 +631,7 @@ def _counted_blocks(
         params["failures"] = rules.third_party_after_failures
         params["relation"] = target.relation
         params["contact_name"] = (target.contact_name or "").strip().lower() or None
-    if not parts:
-        return blocks
-
-    counts = (
-        session.execute(_count_statement(_schema(session), tuple(parts)), params).mappings().one()
-    )
-    return blocks + _read_counts(counts, target, rules=rules, p=p, day_end=day_end)
+    return _CountRequest(blocks, parts, params, day_end)
 
 
 def _read_counts(
@@ -635,6 +700,191 @@ def _read_counts(
                 )
             )
     return blocks
+
+
+# --- previews: every contact point's verdict for a screen, recording nothing --------------
+
+#: The attempt a contact point is previewed for: a phone is called, an e-mail address
+#: written to, an address sent a letter.
+PREVIEW_CHANNELS = {"phone": Channel.CALL_OUT, "email": Channel.EMAIL, "address": Channel.LETTER}
+
+# The room under the 7-day cap: the calls about the debt in the last 7 days (the gate
+# itself reads only the cap-th newest, which says when the next one is allowed).
+_CALLS_IN_7_DAYS = """(SELECT count(*) FROM {s}.contact_attempts
+    WHERE case_id = :case_id AND attempted_at > :week_ago AND attempted_at <= :at
+      AND status <> 'blocked' AND channel = 'call_out' AND NOT third_party)
+    AS calls_in_7_days"""
+_BIND = re.compile(r"(?<![:\w]):(\w+)")
+_ALIAS = re.compile(r"\s+AS\s+(\w+)\s*$")
+
+
+@dataclass(frozen=True)
+class ContactPreview:
+    """What the gate would answer for an attempt on one contact point now, and the room
+    left under the call caps (None: no such cap binds this contact point)."""
+
+    contact_id: int
+    channel: Channel
+    decision: Decision
+    #: Calls left today under the tightest daily cap (a pending call counts against each).
+    calls_left_today: int | None = None
+    daily_cap: int | None = None
+    calls_left_in_7_days: int | None = None
+    weekly_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class CasePreview:
+    """Every contact point of a case's debtor, previewed under the rules in force."""
+
+    at: dt.datetime
+    #: The merged rules in force (None when the debtor has no contact point at all).
+    rules: Rules | None
+    contacts: dict[int, ContactPreview]
+
+
+@lru_cache(maxsize=1024)
+def _preview_statement(s: str) -> Any:
+    """Every contact of the case's debtor with the case, debtor and policy in force, in
+    ``_load_statement``'s columns (built once per schema)."""
+    return text(
+        f"""SELECT c.id, c.status::text, c.flags, d.id, d.do_not_contact, d.timezone,
+                   d.region, k.id, k.kind::text, k.relation, k.do_not_contact,
+                   k.value_ciphertext, p.id, p.pack, p.overrides, k.name, k.value_index
+            FROM {s}.cases c
+            JOIN {s}.debtors d ON d.id = c.debtor_id
+            JOIN {s}.contacts k ON k.debtor_id = d.id
+            LEFT JOIN LATERAL (
+                SELECT id, pack, overrides FROM {s}.compliance_policies
+                WHERE effective_from <= :at
+                ORDER BY effective_from DESC, id DESC LIMIT 1) p ON true
+            WHERE c.id = :case_id
+            ORDER BY k.id"""
+    )
+
+
+def _numbered(part: str, n: int) -> str:
+    """A count part with its values and its column suffixed ``_n``, so the parts of
+    several contact points share one statement."""
+    bound = _BIND.sub(lambda m: f":{m.group(1)}_{n}", part)
+    return _ALIAS.sub(lambda m: f" AS {m.group(1)}_{n}", bound)
+
+
+def _alias(part: str) -> str:
+    found = _ALIAS.search(part)
+    assert found is not None  # every count part ends with its column's name
+    return found.group(1)
+
+
+def preview_contacts(
+    session: Session,
+    cipher: PersonalDataCipher,
+    *,
+    tenant: Tenant,
+    case_id: int,
+    at: dt.datetime | None = None,
+) -> CasePreview:
+    """The gate's verdict on every contact point of the case's debtor now (a call for a
+    phone, an e-mail, a letter), with the calls left under the caps: two statements
+    whatever the number of contact points, no lock taken, nothing recorded.
+
+    The caller has checked that the case is within reach. A preview is advice for a
+    screen: another attempt may land between it and a click, and the click is decided by
+    ``attempt_contact`` under the debtor's lock.
+    """
+    when = at or utcnow()
+    live = at is None
+    schema = _schema(session)
+    rows = session.execute(_preview_statement(schema), {"case_id": case_id, "at": when}).all()
+    prepared: list[tuple[Any, ...]] = []
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    rules: Rules | None = None
+    for n, row in enumerate(rows):
+        target = _target(row)
+        channel = PREVIEW_CHANNELS[target.contact_kind]
+        policy = _policy_of(target, tenant=tenant, at=when)
+        rules = policy.rules
+        zones, source = debtor_zone(
+            target, channel=channel, tenant_timezone=tenant.timezone, cipher=cipher
+        )
+        blocks = _uncounted_blocks(target, channel=channel, at=when, zones=zones, policy=policy)
+        request: _CountRequest | None = None
+        if channel is Channel.CALL_OUT or target.third_party:
+            request = _count_request(
+                target, channel=channel, at=when, zones=zones, policy=policy, live=live
+            )
+            if (
+                channel is Channel.CALL_OUT
+                and not target.third_party
+                and (policy.rules.max_call_attempts_in_7_days)
+            ):
+                request.parts.append(_CALLS_IN_7_DAYS)
+                request.params["week_ago"] = when - dt.timedelta(days=7)
+            parts += [_numbered(part, n) for part in request.parts]
+            params.update({f"{key}_{n}": value for key, value in request.params.items()})
+        prepared.append((target, channel, policy, zones, source, blocks, request))
+    row_counts: Any = {}
+    if parts:
+        statement = _count_statement(schema, tuple(parts))
+        row_counts = session.execute(statement, params).mappings().one()
+    contacts: dict[int, ContactPreview] = {}
+    for n, (target, channel, policy, zones, source, uncounted, request) in enumerate(prepared):
+        counts: dict[str, Any] = {}
+        blocks = uncounted
+        if request is not None:
+            counts = {_alias(part): row_counts[f"{_alias(part)}_{n}"] for part in request.parts}
+            blocks = [
+                *uncounted,
+                *request.blocks,
+                *_read_counts(
+                    counts,
+                    target,
+                    rules=policy.rules,
+                    p=policy.pack.pack.lower(),
+                    day_end=request.day_end,
+                ),
+            ]
+        decision = _decision(
+            when, channel, zones=zones, source=source, policy=policy, blocks=blocks
+        )
+        contacts[target.contact_id] = _with_room(
+            ContactPreview(target.contact_id, channel, decision), counts, policy.rules, target
+        )
+    return CasePreview(at=when, rules=rules, contacts=contacts)
+
+
+def _with_room(
+    preview: ContactPreview, counts: dict[str, Any], rules: Rules, target: Target
+) -> ContactPreview:
+    """The calls left today (the tightest daily cap) and in 7 days, from the counts."""
+    daily: list[tuple[int, int]] = []
+    if "connected_today" in counts and rules.max_connected_calls_per_day is not None:
+        daily.append((rules.max_connected_calls_per_day, int(counts["connected_today"])))
+    if "unanswered_today" in counts and rules.max_unanswered_calls_per_number_per_day is not None:
+        cap = rules.max_unanswered_calls_per_number_per_day
+        daily.append((cap, int(counts["unanswered_today"])))
+    left_today = daily_cap = None
+    if daily:
+        daily_cap, used = min(daily, key=lambda pair: pair[0] - pair[1])
+        left_today = max(daily_cap - used, 0)
+    left_week = weekly_cap = None
+    if (
+        preview.channel is Channel.CALL_OUT
+        and not target.third_party
+        and rules.max_call_attempts_in_7_days is not None
+    ):
+        weekly_cap = rules.max_call_attempts_in_7_days
+        left_week = max(weekly_cap - int(counts.get("calls_in_7_days", 0)), 0)
+    return ContactPreview(
+        preview.contact_id,
+        preview.channel,
+        preview.decision,
+        calls_left_today=left_today,
+        daily_cap=daily_cap,
+        calls_left_in_7_days=left_week,
+        weekly_cap=weekly_cap,
+    )
 
 
 def check_contact(

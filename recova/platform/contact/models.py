@@ -175,6 +175,13 @@ class ContactAttempt(TenantModel):
             "attempted_at",
             postgresql_where=text("status <> 'blocked'"),
         ),
+        # A case's attempts as the API lists them: every one, newest first.
+        Index(
+            "ix_contact_attempts_case_newest",
+            "case_id",
+            text("attempted_at DESC"),
+            text("id DESC"),
+        ),
         {"schema": T},
     )
 

@@ -56,6 +56,7 @@ from recova.platform.web.i18n import init_i18n
 from recova.platform.web.ops.routes import ops_blueprint
 from recova.platform.web.pages import init_pages, page_error
 from recova.platform.web.portal.routes import portal_blueprint
+from recova.platform.web.workspace.routes import workspace_blueprint
 from recova.platform.webhooks.api import blp as webhooks
 from recova.platform.webhooks.jobs import outbox_event_handler
 from recova.platform.work.api import blp as work
@@ -92,7 +93,7 @@ def _api_blueprints() -> list[Any]:
 def _web_blueprints() -> list[Any]:
     """Every server-rendered or plain-Flask blueprint."""
 
-    return [health, web_auth, portal_blueprint(), ops_blueprint()]
+    return [health, web_auth, portal_blueprint(), ops_blueprint(), workspace_blueprint()]
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:

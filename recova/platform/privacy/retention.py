@@ -10,8 +10,8 @@ commission lines, ids) and removes what identifies the person:
 - every contact's value (ciphertext, blind index, masked copy) and name are replaced,
   so neither the value nor a match against a known number survives;
 - free text typed about the debtor's cases is dropped: case notes, contact attempts'
-  notes and call-recording references, transition reasons, settlement decision notes,
-  dispute notes, the reasons given for reveals;
+  notes and call-recording references, transition reasons, settlement request and
+  decision notes, dispute notes, the reasons given for reveals;
 - uploaded source files older than the retention period are deleted byte for byte
   (their metadata and run counts stay), since a file holds every row it carried.
 
@@ -75,7 +75,9 @@ def _erase_free_text(session: Session, debtor_ids: list[int]) -> None:
         update(CaseTransition).where(CaseTransition.case_id.in_(cases)).values(reason=None)
     )
     session.execute(
-        update(Settlement).where(Settlement.case_id.in_(cases)).values(decision_note=None)
+        update(Settlement)
+        .where(Settlement.case_id.in_(cases))
+        .values(decision_note=None, request_note=None)
     )
     session.execute(
         update(Dispute).where(Dispute.case_id.in_(cases)).values(notes=None, resolution_note=None)

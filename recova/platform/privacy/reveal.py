@@ -1,12 +1,12 @@
 """Revealing one unmasked identifier: who may, why, how often, and the audit trail.
 
-Everyone sees national ids and phone numbers masked (``138****5678``). Seeing one in
-full is an act with a reason: the caller names the field and a reason, the reveal is
-rate-limited per user and tenant (the ``limits`` library's moving window in Redis, so
-every web replica counts together), and it is recorded (``personal_data_reveals``, with
-the reason) and audited (the chain holds a keyed digest of the reason, not the text,
-because retention must be able to erase what people typed) in the same transaction that
-returns the value.
+Everyone sees national ids and phone numbers masked (``138****5678``), and agency staff
+see names masked too (``cases.display``). Seeing one in full is an act with a reason: the
+caller names the field and a reason, the reveal is rate-limited per user and tenant (the
+``limits`` library's moving window in Redis, so every web replica counts together), and
+it is recorded (``personal_data_reveals``, with the reason) and audited (the chain holds
+a keyed digest of the reason, not the text, because retention must be able to erase what
+people typed) in the same transaction that returns the value.
 
 Who may reveal:
 - tenant admins, for any debtor of their tenant, and the tenant's API clients with the
@@ -42,7 +42,7 @@ from recova.platform.privacy.settings import current_settings
 #: Keyed digests of reveal reasons: the chain proves the reason without holding it.
 REASON_CONTEXT = "audit.reveal_reason"
 REVEAL_ROLES = frozenset({Role.TENANT_ADMIN, Role.AGENCY_MANAGER, Role.COLLECTOR})
-FIELDS = ("national_id", "contact")
+FIELDS = ("national_id", "contact", "name")
 
 
 class RevealError(DomainError):
@@ -147,6 +147,11 @@ def _decrypt(
     field: str,
     contact_id: int | None,
 ) -> str:
+    if field == "name":
+        # Agency staff see names masked (``cases.display``); the name is not encrypted.
+        if contact_id is not None:
+            raise RevealError(422, "contact_id only goes with field 'contact'")
+        return debtor.full_name
     if field == "national_id":
         if contact_id is not None:
             raise RevealError(422, "contact_id only goes with field 'contact'")

@@ -10,6 +10,7 @@ from rq.job import Job
 from recova.platform.kernel.extension import Platform, platform
 from recova.platform.kernel.jobs import job
 from recova.platform.reports.snapshot import refresh_overview
+from recova.platform.reports.team import refresh_agency_book
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +41,28 @@ def refresh_overview_soon(objects: Platform, tenant_id: int) -> None:
         request_overview_refresh(objects, tenant_id)
     except RedisError as exc:
         logger.warning("overview refresh not queued: %s", type(exc).__name__)
+
+
+# --- the agency workspace's team page: an agency's book in one tenant -----------------------
+
+
+@job(queue="default", timeout=900, retries=2, backoff=[60, 300])
+def refresh_agency_book_job(*, tenant_id: int, agency_id: int) -> str | None:
+    """Compute the agency's book in the tenant and store its snapshot (idempotent; nothing
+    when the agency no longer serves the tenant)."""
+    snapshot = refresh_agency_book(platform(), tenant_id=tenant_id, agency_id=agency_id)
+    return snapshot.computed_at.isoformat() if snapshot is not None else None
+
+
+def request_agency_book_refresh(objects: Platform, *, tenant_id: int, agency_id: int) -> None:
+    """Queue the refresh of an agency's book in a tenant unless one is pending; best
+    effort: a Redis failure is logged (the page shows what it has and asks again)."""
+    try:
+        refresh_agency_book_job.enqueue(
+            objects,
+            job_id=f"team-book-{tenant_id}-{agency_id}",
+            tenant_id=tenant_id,
+            agency_id=agency_id,
+        )
+    except RedisError as exc:
+        logger.warning("agency book refresh not queued: %s", type(exc).__name__)

@@ -207,16 +207,27 @@ def open_inventory(session: Session, buckets: list[dict[str, Any]]) -> list[Buck
     return [BucketLine(row.bucket, row.currency, int(row.cases), row.balance) for row in rows]
 
 
-def credited_sql(s: str, *, originals_since: bool = False, until: bool = False) -> str:
+def credited_sql(
+    s: str,
+    *,
+    originals_since: bool = False,
+    until: bool = False,
+    accounts: str | None = None,
+    since: str = "%(since)s",
+) -> str:
     """SQL of ``credited``: every payment row since ``%(since)s`` with the placement it
     credits (the ledger's rule), signed (a reversal negative) and dated on the tenant's
     calendar (``day``: its own date; a reversal is credited on its original's date).
 
     ``originals_since``: leave out reversals of payments before ``%(since)s`` too (they
     credit placements that started before it). ``until``: only rows before ``%(until)s``
-    (a closed period, such as one month of the agencies' scorecards)."""
-    originals = "AND coalesce(o.paid_at, r.paid_at) >= %(since)s" if originals_since else ""
+    (a closed period, such as one month of the agencies' scorecards). ``accounts``: only
+    the payments of the accounts in that relation (a CTE with an ``account_id`` column,
+    such as one agency's book); ``since``: the SQL of the lower bound when it is not the
+    bound ``%(since)s`` (an expression over that CTE)."""
+    originals = f"AND coalesce(o.paid_at, r.paid_at) >= {since}" if originals_since else ""
     before = "AND r.paid_at < %(until)s" if until else ""
+    of_accounts = f"AND r.account_id IN (SELECT account_id FROM {accounts})" if accounts else ""
     return f"""moves AS (
             SELECT r.id, r.account_id, r.currency,
                    CASE WHEN r.kind = 'payment' THEN r.amount ELSE -r.amount END AS amount,
@@ -224,7 +235,7 @@ def credited_sql(s: str, *, originals_since: bool = False, until: bool = False) 
                    (coalesce(o.paid_at, r.paid_at) AT TIME ZONE %(tz)s::text)::date AS credit_day
             FROM {s}.payments r
             LEFT JOIN {s}.payments o ON o.id = r.reverses_id
-            WHERE r.paid_at >= %(since)s {before} {originals}
+            WHERE r.paid_at >= {since} {before} {originals} {of_accounts}
         ), credited AS (
             SELECT DISTINCT ON (m.id) m.*, pl.id AS placement_id, pl.agency_id, pl.started_on
             FROM moves m

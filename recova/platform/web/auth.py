@@ -3,7 +3,16 @@ and the home page that sends each role to its own area."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -113,7 +122,7 @@ def set_language() -> Response:
 @blp.get("/")
 def home() -> Response | str:
     """Each role's own area: the tenant portal for a lender's staff, the operator's pages
-    for a platform admin."""
+    for a platform admin, the workspace's queue for agency staff."""
     principal = current_principal()
     if principal is None or principal.is_client:
         return redirect(url_for("web_auth.login"))
@@ -121,6 +130,8 @@ def home() -> Response | str:
         return redirect(url_for("portal.overview", tenant_slug=principal.tenant.slug))
     if principal.role is Role.PLATFORM_ADMIN:
         return redirect(url_for("ops.tenants"))
+    if principal.is_agency_user and "workspace.queue" in current_app.view_functions:
+        return redirect(url_for("workspace.queue"))
     role_name = ROLE_NAMES[principal.role] if principal.role is not None else ""
     return render_template("home.html", principal=principal, role_name=role_name)
 

@@ -44,6 +44,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 READ_METHODS = frozenset({"GET", "HEAD"})
 PORTAL_READERS = frozenset({Role.TENANT_ADMIN, Role.TENANT_ANALYST})
 PORTAL_WRITERS = frozenset({Role.TENANT_ADMIN})
+AGENCY_STAFF = frozenset({Role.AGENCY_MANAGER, Role.COLLECTOR})
+AGENCY_MANAGERS = frozenset({Role.AGENCY_MANAGER})
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,27 @@ def web_page(
 def portal_page(view: F) -> F:
     """A tenant portal page: admins and analysts read, admins change."""
     return web_page(PORTAL_READERS, write=PORTAL_WRITERS, tenant=True)(view)
+
+
+def workspace_page(view: F) -> F:
+    """An agency workspace page across the agency's tenants: collectors and managers."""
+    return web_page(AGENCY_STAFF, write=AGENCY_STAFF)(view)
+
+
+def workspace_case_page(view: F) -> F:
+    """A page of one tenant's case in the workspace (``/work/<tenant_slug>/...``): the
+    tenant is bound as for the API; the view still checks the case is within reach."""
+    return web_page(AGENCY_STAFF, write=AGENCY_STAFF, tenant=True)(view)
+
+
+def manager_page(view: F) -> F:
+    """An agency manager's page (team, assignment, approvals, placements, statements)."""
+    return web_page(AGENCY_MANAGERS, write=AGENCY_MANAGERS)(view)
+
+
+def manager_case_page(view: F) -> F:
+    """A manager's page bound to one tenant (``/work/<tenant_slug>/...``)."""
+    return web_page(AGENCY_MANAGERS, write=AGENCY_MANAGERS, tenant=True)(view)
 
 
 def can_write() -> bool:
@@ -177,6 +200,17 @@ PORTAL_NAV = (
 )
 
 
+#: The agency workspace's sections; each shows only to the roles its page is open to.
+WORKSPACE_NAV = (
+    NavItem("workspace.queue", _l("My queue")),
+    NavItem("workspace.team", _l("Team today")),
+    NavItem("workspace.assignment", _l("Assignment")),
+    NavItem("workspace.approvals", _l("Approvals")),
+    NavItem("workspace.placements", _l("Placements")),
+    NavItem("workspace.statements", _l("Statements")),
+)
+
+
 #: The platform operator's sections.
 OPS_NAV = (
     NavItem("ops.tenants", _l("Tenants")),
@@ -195,6 +229,8 @@ def navigation() -> list[tuple[str, Any, bool]]:
         items: tuple[NavItem, ...] = OPS_NAV
     elif principal.role in PORTAL_READERS and g.get("tenant") is not None:
         items = PORTAL_NAV
+    elif principal.role in AGENCY_STAFF:
+        items = WORKSPACE_NAV
     else:
         return []
     # A section's own pages are named after it: ``portal.cases``, ``portal.cases_detail``.

@@ -14,6 +14,11 @@ moving). The deadline orders the queue, soonest first, and an overdue dispute is
 
 Both lists read a partial index (open settlements, open disputes), bounded by ``limit``,
 with the total counted beside them: fast on a book of a million cases.
+
+The agency's side (``agency_settlements``), across every tenant it serves, one query per
+tenant schema: the offers waiting for its manager (above the collectors' limit, within
+the contract's), and those it passed to the tenant (above the contract's), each only on
+a case placed with the agency now, as every agency route reaches cases.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select, text
 from sqlalchemy.orm import Session
 
 from recova.platform.agencies.models import Agency
 from recova.platform.auth.models import User
+from recova.platform.cases.display import name_for_caller
 from recova.platform.cases.models import Account, Case
+from recova.platform.kernel.db import quote_identifier
 from recova.platform.work.models import (
     ApprovalLevel,
     Dispute,
@@ -35,6 +42,7 @@ from recova.platform.work.models import (
     Settlement,
     SettlementStatus,
 )
+from recova.tenants.models import Tenant, tenant_today
 
 DISPUTE_RESPONSE_DAYS = 15
 
@@ -177,3 +185,160 @@ def open_disputes(session: Session, *, now: dt.datetime, limit: int = 200) -> li
         for row in rows
         for d in (row.Dispute,)
     ]
+
+
+# --- the agency's side ---------------------------------------------------------------------
+
+#: How long an offer passed to the tenant stays listed once it is no longer waiting.
+PASSED_LISTED_DAYS = 30
+
+
+@dataclass(frozen=True)
+class AgencySettlement:
+    """One offer made under the agency, in one of the tenants it serves."""
+
+    tenant_slug: str
+    tenant_name: str
+    tenant_timezone: str
+    id: int
+    case_id: int
+    account_external_id: str
+    #: Masked as the caller may see it (agency staff: ``Z**** S**``).
+    debtor_name: str
+    currency: str
+    amount: Decimal
+    balance: Decimal
+    discount_percent: Decimal
+    required_level: ApprovalLevel
+    status: SettlementStatus
+    requested_by: str
+    requester_name: str | None
+    request_note: str | None
+    requested_at: dt.datetime
+    expires_on: dt.date
+    expired: bool
+    decided_by: str | None
+    decider_name: str | None
+    decided_at: dt.datetime | None
+    decision_note: str | None
+
+
+@dataclass(frozen=True)
+class AgencySettlements:
+    """A list of the agency's offers (at most ``limit`` per tenant) and how many there are
+    in all, per tenant slug."""
+
+    items: list[AgencySettlement]
+    totals: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.totals.values())
+
+
+def _agency_settlements_sql(schema: str, *, passed: bool) -> str:
+    """The offers of one tenant's schema (quoted) made under ``:agency_id`` on cases
+    placed with it now: waiting for its manager, or (``passed``) the tenant's."""
+    if passed:
+        which = f"""s.required_level = '{ApprovalLevel.TENANT.value}'
+                    AND (s.status = '{SettlementStatus.PENDING_APPROVAL.value}'
+                         OR s.created_at >= :since)"""
+        order = "s.created_at DESC, s.id DESC"
+    else:
+        which = f"""s.required_level = '{ApprovalLevel.MANAGER.value}'
+                    AND s.status = '{SettlementStatus.PENDING_APPROVAL.value}'"""
+        order = "s.expires_on, s.id"
+    return f"""SELECT s.id, s.case_id, a.external_id AS account_external_id,
+                      d.full_name AS debtor_name, s.currency, s.amount, s.balance,
+                      s.discount_percent, s.required_level, s.status, s.requested_by,
+                      s.request_note, s.created_at, s.expires_on, s.decided_by,
+                      s.decided_at, s.decision_note, count(*) OVER () AS total
+               FROM {schema}.settlements s
+               JOIN {schema}.cases c ON c.id = s.case_id
+               JOIN {schema}.accounts a ON a.id = c.account_id
+               JOIN {schema}.debtors d ON d.id = c.debtor_id
+               WHERE s.agency_id = :agency_id AND {which}
+                 AND EXISTS (SELECT 1 FROM {schema}.placements pl
+                             WHERE pl.case_id = s.case_id AND pl.agency_id = :agency_id
+                               AND pl.recalled_on IS NULL)
+               ORDER BY {order}
+               LIMIT :limit"""  # noqa: S608 - a quoted schema and constants; values bound
+
+
+def agency_settlements(
+    session: Session,
+    tenants: list[Tenant],
+    *,
+    agency_id: int,
+    passed: bool = False,
+    now: dt.datetime,
+    limit: int = 100,
+) -> AgencySettlements:
+    """The agency's offers waiting for its manager (soonest to expire first), or, with
+    ``passed``, those above its contracts' limits passed to the tenant (newest first:
+    every one still waiting, and the others made in the last ``PASSED_LISTED_DAYS``).
+
+    One query per tenant's schema, at most ``limit`` rows each; each row names its
+    tenant, and only cases placed with the agency now are listed.
+    """
+    items: list[AgencySettlement] = []
+    totals: dict[str, int] = {}
+    rows_by_tenant = []
+    for tenant in tenants:
+        rows = (
+            session.execute(
+                text(_agency_settlements_sql(quote_identifier(tenant.schema_name), passed=passed)),
+                {
+                    "agency_id": agency_id,
+                    "since": now - dt.timedelta(days=PASSED_LISTED_DAYS),
+                    "limit": limit,
+                },
+            )
+            .mappings()
+            .all()
+        )
+        totals[tenant.slug] = int(rows[0]["total"]) if rows else 0
+        rows_by_tenant.append((tenant, rows))
+    labels = {
+        label
+        for _, rows in rows_by_tenant
+        for row in rows
+        for label in (row["requested_by"], row["decided_by"])
+        if label
+    }
+    names = staff_names(session, labels)
+    for tenant, rows in rows_by_tenant:
+        today = tenant_today(tenant.timezone)
+        items.extend(
+            AgencySettlement(
+                tenant_slug=tenant.slug,
+                tenant_name=tenant.name,
+                tenant_timezone=tenant.timezone,
+                id=row["id"],
+                case_id=row["case_id"],
+                account_external_id=row["account_external_id"],
+                debtor_name=name_for_caller(row["debtor_name"]),
+                currency=row["currency"],
+                amount=row["amount"],
+                balance=row["balance"],
+                discount_percent=row["discount_percent"],
+                required_level=ApprovalLevel(row["required_level"]),
+                status=SettlementStatus(row["status"]),
+                requested_by=row["requested_by"],
+                requester_name=names.get(row["requested_by"]),
+                request_note=row["request_note"],
+                requested_at=row["created_at"],
+                expires_on=row["expires_on"],
+                expired=row["expires_on"] < today,
+                decided_by=row["decided_by"],
+                decider_name=names.get(row["decided_by"] or ""),
+                decided_at=row["decided_at"],
+                decision_note=row["decision_note"],
+            )
+            for row in rows
+        )
+    if not passed:
+        items.sort(key=lambda item: (item.expires_on, item.tenant_slug, item.id))
+    else:
+        items.sort(key=lambda item: item.requested_at, reverse=True)
+    return AgencySettlements(items=items, totals=totals)

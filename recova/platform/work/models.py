@@ -242,6 +242,8 @@ class Settlement(Timestamped, TenantModel):
             unique=True,
             postgresql_where=text("status IN ('pending_approval', 'approved')"),
         ),
+        # An agency's recent offers, for its workspace's approvals (tenant migration 0017).
+        Index("ix_settlements_agency_created", "agency_id", "created_at"),
         {"schema": T},
     )
 
@@ -262,6 +264,8 @@ class Settlement(Timestamped, TenantModel):
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     decision_note: Mapped[str | None] = mapped_column(String(500))
+    #: Why the offer was asked for, as its requester typed it (for whoever approves it).
+    request_note: Mapped[str | None] = mapped_column(String(500))
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -15,14 +15,21 @@ reversal, gives the same answer as evaluating once. A broken or completed plan i
 A due date may be deferred (moved later) within the tenant's limits: at most
 ``max_deferral_days`` past the date first agreed, at most ``max_deferrals`` times per
 plan, and never past the next instalment's date, so schedule order stays due-date order.
+
+A schedule may be calculated rather than typed (``calculated_schedule``): a total split
+into equal instalments of the currency's minor unit, the last carrying the remainder, a
+week, two weeks or a month apart; any instalment's amount may be set, and the others
+share the rest.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
+import enum
 import itertools
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -46,6 +53,14 @@ from recova.platform.work.settings import current_settings
 MAX_INSTALMENTS = 60
 
 
+class Frequency(enum.StrEnum):
+    """How far apart a calculated schedule's instalments fall."""
+
+    WEEKLY = "weekly"
+    FORTNIGHTLY = "fortnightly"
+    MONTHLY = "monthly"
+
+
 @dataclass(frozen=True)
 class PlanChange:
     """What one evaluation changed: instalments newly paid or missed, and the plan's end."""
@@ -53,6 +68,94 @@ class PlanChange:
     newly_paid: list[int]
     newly_missed: list[int]
     ended: PlanStatus | None
+
+
+def check_schedule(
+    instalments: list[tuple[dt.date, Decimal]], *, today: dt.date, currency: str
+) -> list[Decimal]:
+    """Refuse a schedule no plan may have, whatever the case (``WorkInvalid``); the
+    amounts in the currency's minor unit."""
+    if not 1 <= len(instalments) <= MAX_INSTALMENTS:
+        raise WorkInvalid(f"a plan has between 1 and {MAX_INSTALMENTS} instalments")
+    dates = [due for due, _ in instalments]
+    if dates[0] < today:
+        raise WorkInvalid("the first instalment cannot be due in the past")
+    if any(later <= earlier for earlier, later in itertools.pairwise(dates)):
+        raise WorkInvalid("instalment due dates must be strictly increasing")
+    amounts = [money(amount, currency) for _, amount in instalments]
+    if any(amount <= 0 for amount in amounts):
+        raise WorkInvalid("every instalment amount must be positive")
+    return amounts
+
+
+def instalment_dates(first_due: dt.date, count: int, frequency: Frequency) -> list[dt.date]:
+    """``count`` due dates from ``first_due``, a week, two weeks or a month apart; monthly
+    dates keep the first date's day, or the month's last day when it has no such day."""
+    if frequency is Frequency.MONTHLY:
+        dates = []
+        for n in range(count):
+            month_index = first_due.month - 1 + n
+            year, month = first_due.year + month_index // 12, month_index % 12 + 1
+            day = min(first_due.day, calendar.monthrange(year, month)[1])
+            dates.append(dt.date(year, month, day))
+        return dates
+    step = dt.timedelta(days=7 if frequency is Frequency.WEEKLY else 14)
+    return [first_due + step * n for n in range(count)]
+
+
+def split_evenly(total: Decimal, count: int, currency: str) -> list[Decimal]:
+    """``total`` in ``count`` equal instalments of the currency's minor unit, rounded down;
+    the last carries the remainder, so they add up to ``total`` exactly."""
+    if not 1 <= count <= MAX_INSTALMENTS:
+        raise WorkInvalid(f"a plan has between 1 and {MAX_INSTALMENTS} instalments")
+    minor_unit = money(Decimal(1), currency)  # 1.00: quantising to it keeps its places
+    total = money(total, currency)
+    each = (total / count).quantize(minor_unit, rounding=ROUND_DOWN)
+    if each <= 0:
+        raise WorkInvalid("every instalment amount must be positive")
+    return [each] * (count - 1) + [total - each * (count - 1)]
+
+
+def calculated_schedule(
+    *,
+    total: Decimal,
+    count: int,
+    first_due: dt.date,
+    frequency: Frequency,
+    amounts: list[Decimal | None],
+    currency: str,
+    balance: Decimal,
+    today: dt.date,
+) -> list[tuple[dt.date, Decimal]]:
+    """The plan calculator: ``count`` instalments from ``first_due``; those of ``amounts``
+    given keep their amount, the blank ones share the rest of ``total`` equally (the last
+    blank one carrying the remainder). None given: equal instalments. Every amount set:
+    the plan is their sum. Never more than ``balance``; checked as ``create_plan`` checks
+    a schedule (``check_schedule``), so what the preview shows, the plan saves.
+    """
+    if not 1 <= count <= MAX_INSTALMENTS:
+        raise WorkInvalid(f"a plan has between 1 and {MAX_INSTALMENTS} instalments")
+    total = money(total, currency)
+    if total > balance:
+        raise WorkInvalid(f"the plan's total is above the balance {balance}")
+    chosen = [None if a is None else money(a, currency) for a in amounts[:count]]
+    chosen += [None] * (count - len(chosen))
+    blanks = [n for n, amount in enumerate(chosen) if amount is None]
+    fixed = sum((a for a in chosen if a is not None), Decimal(0))
+    if blanks:
+        rest = total - fixed
+        if rest <= 0:
+            raise WorkInvalid("the amounts set reach the total; leave none blank or raise it")
+        for n, share in zip(blanks, split_evenly(rest, len(blanks), currency), strict=True):
+            chosen[n] = share
+    elif fixed > balance:
+        raise WorkInvalid(f"the plan's total is above the balance {balance}")
+    schedule = []
+    for due, amount in zip(instalment_dates(first_due, count, frequency), chosen, strict=True):
+        assert amount is not None  # every blank got its share
+        schedule.append((due, amount))
+    check_schedule(schedule, today=today, currency=currency)
+    return schedule
 
 
 def create_plan(
@@ -67,18 +170,10 @@ def create_plan(
 
     A promise still pending on the case is superseded by the plan (closed unjudged).
     """
-    if not 1 <= len(instalments) <= MAX_INSTALMENTS:
-        raise WorkInvalid(f"a plan has between 1 and {MAX_INSTALMENTS} instalments")
-    dates = [due for due, _ in instalments]
-    if dates[0] < today:
-        raise WorkInvalid("the first instalment cannot be due in the past")
-    if any(later <= earlier for earlier, later in itertools.pairwise(dates)):
-        raise WorkInvalid("instalment due dates must be strictly increasing")
     account = session.get(Account, case.account_id)
     assert account is not None
-    amounts = [money(amount, account.currency) for _, amount in instalments]
-    if any(amount <= 0 for amount in amounts):
-        raise WorkInvalid("every instalment amount must be positive")
+    amounts = check_schedule(instalments, today=today, currency=account.currency)
+    dates = [due for due, _ in instalments]
     existing = active_plan(session, case.id)
     if existing is not None:
         raise WorkConflict(f"case {case.id} already has an active plan ({existing.id})")

@@ -128,6 +128,57 @@ def required_level(balance: Decimal, amount: Decimal, limits: Limits) -> Approva
     return ApprovalLevel.TENANT
 
 
+@dataclass(frozen=True)
+class OfferLevel:
+    """Who would have to approve an offer of ``amount`` on the case's balance, and why."""
+
+    balance: Decimal
+    amount: Decimal
+    currency: str
+    #: The discount in percent, rounded up to the cent as the stored offer shows it.
+    discount_percent: Decimal
+    required: ApprovalLevel
+    limits: Limits
+
+
+def discount_percent(balance: Decimal, amount: Decimal) -> Decimal:
+    """The discount of ``amount`` on ``balance`` in percent, rounded up to the cent (for
+    display; levels compare exactly)."""
+    return ((balance - amount) * 100 / balance).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
+
+
+def amount_for_discount(balance: Decimal, percent: Decimal, currency: str) -> Decimal:
+    """The amount that settles ``balance`` with a discount of ``percent``, in the
+    currency's minor unit, rounded up: the discount given is never above the one asked."""
+    minor_unit = money(Decimal(1), currency)  # 1.00: quantising to it keeps its places
+    return (balance * (100 - percent) / 100).quantize(minor_unit, rounding=ROUND_CEILING)
+
+
+def approval_level(
+    session: Session, *, case: Case, amount: Decimal, tenant_id: int, today: dt.date
+) -> OfferLevel:
+    """The level an offer of ``amount`` on the case would need if made now (read-only:
+    the rule ``offer_settlement`` applies, for showing before the offer is made).
+
+    Refuses (``WorkInvalid``) an amount the offer itself would refuse.
+    """
+    account = session.get(Account, case.account_id)
+    assert account is not None
+    balance = account.outstanding_total
+    amount = money(amount, account.currency)
+    if amount <= 0 or amount > balance:
+        raise WorkInvalid(f"the settled amount must be above 0 and at most the balance {balance}")
+    limits = limits_for(session, case_id=case.id, tenant_id=tenant_id, day=today)
+    return OfferLevel(
+        balance=balance,
+        amount=amount,
+        currency=account.currency,
+        discount_percent=discount_percent(balance, amount),
+        required=required_level(balance, amount, limits),
+        limits=limits,
+    )
+
+
 def offer_settlement(
     session: Session,
     *,
@@ -138,8 +189,11 @@ def offer_settlement(
     level: ApprovalLevel,
     tenant_id: int,
     today: dt.date,
+    note: str | None = None,
 ) -> Settlement:
     """Make a settlement offer; approved at once if ``level`` covers its discount.
+
+    ``note`` is why it is asked for, kept for whoever approves it.
 
     Only on a case being worked: a recalled or held case may still settle (an offer made
     before is paid), but a new one is not negotiated while no agency holds it or a dispute
@@ -176,15 +230,14 @@ def offer_settlement(
         currency=account.currency,
         balance=balance,
         amount=amount,
-        discount_percent=((balance - amount) * 100 / balance).quantize(
-            Decimal("0.01"), rounding=ROUND_CEILING
-        ),
+        discount_percent=discount_percent(balance, amount),
         required_level=needed,
         agency_id=limits.agency_id,
         status=SettlementStatus.APPROVED if approved else SettlementStatus.PENDING_APPROVAL,
         expires_on=expires_on,
         paid_amount=Decimal(0),
         requested_by=actor_label(actor),
+        request_note=note,
         decided_by=actor_label(actor) if approved else None,
         decided_at=now if approved else None,
         created_at=now,

@@ -17,22 +17,20 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
-from wtforms import SelectChoice, SelectField, StringField, TextAreaField
-from wtforms.validators import AnyOf, Length, Optional
+from wtforms import SelectChoice, SelectField, TextAreaField
+from wtforms.validators import Length, Optional
 
 from recova.platform.auth.principal import Principal
 from recova.platform.kernel.db import utcnow
 from recova.platform.kernel.errors import DomainError, abort
 from recova.platform.kernel.request_scope import db_session
+from recova.platform.web.decisions import SettlementDecisionForm, decide_offer
 from recova.platform.web.pages import portal_page
 from recova.platform.web.portal import blp
-from recova.platform.work import approvals, disputes, settlements
+from recova.platform.work import approvals, disputes
 from recova.platform.work.errors import NotPermitted
 from recova.platform.work.models import Dispute, DisputeStatus, Settlement
 from recova.tenants.models import tenant_today
-
-APPROVE = "approve"
-REFUSE = "refuse"
 
 #: The debtor's grounds as collectors record them (``disputes.GROUNDS``), for people.
 GROUNDS = {
@@ -42,20 +40,6 @@ GROUNDS = {
     "identity_theft": _l("Identity theft"),
     "other": _l("Other"),
 }
-
-
-class SettlementDecisionForm(FlaskForm):
-    """Approve or refuse one offer; a refusal says why."""
-
-    decision = StringField(validators=[AnyOf([APPROVE, REFUSE])])
-    note = TextAreaField(_l("Reason"), validators=[Optional(), Length(max=500)])
-
-    def validate(self, extra_validators: Any = None) -> bool:
-        valid = super().validate(extra_validators)
-        if self.decision.data == REFUSE and not (self.note.data or "").strip():
-            self.note.errors = [*self.note.errors, _("Give the reason for refusing.")]
-            valid = False
-        return valid
 
 
 class DisputeResolutionForm(FlaskForm):
@@ -159,24 +143,12 @@ def approvals_settlement(settlement_id: int) -> Response | tuple[str, int]:
     if not form.validate_on_submit():
         return _page(failed=form, failed_key=key, status=422)
     principal = _principal()
-    approve = form.decision.data == APPROVE
     try:
-        settlements.decide_settlement(
-            session,
-            settlement=settlement,
-            approve=approve,
-            actor=principal,
-            level=settlements.level_of(principal),
-            note=(form.note.data or "").strip() or None,
-            today=tenant_today(g.tenant.timezone),
-        )
+        message = decide_offer(session, settlement, form, principal, timezone=g.tenant.timezone)
     except DomainError as error:  # the 422 rolls the request's transaction back
         form.form_errors = [_refusal(error)]
         return _page(failed=form, failed_key=key, status=422)
-    if approve:
-        flash(_("Settlement offer %(id)s approved.", id=settlement_id))
-    else:
-        flash(_("Settlement offer %(id)s refused.", id=settlement_id))
+    flash(message)
     return redirect(url_for("portal.approvals"))
 
 
