@@ -155,6 +155,81 @@ DEMO_COUNTS = textwrap.dedent(
     """
 )
 
+# What each demo collector's desk holds today, and the day's phase per lender (two reports
+# in the same phase must match: the desk adds a day's calls once the window has opened).
+DEMO_DESK = textwrap.dedent(
+    """
+    import datetime as dt
+    import json
+    from sqlalchemy import func, select
+    from recova.platform.allocation.models import Assignment, Placement
+    from recova.platform.auth.models import User
+    from recova.platform.compliance.policy import policy_in_force
+    from recova.platform.contact.models import ContactAttempt
+    from recova.platform.entry.app import create_app
+    from recova.platform.kernel.extension import platform
+    from recova.platform.payments.models import Payment
+    from recova.platform.work.demo_desk import DeskDay
+    from recova.platform.work.models import Promise, Settlement
+    from recova.tenants.scope import tenant_scope
+
+    def count(session, model, *where):
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+    db = platform(create_app()).db
+    now = dt.datetime.now(dt.UTC)
+    report = {}
+    for slug in ("lendco-cn", "lendco-us"):
+        with tenant_scope(slug, db=db) as s:
+            tenant = s.info["tenant"]
+            rules = policy_in_force(s, jurisdiction=tenant.jurisdiction, at=now).rules
+            day = DeskDay.of(now=now, timezone=tenant.timezone,
+                             window_start=rules.window_start, window_end=rules.window_end)
+            desks = {}
+            for user_id, email in s.execute(
+                select(User.id, User.email).where(User.email.like("collector%"))
+            ):
+                label = f"user:{user_id}"
+                held = (Assignment.ended_at.is_(None), Assignment.collector_id == user_id)
+                desks[email] = {
+                    "attempts_today": count(
+                        s, ContactAttempt, ContactAttempt.user_id == user_id,
+                        ContactAttempt.attempted_at >= day.start,
+                        ContactAttempt.attempted_at < day.end),
+                    "promises_due_today": count(
+                        s, Promise, Promise.created_by == label, Promise.due_date == day.date),
+                    "callbacks_due": count(
+                        s, Assignment, *held, Assignment.next_action_at <= now),
+                    "waiting_for_manager": count(
+                        s, Settlement, Settlement.requested_by == label,
+                        Settlement.status == "pending_approval",
+                        Settlement.required_level == "manager"),
+                }
+            totals = {m.__tablename__: count(s, m)
+                      for m in (ContactAttempt, Promise, Settlement, Payment)}
+            totals["callbacks"] = count(s, Assignment, Assignment.next_action_at.is_not(None))
+        report[slug] = {
+            "phase": [day.date.isoformat(), day.started], "desks": desks, "totals": totals
+        }
+    db.dispose()
+    print(json.dumps(report))
+    """
+)
+DESK_HEADER = "Filling every collector's desk"
+
+
+def _without_desk(lines: list[str]) -> list[str]:
+    """The demo's output without its desk lines (the header's and the lenders' under it)."""
+    kept, in_desk = [], False
+    for line in lines:
+        if line.startswith(DESK_HEADER):
+            in_desk = True
+        elif not line.startswith("  "):
+            in_desk = False
+        if not in_desk:
+            kept.append(line)
+    return kept
+
 
 @pytest.fixture
 def home() -> Iterator[Path]:
@@ -319,6 +394,15 @@ def test_demo_runs_twice_without_duplicating_anything(home: Path) -> None:
     # The demo's webhook receiver verified every delivery of both lenders.
     verified = [line for line in first.stdout.splitlines() if "signed and verified" in line]
     assert [line.split()[0] for line in verified] == DEMO_TENANTS, first.stdout
+    # Agency staff are sent to the workspace's queue, lenders' staff to their portal.
+    logins = {
+        line.split()[0]: line.split()[-1] for line in first.stdout.splitlines() if "@" in line
+    }
+    assert logins["collector1@swiftrecoveries.test"] == "http://127.0.0.1:5000/work/"
+    assert logins["manager@harborcollections.test"] == "http://127.0.0.1:5000/work/"
+    assert logins["admin@cn.lendco.test"] == "http://127.0.0.1:5000/portal/lendco-cn/"
+    _assert_servers_stopped(home)
+    desk = _python(home, DEMO_DESK)
     _assert_servers_stopped(home)
 
     # Run 2 finds run 1's data on disk (the servers were stopped in between) and adds nothing:
@@ -329,9 +413,34 @@ def test_demo_runs_twice_without_duplicating_anything(home: Path) -> None:
     assert all("completed" in line and " 0 rejected" in line for line in loads)
     reloads = [line for line in second.stdout.splitlines() if " rows, " in line]
     assert all(" 0 inserted, 0 updated," in line for line in reloads)
-    assert [line for line in second.stdout.splitlines() if " rows, " not in line] == [
-        line for line in first.stdout.splitlines() if " rows, " not in line
-    ]
+    again = _python(home, DEMO_DESK)
+    # The same day's phase: the same desk, not one row more, and the same lines. (A run
+    # on each side of midnight or of the window's opening fills the later phase.)
+    same_phase = all(again[slug]["phase"] == desk[slug]["phase"] for slug in DEMO_TENANTS)
+    steady = (lambda lines: lines) if same_phase else _without_desk
+    assert steady([line for line in second.stdout.splitlines() if " rows, " not in line]) == (
+        steady([line for line in first.stdout.splitlines() if " rows, " not in line])
+    )
+    if same_phase:
+        for slug in DEMO_TENANTS:
+            assert again[slug]["totals"] == desk[slug]["totals"]
+            for email, held in again[slug]["desks"].items():
+                earlier = desk[slug]["desks"][email]
+                assert {k: v for k, v in held.items() if k != "callbacks_due"} == {
+                    k: v for k, v in earlier.items() if k != "callbacks_due"
+                }
+    # Every collector of both lenders has work today: what is due (a promise, a callback
+    # due now, an offer waiting for their manager) and, once the day started, calls.
+    desk_lines = [line for line in first.stdout.splitlines() if "waiting for a manager" in line]
+    assert [line.split()[0] for line in desk_lines] == DEMO_TENANTS, first.stdout
+    for slug in DEMO_TENANTS:
+        desks = again[slug]["desks"]
+        assert len(desks) == 4
+        for email, held in desks.items():
+            assert held["promises_due_today"] >= 2, (slug, email, held)
+            assert held["callbacks_due"] >= 1, (slug, email, held)
+            assert held["waiting_for_manager"] >= 1, (slug, email, held)
+            assert (held["attempts_today"] > 0) is again[slug]["phase"][1], (slug, email, held)
     _assert_servers_stopped(home)
 
     assert _listed_tenants(_recova(home, "tenants", "list").stdout) == DEMO_TENANTS

@@ -50,7 +50,7 @@ def demo_contact_day(objects: Platform, slugs: list[str]) -> list[tuple[str, str
                     lines.append((slug, "too few assigned cases for the demo's contact day"))
                     continue
                 _work_the_day(session, objects, tenant, cases)
-            lines.append((slug, _summary(session)))
+            lines.append((slug, _summary(session, tenant)))
     return lines
 
 
@@ -147,16 +147,33 @@ def _work_the_day(session: Session, objects: Platform, tenant: Tenant, cases: li
     call(fifth, at(6, 30), None)
 
 
-def _summary(session: Session) -> str:
-    """The day read back: attempts, results and blocks by rule."""
+def _summary(session: Session, tenant: Tenant) -> str:
+    """The day read back: attempts, results and blocks by rule.
+
+    Only the replayed day's (the first day with attempts), not the attempts of later days
+    (the demo's desk today, a collector's work in the workspace), so a second demo prints
+    the same line.
+    """
+    first = session.scalar(select(func.min(ContactAttempt.attempted_at)))
+    if first is None:
+        return "no attempts"
+    zone = zoneinfo.ZoneInfo(tenant.timezone)
+    day = first.astimezone(zone).date()
+    replayed = (
+        ContactAttempt.attempted_at >= dt.datetime.combine(day, dt.time(0), tzinfo=zone),
+        ContactAttempt.attempted_at
+        < dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=zone),
+    )
     rows = session.execute(
-        select(ContactAttempt.status, ContactAttempt.result, ContactAttempt.blocked_rule)
+        select(ContactAttempt.status, ContactAttempt.result, ContactAttempt.blocked_rule).where(
+            *replayed
+        )
     ).all()
     blocked = Counter(rule for status, _, rule in rows if status == "blocked")
     results = Counter(result for status, result, _ in rows if status == "completed")
     reached = session.scalar(
         select(func.count(func.distinct(ContactAttempt.case_id))).where(
-            ContactAttempt.result == "connected", ContactAttempt.third_party.is_(False)
+            *replayed, ContactAttempt.result == "connected", ContactAttempt.third_party.is_(False)
         )
     )
     rules = ", ".join(f"{rule} {n}" for rule, n in sorted(blocked.items()))

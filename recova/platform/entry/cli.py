@@ -31,6 +31,7 @@ from recova.platform.entry.demo import (
     bill_demo,
     deliver_demo_events,
     demo_receiver_secrets,
+    limit_demo_discounts,
     load_demo_portfolios,
     register_demo_receiver,
     seed_demo,
@@ -46,6 +47,7 @@ from recova.platform.web.cli import i18n_cli
 from recova.platform.webhooks.demo_receiver import DemoReceiver
 from recova.platform.work.cli import work_cli
 from recova.platform.work.demo import demo_case_work
+from recova.platform.work.demo_desk import demo_desk
 from recova.tenants.migrate import migrate_all, migrate_shared
 from recova.tenants.models import TenantStatus
 from recova.tenants.scope import tenant_scope
@@ -118,6 +120,10 @@ def demo(host: str, port: int, serve: bool, receiver_port: int) -> None:
         click.echo(f"  {slug:<10} {summary}")
     click.echo("Recording the collectors' promises, plans and settlement offers ...")
     for slug, summary in demo_case_work(objects.db, [spec["slug"] for spec in TENANTS]):
+        click.echo(f"  {slug:<10} {summary}")
+    click.echo("Filling every collector's desk for today on each lender's calendar ...")
+    limit_demo_discounts(app, slugs)
+    for slug, summary in demo_desk(objects, slugs, folder=objects.settings.home / "demo"):
         click.echo(f"  {slug:<10} {summary}")
     click.echo(f"Closing {DEMO_BOOK_DATE:%B %Y} for the demo lenders ...")
     for bill in bill_demo(objects, objects.settings.home / "demo" / "invoices"):

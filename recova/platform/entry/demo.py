@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -33,13 +35,14 @@ from recova.platform.auth.models import Membership, Role, User
 from recova.platform.auth.services import create_user
 from recova.platform.entry import demo_data
 from recova.platform.kernel.db import Database
-from recova.platform.kernel.extension import Platform
+from recova.platform.kernel.extension import Platform, platform
 from recova.platform.kernel.outbox import relay_outbox_until_drained
 from recova.platform.webhooks.delivery import attempt_delivery
 from recova.platform.webhooks.demo_receiver import PATH_PREFIX, DemoReceiver
 from recova.platform.webhooks.models import WebhookDelivery, WebhookEndpoint
 from recova.platform.webhooks.services import create_endpoint, send_test_event, update_endpoint
 from recova.platform.webhooks.signing import open_secret
+from recova.platform.work.settlements import set_collector_limit, set_contract_limit
 from recova.tenants.models import Tenant
 from recova.tenants.scope import tenant_scope
 from recova.tenants.services import get_tenant, provision_tenant
@@ -52,7 +55,8 @@ class DemoLogin:
     email: str
     role: str
     organisation: str
-    #: Where the role's pages start (the tenant portal for a lender's staff).
+    #: Where the role's pages start (the tenant portal for a lender's staff, the workspace's
+    #: queue for an agency's managers and collectors).
     portal_path: str = "/"
 
 
@@ -223,7 +227,12 @@ def _user(
             tenant=tenant,
             agency=agency,
         )
-    path = f"/portal/{tenant.slug}/" if tenant is not None else "/"
+    if tenant is not None:
+        path = f"/portal/{tenant.slug}/"
+    elif agency is not None:
+        path = "/work/"
+    else:
+        path = "/"
     return DemoLogin(email, role.value, organisation, path)
 
 
@@ -355,6 +364,49 @@ def allocate_demo(objects: Platform) -> list[tuple[str, str]]:
         with tenant_scope(spec["slug"], db=objects.db) as scoped:
             lines.append((spec["slug"], allocation_summary(scoped).line()))
     return lines
+
+
+#: The discounts the demo agencies may settle for without the lender, in percent of the
+#: balance: their collectors up to the first, their managers up to the second (each
+#: lender's contract), so a collector's larger discount waits for their manager.
+DEMO_COLLECTOR_DISCOUNT_LIMIT = Decimal("10")
+DEMO_CONTRACT_DISCOUNT_LIMIT = Decimal("30")
+
+
+def limit_demo_discounts(app: Flask, slugs: list[str]) -> None:
+    """Give the lenders' contracts and their agencies the demo's discount limits, once: a
+    limit still at its default of 0 is set, one changed since (in the portal or the API)
+    is left alone. Through the services, so each lender's audit chain records them."""
+    objects = platform(app)
+    agency_ids: set[int] = set()
+    for slug in slugs:
+        with tenant_scope(slug, db=objects.db) as scoped:
+            contracts = scoped.scalars(
+                select(AgencyContract)
+                .where(AgencyContract.tenant_id == scoped.info["tenant"].id)
+                .order_by(AgencyContract.id)
+            ).all()
+            for contract in contracts:
+                agency_ids.add(contract.agency_id)
+                if contract.settlement_discount_limit == 0:
+                    set_contract_limit(
+                        scoped, contract, limit=DEMO_CONTRACT_DISCOUNT_LIMIT, actor="job:demo"
+                    )
+    # The collectors' limit is noted in every lender's chain the agency serves, each
+    # through its own scope, which needs the app.
+    with app.app_context():
+        session = objects.db.session()
+        try:
+            for agency in session.scalars(
+                select(Agency).where(Agency.id.in_(agency_ids)).order_by(Agency.id)
+            ):
+                if agency.collector_discount_limit == 0:
+                    set_collector_limit(
+                        session, agency, limit=DEMO_COLLECTOR_DISCOUNT_LIMIT, actor="job:demo"
+                    )
+            session.commit()
+        finally:
+            session.close()
 
 
 @dataclass(frozen=True)
