@@ -449,6 +449,9 @@ def test_a_conversation_without_a_note_owes_a_wrap_up_before_the_next_case(cn: L
     after = screen(worker, cn, debt)
     assert 'data-testid="wrap-up-owed"' not in after
     assert not re.search(r'id="next-case"[^>]*disabled', after)
+    # The note is in the history, under the call's outcome, for whoever opens the case next.
+    history = after.split('id="timeline"', 1)[1]
+    assert '<div class="entry-note small">promised to call back</div>' in history
 
 
 def test_a_wrong_number_is_wrapped_up_by_a_callback(cn: Lender) -> None:
@@ -468,6 +471,18 @@ def test_a_wrong_number_is_wrapped_up_by_a_callback(cn: Lender) -> None:
     page = screen(worker, cn, debt)
     assert 'data-testid="wrap-up-owed"' not in page
     assert "Callback scheduled" in page
+
+
+def test_a_note_with_no_call_to_wrap_up_is_kept_on_the_case_and_shown(cn: Lender) -> None:
+    debt = cn.debt(timezone=zone_where_it_is(NOON))
+    worker = collector(cn)
+
+    noted = post(worker, url(cn, debt, "/note"), {"note-note": "debtor asked for letters only"})
+
+    assert noted.status_code == 303
+    page = screen(worker, cn, debt)
+    notes = page.split('id="case-notes"', 1)[1].split("</div></div>", 1)[0]
+    assert "debtor asked for letters only" in notes
 
 
 def test_an_outcome_with_a_note_owes_nothing(cn: Lender) -> None:

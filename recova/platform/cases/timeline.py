@@ -201,6 +201,7 @@ def _outcomes(session: Session, case_id: int, limit: int) -> list[Entry]:
                 "label": label,
                 "result": attempt.result,
                 "recorded": bool(attempt.recording_ref),
+                "notes": attempt.notes,
             },
         )
         for attempt, code, label in rows

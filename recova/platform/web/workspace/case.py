@@ -709,7 +709,9 @@ def queue_case_outcome(case_id: int, attempt_id: int) -> Response:
     slug = g.tenant.slug
     if _needs_wrap_up(attempt) and not note and callback_at is None:
         wrapup.require_wrap_up(tenant_slug=slug, case_id=case.id, attempt_id=attempt.id)
-        flash(_("Outcome saved. Leave a note or schedule a callback before the next case."))
+        flash(
+            _("Outcome saved. Leave a note or schedule a callback before the next case."), "warning"
+        )
         return _back(case)
     if note or callback_at is not None:
         wrapup.wrap_up_done(tenant_slug=slug, case_id=case.id)
