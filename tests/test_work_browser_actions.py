@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -41,11 +42,15 @@ def _limits(lender: Any) -> None:
 
 
 def _level(browser: WebDriver, expected: str) -> str:
-    def shown(driver: WebDriver) -> Any:
+    def shown(driver: WebDriver) -> str | None:
         found = driver.find_elements(By.CSS_SELECTOR, "#settlement-level-answer")
-        return found[0] if found and found[0].get_attribute("data-level") == expected else None
+        if found and found[0].get_attribute("data-level") == expected:
+            return str(found[0].text)
+        return None
 
-    return str(WebDriverWait(browser, 20).until(shown).text)
+    # htmx swaps the answer in as the amount is typed: an element read may be replaced.
+    wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
+    return str(wait.until(shown))
 
 
 @pytest.mark.parametrize("browser", ["zh-CN", "en"], indirect=True)
@@ -92,7 +97,10 @@ def test_a_collector_checks_an_offer_and_saves_a_plan(
 
     def rebalanced(driver: WebDriver) -> list[Decimal] | None:
         found = driver.find_elements(By.CSS_SELECTOR, "#plan-schedule-table tbody td[data-amount]")
-        amounts = [Decimal(str(c.get_attribute("data-amount"))) for c in found]
+        try:
+            amounts = [Decimal(str(c.get_attribute("data-amount"))) for c in found]
+        except StaleElementReferenceException:  # htmx swapped the table in meanwhile
+            return None
         return amounts if amounts and amounts[0] == Decimal("2000.00") else None
 
     assert WebDriverWait(browser, 20).until(rebalanced) == [
