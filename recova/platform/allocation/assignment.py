@@ -184,6 +184,7 @@ def _match_by_class(ctx: RunContext) -> None:
            ), k.agency_id, k.language NULLS LAST, k.region NULLS LAST"""
     ).fetchall()
     for agency_id, language, region, n in classes:
+        level = _fill_level(ctx, agency_id, language, region, int(n))
         ctx.execute(
             """WITH cases AS (
                    SELECT p.placement_id, p.balance, p.reassigned,
@@ -197,7 +198,9 @@ def _match_by_class(ctx: RunContext) -> None:
                           row_number() OVER (ORDER BY c.load + k, c.balance_load,
                                                       c.collector_id) AS rn
                    FROM alloc_collectors c
-                   CROSS JOIN LATERAL generate_series(1, least(c.free, %(n)s)) AS k
+                   -- only the slots up to the class's fill level can rank within n
+                   CROSS JOIN LATERAL generate_series(
+                       1, least(c.free, %(n)s, %(level)s::bigint - c.load)) AS k
                    WHERE c.agency_id = %(agency)s AND c.free > 0
                      AND (cardinality(c.languages) = 0 OR %(language)s::text IS NULL
                           OR %(language)s::text = ANY(c.languages))
@@ -220,7 +223,46 @@ def _match_by_class(ctx: RunContext) -> None:
             language=language,
             region=region,
             n=int(n),
+            level=level,
         )
+
+
+def _fill_level(
+    ctx: RunContext, agency_id: int, language: str | None, region: str | None, n: int
+) -> int | None:
+    """The lowest slot rank (open cases + k) a class of ``n`` cases fills up to.
+
+    Collector c's k-th free slot ranks by ``load + k``; the class's n best slots are all at
+    or below the smallest level L with n slots at or below it, so slots above L need not be
+    generated (nor sorted). None (no bound) when the collectors have fewer than n slots.
+    """
+    rows = ctx.execute(
+        """SELECT c.load, least(c.free, %(n)s) FROM alloc_collectors c
+           WHERE c.agency_id = %(agency)s AND c.free > 0
+             AND (cardinality(c.languages) = 0 OR %(language)s::text IS NULL
+                  OR %(language)s::text = ANY(c.languages))
+             AND (cardinality(c.regions) = 0 OR %(region)s::text IS NULL
+                  OR %(region)s::text = ANY(c.regions))""",
+        agency=agency_id,
+        language=language,
+        region=region,
+        n=n,
+    ).fetchall()
+    slots = [(int(load), int(free)) for load, free in rows]
+
+    def filled(level: int) -> int:
+        return sum(min(free, max(0, level - load)) for load, free in slots)
+
+    if not slots or filled(max(load + free for load, free in slots)) < n:
+        return None
+    low, high = min(load for load, _ in slots), max(load + free for load, free in slots)
+    while low < high:  # filled() grows with the level: the smallest level with n slots
+        middle = (low + high) // 2
+        if filled(middle) >= n:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def refresh_workloads(ctx: RunContext) -> None:
