@@ -411,7 +411,11 @@ def write_commission_lines(ctx: CloseContext) -> int:
                         ) q OFFSET 0
                     ) q OFFSET 0
                 ) q OFFSET 0
-            ) lines""",
+            ) lines
+            -- In line-id order: the cap's window leaves rows in case order, and inserting
+            -- those ids and payment ids out of order into their unique indexes cost more
+            -- than this sort.
+            ORDER BY n""",
         first_id=first_id,
     )
     written = int(ctx.cur.rowcount or 0)
