@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import (
-    current_app,
     flash,
     g,
     make_response,
@@ -408,11 +407,9 @@ def _wrap_up_owed(case: Case) -> dict[str, Any] | None:
     return None
 
 
-def _next_url(**args: Any) -> str | None:
-    """The queue's *Next case* (its page may not be registered in every build)."""
-    if "workspace.queue_next" in current_app.view_functions:
-        return url_for("workspace.queue_next", **args)
-    return None
+def _next_url(**args: Any) -> str:
+    """The queue's *Next case*."""
+    return url_for("workspace.queue_next", **args)
 
 
 def leaving(case: Case) -> str:
@@ -717,7 +714,7 @@ def queue_case_outcome(case_id: int, attempt_id: int) -> Response:
         wrapup.wrap_up_done(tenant_slug=slug, case_id=case.id)
     flash(_("Outcome saved."), "success")
     next_url = _next_url(leaving=leaving(case))
-    if form.and_next.data and next_url is not None and _wrap_up_owed(case) is None:
+    if form.and_next.data and _wrap_up_owed(case) is None:
         return redirect(next_url, 303)
     return _back(case)
 
