@@ -206,7 +206,7 @@ WORKSPACE_NAV = (
     NavItem("workspace.team", _l("Team today")),
     NavItem("workspace.assignment", _l("Assignment")),
     NavItem("workspace.approvals", _l("Approvals")),
-    NavItem("workspace.placements", _l("Placements")),
+    NavItem("workspace.placements", _l("Placements and recalls")),
     NavItem("workspace.statements", _l("Statements")),
 )
 
