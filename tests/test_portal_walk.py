@@ -15,14 +15,12 @@ object is looked up; each section's tests check another tenant's real ids):
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import pytest
 from flask import Flask
 from werkzeug.routing import Rule
 
-from tests.support import Caller, World, anonymous, login
+from tests.support import World, anonymous, login
+from tests.walk_support import ask, csrf_token, methods, route_path
 
 #: Routes an analyst may POST to, because they change nothing (the API lets analysts
 #: do the same): the compliance simulator.
@@ -37,33 +35,6 @@ def _web_rules(app: Flask) -> list[Rule]:
     )
 
 
-def _path(rule: Rule, slug: str) -> str:
-    values: dict[str, Any] = {}
-    for name in rule.arguments:
-        values[name] = slug if name == "tenant_slug" else "1" if name != "slug" else slug
-    path = rule.rule
-    for name, value in values.items():
-        path = re.sub(rf"<(?:[a-z]+:)?{name}>", str(value), path)
-    return path
-
-
-def _token(caller: Caller) -> str:
-    page = caller.client.get("/login", follow_redirects=True).get_data(as_text=True)
-    found = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
-    assert found is not None
-    return found.group(1)
-
-
-def _ask(caller: Caller, method: str, path: str, token: str) -> int:
-    if method == "GET":
-        return caller.client.get(path).status_code
-    return caller.client.post(path, data={"csrf_token": token}).status_code
-
-
-def _methods(rule: Rule) -> list[str]:
-    return sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
-
-
 def test_every_web_route_carries_a_page_rule(world: World) -> None:
     rules = _web_rules(world.app)
 
@@ -76,18 +47,18 @@ def test_every_web_route_carries_a_page_rule(world: World) -> None:
 
 def test_anonymous_visitors_are_sent_to_sign_in_and_changes_refused(world: World) -> None:
     visitor = anonymous(world.app)
-    token = _token(visitor)
+    token = csrf_token(visitor)
     wrong = []
     for rule in _web_rules(world.app):
-        path = _path(rule, world.a.slug)
-        for method in _methods(rule):
+        path = route_path(rule, world.a.slug)
+        for method in methods(rule):
             if method == "GET":
                 answer = visitor.client.get(path)
                 ok = answer.status_code == 302 and answer.headers["Location"].startswith(
                     "/login?next="
                 )
             else:
-                ok = _ask(visitor, method, path, token) == 401
+                ok = ask(visitor, method, path, token) == 401
             if not ok:
                 wrong.append(f"{method} {path}")
     assert wrong == []
@@ -97,37 +68,37 @@ def test_anonymous_visitors_are_sent_to_sign_in_and_changes_refused(world: World
 def test_agency_staff_reach_no_portal_or_operator_page(world: World, who: str) -> None:
     email = world.manager_email if who == "manager" else world.collector_email
     staff = login(world.app, email)
-    token = _token(staff)
+    token = csrf_token(staff)
     wrong = [
-        f"{method} {_path(rule, world.a.slug)}"
+        f"{method} {route_path(rule, world.a.slug)}"
         for rule in _web_rules(world.app)
-        for method in _methods(rule)
-        if _ask(staff, method, _path(rule, world.a.slug), token) != 403
+        for method in methods(rule)
+        if ask(staff, method, route_path(rule, world.a.slug), token) != 403
     ]
     assert wrong == []
 
 
 def test_another_tenants_admin_finds_nothing_on_this_tenants_pages(world: World) -> None:
     other = login(world.app, world.b.admin_email)
-    token = _token(other)
+    token = csrf_token(other)
     wrong = [
-        f"{method} {_path(rule, world.a.slug)}"
+        f"{method} {route_path(rule, world.a.slug)}"
         for rule in _web_rules(world.app)
         if rule.endpoint.startswith("portal.")
-        for method in _methods(rule)
-        if _ask(other, method, _path(rule, world.a.slug), token) != 404
+        for method in methods(rule)
+        if ask(other, method, route_path(rule, world.a.slug), token) != 404
     ]
     assert wrong == []
 
 
 def test_the_analyst_changes_nothing_anywhere(world: World) -> None:
     analyst = login(world.app, world.a.analyst_email)
-    token = _token(analyst)
+    token = csrf_token(analyst)
     refused, allowed = [], []
     for rule in _web_rules(world.app):
-        if not rule.endpoint.startswith("portal.") or "POST" not in _methods(rule):
+        if not rule.endpoint.startswith("portal.") or "POST" not in methods(rule):
             continue
-        status = _ask(analyst, "POST", _path(rule, world.a.slug), token)
+        status = ask(analyst, "POST", route_path(rule, world.a.slug), token)
         (refused if status == 403 else allowed).append(rule.endpoint)
     assert set(allowed) == ANALYST_POSTS
     assert refused  # the walk reached the change routes
@@ -135,12 +106,12 @@ def test_the_analyst_changes_nothing_anywhere(world: World) -> None:
 
 def test_tenant_staff_reach_no_operator_page(world: World) -> None:
     admin = login(world.app, world.a.admin_email)
-    token = _token(admin)
+    token = csrf_token(admin)
     wrong = [
-        f"{method} {_path(rule, world.a.slug)}"
+        f"{method} {route_path(rule, world.a.slug)}"
         for rule in _web_rules(world.app)
         if rule.endpoint.startswith("ops.")
-        for method in _methods(rule)
-        if _ask(admin, method, _path(rule, world.a.slug), token) != 403
+        for method in methods(rule)
+        if ask(admin, method, route_path(rule, world.a.slug), token) != 403
     ]
     assert wrong == []

@@ -16,7 +16,6 @@ looked up), then a case's routes with real cases out of the caller's reach:
 
 from __future__ import annotations
 
-import re
 import secrets
 
 import pytest
@@ -34,6 +33,7 @@ from recova.tenants.scope import tenant_scope
 from tests.compliance_support import Lender, lender_for
 from tests.support import PASSWORD, Caller, World, anonymous, login
 from tests.transactions import RolledBack
+from tests.walk_support import ask, csrf_token, methods, route_path
 
 
 def _workspace_rules(app: Flask) -> list[Rule]:
@@ -43,42 +43,17 @@ def _workspace_rules(app: Flask) -> list[Rule]:
     )
 
 
-def _path(rule: Rule, slug: str, **ids: int) -> str:
-    path = rule.rule
-    for name in rule.arguments:
-        value = slug if name == "tenant_slug" else str(ids.get(name, 1))
-        path = re.sub(rf"<(?:[a-z]+:)?{name}>", value, path)
-    return path
-
-
-def _token(caller: Caller) -> str:
-    page = caller.client.get("/login", follow_redirects=True).get_data(as_text=True)
-    found = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
-    assert found is not None
-    return found.group(1)
-
-
-def _ask(caller: Caller, method: str, path: str, token: str) -> int:
-    if method == "GET":
-        return caller.client.get(path).status_code
-    return caller.client.post(path, data={"csrf_token": token}).status_code
-
-
-def _methods(rule: Rule) -> list[str]:
-    return sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
-
-
 def _is_manager_only(app: Flask, rule: Rule) -> bool:
     return app.view_functions[rule.endpoint].page_rule.roles == AGENCY_MANAGERS
 
 
 def _walk(caller: Caller, rules: list[Rule], slug: str, expected: int, **ids: int) -> list[str]:
-    token = _token(caller)
+    token = csrf_token(caller)
     return [
-        f"{method} {_path(rule, slug, **ids)} -> {status}"
+        f"{method} {route_path(rule, slug, **ids)} -> {status}"
         for rule in rules
-        for method in _methods(rule)
-        if (status := _ask(caller, method, _path(rule, slug, **ids), token)) != expected
+        for method in methods(rule)
+        if (status := ask(caller, method, route_path(rule, slug, **ids), token)) != expected
     ]
 
 
@@ -94,18 +69,18 @@ def test_every_workspace_route_carries_a_page_rule(world: World) -> None:
 
 def test_anonymous_visitors_are_sent_to_sign_in_and_changes_refused(world: World) -> None:
     visitor = anonymous(world.app)
-    token = _token(visitor)
+    token = csrf_token(visitor)
     wrong = []
     for rule in _workspace_rules(world.app):
-        path = _path(rule, world.a.slug)
-        for method in _methods(rule):
+        path = route_path(rule, world.a.slug)
+        for method in methods(rule):
             if method == "GET":
                 answer = visitor.client.get(path)
                 ok = answer.status_code == 302 and answer.headers["Location"].startswith(
                     "/login?next="
                 )
             else:
-                ok = _ask(visitor, method, path, token) == 401
+                ok = ask(visitor, method, path, token) == 401
             if not ok:
                 wrong.append(f"{method} {path}")
     assert wrong == []
